@@ -1,0 +1,135 @@
+"""Input checks shared by every backend.
+
+Each function raises ``TypeError`` / ``ValueError`` whose message names the
+layer, what was expected and what came, and returns the arrays in the form
+the computation wants. The NumPy reference and the Numba backend both call
+these, so a bad input fails the same way (and before any kernel runs).
+"""
+import numpy as np
+
+from . import tolerances
+
+
+def _desc(a):
+    a = np.asarray(a)
+    return f"shape {a.shape} dtype {a.dtype}"
+
+
+def as_numeric(layer, name, a):
+    """``a`` as an ndarray of bool/int/float; anything else is a TypeError."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{layer}: {name} must be a real numeric array, got {_desc(arr)}")
+    return arr
+
+
+def affine_params(layer, W, b):
+    """Check ``W (D, M)`` and ``b (M,)`` as held by an Affine layer."""
+    if not isinstance(W, np.ndarray) or W.dtype.kind != "f":
+        raise TypeError(f"{layer}: W must be a floating-point ndarray, got "
+                        f"{type(W).__name__} {_desc(W) if isinstance(W, np.ndarray) else ''}".rstrip())
+    if not isinstance(b, np.ndarray) or b.dtype.kind != "f":
+        raise TypeError(f"{layer}: b must be a floating-point ndarray, got "
+                        f"{type(b).__name__} {_desc(b) if isinstance(b, np.ndarray) else ''}".rstrip())
+    if W.ndim != 2:
+        raise ValueError(f"{layer}: W must be 2-D (D, M), got {_desc(W)}")
+    if b.shape != (W.shape[1],):
+        raise ValueError(f"{layer}: b must have shape ({W.shape[1]},) to match W {W.shape}, got {_desc(b)}")
+
+
+def affine_input(layer, x, W):
+    """``x`` as ``(N, D)``: ``(D,)`` is one sample, ``(N, ...)`` is flattened.
+
+    Returns ``(x2, x)`` where ``x`` is the (asarray'd) original.
+    """
+    x = as_numeric(layer, "x", x)
+    D = W.shape[0]
+    if x.ndim == 0:
+        raise ValueError(f"{layer}: x must be (N, {D}), (N, ...) or ({D},), got a scalar")
+    x2 = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+    if x2.shape[1] != D:
+        raise ValueError(f"{layer}: x has {x2.shape[1]} features per sample but W expects {D} "
+                         f"(W {W.shape}); got x {_desc(x)}")
+    return x2, x
+
+
+def dout_like(layer, dout, shape):
+    """Check that ``dout`` matches the forward output ``shape``."""
+    dout = as_numeric(layer, "dout", dout)
+    if dout.shape != tuple(shape):
+        raise ValueError(f"{layer}: dout must have the forward output's shape {tuple(shape)}, got {_desc(dout)}")
+    return dout
+
+
+def forward_done(layer, value, what="forward"):
+    """Raise if ``backward`` is called before ``forward`` stored ``value``."""
+    if value is None:
+        raise ValueError(f"{layer}: backward() called before {what}(); call {what} first")
+
+
+def logits(layer, x):
+    """Scores ``x`` as ``(N, C)`` (a 1-D ``(C,)`` is one sample)."""
+    x = as_numeric(layer, "x", x)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{layer}: x must be (N, C) or (C,), got {_desc(x)}")
+    x2 = x.reshape(1, -1) if x.ndim == 1 else x
+    if x2.shape[0] == 0:
+        raise ValueError(f"{layer}: the batch is empty (x {_desc(x)}); a mean loss needs N >= 1")
+    if x2.shape[1] == 0:
+        raise ValueError(f"{layer}: x has no classes (C = 0), got {_desc(x)}")
+    return x2
+
+
+def targets(layer, t, N, C, dtype):
+    """Normalise the target ``t`` for ``N`` samples of ``C`` classes.
+
+    Returns ``(labels, T)``: exactly one is not None. ``labels`` is ``(N,)``
+    ``intp`` in ``[0, C)``; ``T`` is ``(N, C)`` of ``dtype`` whose rows are
+    one-hot / probability distributions (non-negative, summing to 1).
+
+    Accepted: integer labels ``(N,)`` or ``(N, 1)`` (a scalar or ``(1,)`` for
+    one sample; integral floats too), or one-hot / probability rows ``(N, C)``
+    (``(C,)`` for one sample).
+    """
+    t = as_numeric(layer, "t", t)
+    if t.shape in ((N, C),) or (N == 1 and t.shape == (C,)):
+        if C == 1 and t.dtype.kind in "iub":
+            pass  # (N, 1) integers with C == 1: labels, handled below
+        else:
+            T = np.asarray(t, dtype=dtype).reshape(N, C)
+            if not np.all(T >= 0):
+                raise ValueError(f"{layer}: one-hot / probability targets must be non-negative "
+                                 f"(and not NaN), got min {float(np.min(T))}")
+            tol = tolerances.target_sum(dtype)
+            sums = T.sum(axis=1)
+            bad = np.abs(sums - 1) > tol
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                raise ValueError(f"{layer}: each one-hot / probability target row must sum to 1 "
+                                 f"(within {tol}); row {i} sums to {float(sums[i])!r}")
+            return None, T
+    if t.shape in ((N,), (N, 1)) or (N == 1 and t.shape in ((), (1,))):
+        labels = t.reshape(N)
+        if labels.dtype.kind == "f":
+            if not np.all(np.isfinite(labels)) or not np.all(labels == np.floor(labels)):
+                raise TypeError(f"{layer}: labels must be integers, got non-integral values in {_desc(t)}")
+        elif labels.dtype.kind == "b":
+            raise TypeError(f"{layer}: labels must be integers, got {_desc(t)}")
+        if N and (labels.min() < 0 or labels.max() >= C):
+            raise ValueError(f"{layer}: labels must lie in [0, {C}) for {C} classes, got values in "
+                             f"[{labels.min()}, {labels.max()}]")
+        return labels.astype(np.intp, copy=False), None
+    raise ValueError(f"{layer}: t must be labels ({N},) or ({N}, 1), or one-hot rows ({N}, {C}) "
+                     f"to match x with {N} samples of {C} classes; got {_desc(t)}")
+
+
+def perturbable(name, x):
+    """``x`` must be a writeable float ndarray to be perturbed in place."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"numerical_gradient: {name} must be an ndarray that f reads (it is "
+                        f"perturbed in place), got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"numerical_gradient: {name} must be floating point (an integer array "
+                        f"cannot hold x + h), got {_desc(x)}")
+    if not x.flags.writeable:
+        raise ValueError(f"numerical_gradient: {name} is read-only; it is perturbed in place")

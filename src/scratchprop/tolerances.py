@@ -8,7 +8,8 @@
     The error of one element is ``|num - bp| / max(|num|, |bp|, floor)``; a
     parameter passes when its largest error is at most ``rtol``. float32
     losses carry ~1e-7 relative rounding, so a central difference with
-    ``h = 1e-4`` is only good to ~1e-3 there; hence the loose float32 row.
+    ``h = 1e-4`` is only good to a few ``ulp(loss) / 2h`` ~ 1e-3 absolute
+    there; hence the loose float32 row (5e-3 absolute below |g| = 0.1).
 ``TARGET_SUM``
     How far the rows of a one-hot / probability target may sum from 1.
 """
@@ -21,7 +22,7 @@ EQUIVALENCE = {
 
 GRADCHECK = {
     np.dtype(np.float64): {"rtol": 1e-4, "floor": 1e-6},
-    np.dtype(np.float32): {"rtol": 5e-2, "floor": 5e-2},
+    np.dtype(np.float32): {"rtol": 5e-2, "floor": 1e-1},
 }
 
 TARGET_SUM = {

@@ -1,0 +1,155 @@
+"""scratchprop.train: the notebook's loop from Python, epochs, resume, metrics, progress bar."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from scratchprop import TwoLayerNet
+from scratchprop.data import load_mnist
+from scratchprop.progress import ProgressBar
+from scratchprop.train import (TrainState, epoch_end, evaluate, iters_per_epoch, train,
+                               write_metrics)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+def small_net(hidden=16, dtype=np.float64, seed=0):
+    return TwoLayerNet(784, hidden, 10, backend="numpy", dtype=dtype, seed=seed)
+
+
+def test_epoch_arithmetic_follows_the_book():
+    assert iters_per_epoch(60000, 100) == 600
+    assert iters_per_epoch(8330, 100) == pytest.approx(83.3)
+    assert iters_per_epoch(50, 100) == 1  # max(train_size / batch_size, 1)
+    assert [epoch_end(k, 600) for k in range(4)] == [0, 600, 1200, 1800]
+    ends = [epoch_end(k, 83.3) for k in range(1, 11)]
+    assert ends == [84, 167, 250, 334, 417, 500, 584, 667, 750, 833]  # averages 83.3 per epoch
+
+
+def test_train_epochs_rows_and_accuracy(mnist):
+    train_data, test_data = mnist
+    net = small_net(hidden=50, seed=1)
+    seen = []
+    result = train(net, train_data, test_data, epochs=3, batch_size=100, lr=0.1, seed=1,
+                   on_epoch=lambda row, st: seen.append((row["epoch"], st.iteration)))
+    st = result.state
+    assert [r["epoch"] for r in st.history] == [1, 2, 3] and seen == [(1, 84), (2, 167), (3, 250)]
+    assert st.iteration == 250 == len(st.loss) and st.epoch == 3 and result.iterations == 250
+    assert not any(r["partial"] for r in st.history)
+    assert st.history[0]["loss"] == pytest.approx(np.mean(st.loss[:84]))
+    assert st.history[2]["loss"] == pytest.approx(np.mean(st.loss[167:250]))
+    assert st.history[-1]["test_acc"] > 0.8
+    assert st.history[-1]["seconds"] > 0 and result.samples == 25000 and result.samples_per_second > 0
+    # the rows' accuracies are those of the final net on the whole sets
+    assert st.history[-1]["train_acc"] == net.accuracy(train_data[0].astype(np.float64), train_data[1])
+    assert st.history[-1]["test_acc"] == evaluate(net, *test_data)[1]
+
+
+def test_iters_ending_mid_epoch_adds_a_partial_row(mnist):
+    result = train(small_net(hidden=10), *mnist, iters=100, seed=0)
+    rows = result.state.history
+    assert [(r["epoch"], r["iteration"], r["partial"]) for r in rows] == [(1, 84, False), (2, 100, True)]
+    assert result.state.epoch == 1
+    assert rows[1]["loss"] == pytest.approx(np.mean(result.state.loss[84:100]))
+
+
+@pytest.mark.parametrize("split", ["epochs", "iters"])
+def test_resume_through_metadata_equals_an_uninterrupted_run(mnist, split):
+    full_net = small_net()
+    full = train(full_net, *mnist, iters=200, seed=5).state
+    net = small_net()
+    first = train(net, *mnist, **({"epochs": 1} if split == "epochs" else {"iters": 120}), seed=5).state
+    meta = json.loads(json.dumps(first.to_meta()))  # as a checkpoint stores it
+    state = TrainState.from_meta(meta, np.asarray(first.loss))
+    resumed = small_net(seed=99)
+    resumed.load_params(net.params)
+    train(resumed, *mnist, iters=200 - state.iteration, state=state)
+    for k in full_net.params_key:
+        assert np.array_equal(resumed.params[k], full_net.params[k])
+    assert state.loss == full.loss
+    complete = [r for r in state.history if not r["partial"]]
+    assert [(r["epoch"], r["iteration"], r["train_acc"]) for r in complete] == \
+        [(r["epoch"], r["iteration"], r["train_acc"]) for r in full.history if not r["partial"]]
+
+
+def test_float32_training(mnist):
+    net = small_net(dtype=np.float32)
+    result = train(net, *mnist, epochs=3, seed=0)
+    assert net.params["W1"].dtype == np.float32
+    assert result.state.history[-1]["test_acc"] > 0.8
+
+
+def test_train_argument_errors(mnist):
+    with pytest.raises(ValueError, match="exactly one"):
+        train(small_net(), *mnist, epochs=1, iters=5)
+    with pytest.raises(ValueError, match="exactly one"):
+        train(small_net(), *mnist)
+    with pytest.raises(ValueError, match="positive"):
+        train(small_net(), *mnist, epochs=0)
+    state = TrainState(seed=0, batch_size=50, train_size=len(mnist[0][0]))
+    with pytest.raises(ValueError, match="batch size 50"):
+        train(small_net(), *mnist, iters=1, batch_size=100, state=state)
+    with pytest.raises(ValueError, match="lacks"):
+        TrainState.from_meta({"seed": 0})
+
+
+def test_evaluate_matches_net_and_is_chunk_independent(mnist):
+    (x, t), _ = mnist
+    net = small_net()
+    train(net, *mnist, iters=50, seed=0)
+    loss, acc, correct = evaluate(net, x, t)
+    x64 = x.astype(np.float64)
+    assert acc == net.accuracy(x64, t) and correct == round(acc * len(x))
+    assert loss == pytest.approx(net.loss(x64, t), rel=1e-12)
+    assert evaluate(net, x, t, chunk=997)[1:] == (acc, correct)
+    onehot = np.eye(10)[t]
+    assert evaluate(net, x, onehot)[1] == acc
+
+
+ROWS = [{"epoch": 1, "iteration": 84, "loss": 2.0, "train_acc": 0.5, "test_acc": 0.25,
+         "seconds": 1.5, "partial": False},
+        {"epoch": 2, "iteration": 100, "loss": float("nan"), "train_acc": 0.75, "test_acc": 0.5,
+         "seconds": 2.0, "partial": True}]
+
+
+def test_write_metrics_json_and_csv(tmp_path):
+    write_metrics(tmp_path / "m.json", ROWS, {"lr": 0.1})
+    doc = json.loads((tmp_path / "m.json").read_text())  # strict JSON: NaN became null
+    assert doc["run"] == {"lr": 0.1} and doc["epochs"][0] == ROWS[0]
+    assert doc["epochs"][1]["loss"] is None
+    write_metrics(tmp_path / "m.CSV", ROWS)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "m.CSV").read_text())))
+    assert list(rows[0]) == ["epoch", "iteration", "loss", "train_acc", "test_acc", "seconds", "partial"]
+    assert rows[0]["epoch"] == "1" and float(rows[0]["test_acc"]) == 0.25 and rows[1]["partial"] == "1"
+    with pytest.raises(ValueError, match="json or .csv"):
+        write_metrics(tmp_path / "m.txt", ROWS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.CSV", "m.json"]
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_draws_only_on_a_terminal():
+    plain = io.StringIO()
+    bar = ProgressBar(stream=plain)
+    for i in range(1, 11):
+        bar.update(i, 10, loss=0.5)
+    bar.clear()
+    assert plain.getvalue() == ""
+    tty = FakeTTY()
+    bar = ProgressBar(stream=tty, min_interval=0.0, width=10)
+    bar.update(5, 10, loss=0.25, prefix="epoch 1 ")
+    assert "\r" in tty.getvalue() and "epoch 1 [=====>    ] 5/10" in tty.getvalue()
+    assert "loss 0.2500" in tty.getvalue()
+    bar.update(10, 10)
+    assert "[==========] 10/10 100%" in tty.getvalue()
+    bar.clear()
+    assert tty.getvalue().endswith("\r")
+    assert ProgressBar(stream=FakeTTY(), enabled=False).enabled is False

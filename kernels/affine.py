@@ -1,0 +1,105 @@
+"""Affine layer kernels: ``out = x @ W + b`` and its gradients.
+
+All arrays are C-contiguous and of one float dtype (float32 or float64); the
+caller (``scratchprop.numba.Affine``) promotes and validates. The products
+go through BLAS (:func:`._blas.gemm`, multi-threaded by OpenBLAS from this
+serial context); what NumPy does in extra passes is fused around them:
+
+* forward: the bias is written into ``out`` first and the product is
+  accumulated onto it (``beta = 1``): no temporary, no second pass;
+* a batch of one uses ``gemv`` and a plain outer-product loop for ``dW``;
+* backward: ``dx`` and ``dW`` straight into fresh arrays, ``db`` summed row
+  by row in the reference's order (NumPy sums ``axis=0`` of a C array one
+  row at a time), so ``db`` is bit-identical to NumPy's for any thread count.
+
+The epilogues stay serial on purpose: right after a threaded product
+OpenBLAS's worker spins on the other core for ~0.1 s, so a ``prange`` here
+would only fight it (measured: slower at every batch size).
+"""
+import numpy as np
+from numba import njit
+
+from ._blas import gemm, gemv
+from .config import SERIAL
+
+__all__ = ["forward", "backward", "forward_naive", "backward_naive"]
+
+
+@njit(**SERIAL)
+def forward(x, W, b):
+    """``x (N, D), W (D, M), b (M,) -> out (N, M)``."""
+    N = x.shape[0]
+    M = W.shape[1]
+    out = np.empty((N, M), dtype=W.dtype)
+    for i in range(N):
+        out[i, :] = b
+    if N == 1:
+        gemv(True, 1.0, W, x[0], 1.0, out[0])
+    else:
+        gemm(False, False, 1.0, x, W, 1.0, out)
+    return out
+
+
+@njit(**SERIAL)
+def backward(dout, x, W, need_dx, dW_work):
+    """``dout (N, M), x (N, D), W (D, M) -> dx (N, D), dW (D, M), db (M,)``.
+
+    ``dx`` is ``(0, D)`` when ``need_dx`` is false (the first layer's input
+    gradient, which nothing uses). ``dW_work (D, M)`` is the layer's own
+    scratch array: BLAS's threads write the product there (the same memory
+    every call, warm in each core's cache) and this thread copies it into the
+    fresh ``dW``. Measured at 784x100: 81 us instead of 220 us for the two
+    threads writing fresh pages (page faults, cross-core traffic).
+    """
+    N, M = dout.shape
+    D = W.shape[0]
+    db = np.zeros(M, dtype=dout.dtype)
+    dx = np.empty((N if need_dx else 0, D), dtype=W.dtype)
+    if N == 1:  # dW is an outer product: a loop beats gemm's k = 1 path
+        dW = np.empty((D, M), dtype=W.dtype)
+        for k in range(D):
+            xk = x[0, k]
+            for j in range(M):
+                dW[k, j] = xk * dout[0, j]
+        if need_dx:
+            gemv(False, 1.0, W, dout[0], 0.0, dx[0])
+    else:
+        gemm(True, False, 1.0, x, dout, 0.0, dW_work)
+        dW = dW_work.copy()
+        if need_dx:
+            gemm(False, True, 1.0, dout, W, 0.0, dx)
+    for i in range(N):
+        for j in range(M):
+            db[j] += dout[i, j]
+    return dx, dW, db
+
+
+# Naive references: plain loops, what the fast kernels are tested against.
+
+def forward_naive(x, W, b):
+    """Triple loop ``x (N, D), W (D, M), b (M,) -> (N, M)``."""
+    N, D = x.shape
+    M = W.shape[1]
+    out = np.empty((N, M), dtype=W.dtype)
+    for i in range(N):
+        for j in range(M):
+            s = 0.0
+            for k in range(D):
+                s += float(x[i, k]) * float(W[k, j])
+            out[i, j] = s + b[j]
+    return out
+
+
+def backward_naive(dout, x, W):
+    """Loops ``dout (N, M), x (N, D), W (D, M) -> dx, dW, db``."""
+    dout, x, W = (np.asarray(a, dtype=np.float64) for a in (dout, x, W))
+    N, M = dout.shape
+    D = W.shape[0]
+    dx = np.zeros((N, D))
+    dW = np.zeros((D, M))
+    for i in range(N):
+        for k in range(D):
+            for j in range(M):
+                dx[i, k] += dout[i, j] * W[k, j]
+                dW[k, j] += x[i, k] * dout[i, j]
+    return dx, dW, dout.sum(axis=0)

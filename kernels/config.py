@@ -1,0 +1,128 @@
+"""Every JIT flag and threading knob of the kernels, in one place.
+
+Kernels are decorated with :data:`SERIAL` or :data:`PARALLEL` (``**`` these
+into ``numba.njit``). Importing this module decides, once per process:
+
+``CACHE``
+    ``cache=True`` when Numba has somewhere writable to put the cache of
+    this folder's kernels (``NUMBA_CACHE_DIR`` if set, else ``__pycache__``
+    here, else the user-wide cache). Otherwise one :class:`CacheWarning` is
+    issued and the kernels run uncached (compiled in every process) instead
+    of Numba raising at import. A ``NUMBA_CACHE_DIR`` that is set but not
+    writable also disables the cache: the user asked for the cache to go
+    there, not beside the package.
+``FASTMATH``
+    ``False``. Measured on the softmax-with-loss row loop (100k elements):
+    610 us plain, 605 us with ``{nsz, arcp, contract, afn}`` (``exp`` is a
+    libm call either way), 637 us adding ``reassoc``, which also changed the
+    loss's last bits (sums reordered by vector width). No ``nnan``/``ninf``
+    ever: NaN and inf must propagate as in NumPy.
+``error_model="numpy"``
+    Division by zero gives inf/nan like NumPy instead of raising (an
+    exception raised inside ``prange`` turns into a SystemError).
+
+The threading layer: :func:`prefer_threading_layer` puts ``omp`` first (then
+``workqueue``) unless the user chose one (``NUMBA_THREADING_LAYER`` /
+``NUMBA_THREADING_LAYER_PRIORITY``). Measured on a 2-core VM, starting a
+``prange`` region costs ~2 us with OpenMP and ~120 us with ``workqueue``
+(its sleeping workers need a wake-up each time); ``tbb`` schedules
+dynamically. OpenMP's spinning pool must not meet OpenBLAS's spinning pool:
+see :data:`BLAS_SPIN_S`. Determinism never depends on the layer: every
+reduction runs in a fixed order independent of the thread count.
+"""
+import os
+import warnings
+
+import numba
+
+__all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "RELU_PARALLEL_MIN", "SOFTMAX_PARALLEL_MIN",
+           "PARALLEL_MIN_ELEMENTS",
+           "BLAS_SPIN_S", "NCHUNKS",
+           "CacheWarning", "cache_location", "prefer_threading_layer"]
+
+
+class CacheWarning(RuntimeWarning):
+    """No writable cache location: the kernels are compiled in every process."""
+
+
+def _probe():  # a function of this folder for Numba's cache locators to place
+    pass
+
+
+def cache_location():
+    """The directory Numba would cache this folder's kernels in, or ``None``.
+
+    Uses Numba's own locators (in Numba's order), so the answer is what
+    ``cache=True`` would do, without letting it raise.
+    """
+    from numba.core.caching import FunctionCache
+
+    here = os.path.abspath(__file__)
+    if numba.config.CACHE_DIR:
+        from numba.core.caching import UserProvidedCacheLocator
+        loc = UserProvidedCacheLocator.from_function(_probe, here)
+        return None if loc is None else loc.get_cache_path()
+    for cls in FunctionCache._impl_class._locator_classes:
+        try:
+            loc = cls.from_function(_probe, here)
+        except Exception:  # a locator that cannot handle this file
+            loc = None
+        if loc is not None:
+            return loc.get_cache_path()
+    return None
+
+
+def _decide_cache():
+    if os.environ.get("SCRATCHPROP_NO_CACHE"):
+        return False
+    where = cache_location()
+    if where is None:
+        asked = numba.config.CACHE_DIR
+        why = (f"NUMBA_CACHE_DIR={asked!r} is not writable" if asked
+               else "no writable cache location was found")
+        warnings.warn(f"scratchprop.kernels: {why}; the Numba kernels run uncached "
+                      f"(compiled in every process, a few seconds each)", CacheWarning, stacklevel=2)
+        return False
+    return True
+
+
+CACHE = _decide_cache()
+FASTMATH = False
+_COMMON = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")
+#: ``njit`` flags of a serial kernel.
+SERIAL = dict(_COMMON)
+#: ``njit`` flags of a kernel with a ``prange`` loop.
+PARALLEL = dict(_COMMON, parallel=True)
+
+#: ``prange`` thresholds in elements (below: the serial kernel), measured on
+#: 2 cores with the OpenMP layer. ReLU is memory-bound and allocates its
+#: outputs: two threads only won from ~0.5-1M elements. Softmax-with-loss
+#: is ``exp``/``log``-bound: two threads were 2x faster from 10k elements
+#: (1000 rows of 10) and broke even around 3-4k.
+RELU_PARALLEL_MIN = 1_000_000
+#: The generic threshold for other kernels' elementwise / row-wise work
+#: (thread start-up under OpenMP ~2 us, i.e. ~25k cheap element operations).
+PARALLEL_MIN_ELEMENTS = 25_000
+SOFTMAX_PARALLEL_MIN = 4_096
+#: OpenBLAS's idle workers spin for ~0.1 s (2**28 cycles) after a threaded
+#: product; a ``prange`` region started within this many seconds of one of
+#: our products would have to wait for them (measured: 6 ms instead of
+#: 80 us under OpenMP), so elementwise kernels stay serial meanwhile.
+BLAS_SPIN_S = 0.2
+#: Fixed number of chunks for ``prange`` loops, independent of the thread
+#: count, so that chunked reductions sum in the same order for any count.
+NCHUNKS = 16
+
+
+def prefer_threading_layer():
+    """Put ``omp`` first (then ``workqueue``) in Numba's threading-layer priority, unless decided.
+
+    A no-op when the user set ``NUMBA_THREADING_LAYER(_PRIORITY)`` or Numba's
+    threads are already running. Returns the priority list in force.
+    """
+    from numba.np.ufunc import parallel
+
+    user = os.environ.get("NUMBA_THREADING_LAYER") or os.environ.get("NUMBA_THREADING_LAYER_PRIORITY")
+    if not user and not parallel._is_initialized and str(numba.config.THREADING_LAYER) == "default":
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+    return list(numba.config.THREADING_LAYER_PRIORITY)

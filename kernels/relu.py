@@ -1,0 +1,86 @@
+"""ReLU kernels: output and mask in one pass; masked gradient in one pass.
+
+Arrays are flat (``(n,)``, C order) and float32/float64; the caller reshapes.
+NumPy needs three passes for the forward (``x <= 0``, ``x.copy()``,
+``out[mask] = 0``) and two for the backward; these need one each. Every
+element is independent, so the ``*_parallel`` versions split ``[0, n)``
+into :data:`.config.NCHUNKS` fixed spans with ``prange``; results are
+identical to the serial ones bit for bit.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .config import PARALLEL, SERIAL
+
+__all__ = ["forward", "forward_parallel", "backward", "backward_parallel",
+           "forward_naive", "backward_naive"]
+
+
+@njit(**SERIAL)
+def _forward_span(x, out, mask, lo, hi):
+    for i in range(lo, hi):
+        v = x[i]
+        m = v <= 0  # NaN is not <= 0: it passes through, as in NumPy
+        mask[i] = m
+        out[i] = 0 if m else v
+
+
+@njit(**SERIAL)
+def _backward_span(dout, mask, dx, lo, hi):
+    for i in range(lo, hi):
+        dx[i] = 0 if mask[i] else dout[i]
+
+
+@njit(**SERIAL)
+def forward(x):
+    """``x (n,) -> out (n,), mask (n,) bool``: ``out = max(x, 0)``, ``mask = x <= 0``."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=x.dtype)
+    mask = np.empty(n, dtype=np.bool_)
+    _forward_span(x, out, mask, 0, n)
+    return out, mask
+
+
+@njit(**PARALLEL)
+def forward_parallel(x, nchunks):
+    """:func:`forward` over ``nchunks`` spans in parallel."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=x.dtype)
+    mask = np.empty(n, dtype=np.bool_)
+    for c in prange(nchunks):
+        _forward_span(x, out, mask, c * n // nchunks, (c + 1) * n // nchunks)
+    return out, mask
+
+
+@njit(**SERIAL)
+def backward(dout, mask):
+    """``dout (n,), mask (n,) -> dx (n,)``: ``dout`` with zeros where ``mask``."""
+    n = dout.shape[0]
+    dx = np.empty(n, dtype=dout.dtype)
+    _backward_span(dout, mask, dx, 0, n)
+    return dx
+
+
+@njit(**PARALLEL)
+def backward_parallel(dout, mask, nchunks):
+    """:func:`backward` over ``nchunks`` spans in parallel."""
+    n = dout.shape[0]
+    dx = np.empty(n, dtype=dout.dtype)
+    for c in prange(nchunks):
+        _backward_span(dout, mask, dx, c * n // nchunks, (c + 1) * n // nchunks)
+    return dx
+
+
+def forward_naive(x):
+    """Element loop: ``x (n,) -> out, mask``."""
+    out = np.empty_like(x)
+    mask = np.empty(x.shape, dtype=bool)
+    for i in range(x.shape[0]):
+        mask[i] = x[i] <= 0
+        out[i] = 0 if mask[i] else x[i]
+    return out, mask
+
+
+def backward_naive(dout, mask):
+    """Element loop: ``dout (n,), mask (n,) -> dx``."""
+    return np.array([0 if m else d for d, m in zip(dout, mask)], dtype=dout.dtype)

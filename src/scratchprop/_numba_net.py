@@ -1,0 +1,189 @@
+"""The Numba backend's fused :class:`~scratchprop.TwoLayerNet` hooks.
+
+``TwoLayerNet(backend="numba")`` calls :func:`net_gradient` from
+``net.gradient`` and :func:`net_train_step` from ``net.train_step``. Both run
+the whole Affine -> Relu -> Affine -> SoftmaxWithLoss forward and backward
+in one kernel call (:mod:`scratchprop.kernels.two_layer`): five BLAS
+products, the first layer's unused input gradient skipped, bias + ReLU,
+softmax + loss + ``dy`` + ``db2`` and mask + ``db1`` fused; ``train_step``
+also fuses the SGD update into the weight-gradient products.
+
+The parameters are read from ``net.params`` at call time and updated in
+place. Inputs get the reference's checks (same errors, same order) before
+the kernel runs; the hot path checks only a few attributes.
+
+Layer state afterwards, as if the layers had run: ``Affine1.x``,
+``Affine1.original_x_shape``, ``Affine2.x``, ``Affine2.original_x_shape``,
+``Relu1.mask`` (computed on first access), ``lastLayer.y``, ``.t``,
+``.loss``. ``net_gradient`` also sets every ``Affine*.dW`` / ``.db``.
+``net_train_step`` leaves ``dW`` / ``db`` untouched: it never forms the
+weight gradients. ``Affine2.x`` (the hidden activations) and
+``lastLayer.y`` live in a per-net work area that the next fused call of the
+same batch shape overwrites (fresh arrays every step cost page faults and
+cross-core cache traffic that exceeded the products at batch ~32-2000);
+copy them to keep them across steps.
+
+The generic layer-by-layer path runs instead (same results, just unfused)
+when the net is not the standard one (other layers, an overridden ``loss`` /
+``predict``), when the compute dtype is not float32/float64, for an empty
+batch, or a parameter that is not a float ndarray; it raises the
+reference's errors. The update is done by NumPy (``params[k] -= lr *
+grad[k]``, as the reference) when ``lr`` is not a Python number or a
+parameter is not C-contiguous, writeable and of the compute dtype.
+"""
+import weakref
+
+import numpy as np
+
+from . import _validate as check
+from .kernels import two_layer as _K
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_KEYS = ("W1", "b1", "W2", "b2")
+_NO_LABELS = np.empty(0, dtype=np.intp)
+_NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
+_STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas)
+_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work) of its last batch shape
+
+
+def _standard(net, W1, b1, W2, b2):
+    """True when ``net`` computes exactly Affine(W1, b1) -> Relu -> Affine(W2, b2) -> softmax loss."""
+    global _STANDARD
+    if _STANDARD is None:
+        from . import numba as B
+        from .net import TwoLayerNet
+        _STANDARD = (TwoLayerNet.loss, TwoLayerNet.predict, B.Affine, B.Relu, B.SoftmaxWithLoss,
+                     B._used_blas)
+    loss, predict, Affine, Relu, SoftmaxWithLoss, _ = _STANDARD
+    cls = type(net)
+    L = net.layers
+    if getattr(cls, "loss", None) is not loss or getattr(cls, "predict", None) is not predict:
+        return False
+    if not isinstance(L, dict) or len(L) != 3:
+        return False
+    A1, R, A2 = L.get("Affine1"), L.get("Relu1"), L.get("Affine2")
+    return (type(A1) is Affine and type(R) is Relu and type(A2) is Affine
+            and type(net.lastLayer) is SoftmaxWithLoss
+            and A1.W is W1 and A1.b is b1 and A2.W is W2 and A2.b is b2
+            and list(L) == ["Affine1", "Relu1", "Affine2"])
+
+
+def _prepare(net, x, t):
+    """Kernel-ready ``(x_shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2)``, or None."""
+    p = net.params
+    W1, b1, W2, b2 = p.get("W1"), p.get("b1"), p.get("W2"), p.get("b2")
+    for a in (W1, b1, W2, b2):
+        if type(a) is not np.ndarray or a.dtype.kind != "f":
+            return None
+    if W1.ndim != 2 or W2.ndim != 2:
+        return None
+    D, H = W1.shape
+    C = W2.shape[1]
+    if b1.shape != (H,) or W2.shape[0] != H or b2.shape != (C,) or C == 0:
+        return None
+    if not _standard(net, W1, b1, W2, b2):
+        return None
+    if type(x) is np.ndarray and x.ndim == 2 and x.shape[1] == D and x.dtype.kind in "biuf":
+        x2 = x
+    else:
+        x2, x = check.affine_input("Affine", x, W1)  # the first check the layers would fail
+    N = x2.shape[0]
+    if N == 0:
+        return None  # the layers raise the reference's empty-batch error
+    if x2.dtype == W1.dtype == b1.dtype == W2.dtype == b2.dtype:
+        dt = W1.dtype
+    else:  # one dtype throughout only if the first product is already the widest
+        dt = np.result_type(x2, W1)
+        if np.result_type(dt, b1, W2, b2) != dt:
+            return None
+    if not (dt == _F64 or dt == _F32):
+        return None
+    if type(t) is np.ndarray and t.ndim == 1 and t.shape[0] == N and t.dtype.kind in "iu":
+        lab = t if t.dtype == np.intp and t.flags.c_contiguous and t.flags.writeable else np.array(t, np.intp)
+        labels, T_ref, T = lab, None, _NO_T[dt]  # range checked by the kernel
+    else:
+        labels, T_ref = check.targets("SoftmaxWithLoss", t, N, C, dt)
+        if labels is None:
+            lab, T = _NO_LABELS, np.ascontiguousarray(T_ref, dtype=dt)
+        else:
+            lab, T = np.ascontiguousarray(labels, dtype=np.intp), _NO_T[dt]
+    xc = x2 if x2.dtype == dt and x2.flags.c_contiguous else np.ascontiguousarray(x2, dtype=dt)
+    if not xc.flags.writeable:
+        xc = xc.copy()  # a read-only x would compile a second kernel; MNIST-size copy ~ms
+    return x.shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2
+
+
+def _c(a, dt):
+    """``a`` as a C-contiguous, writeable array of ``dt`` (the kernel's one signature)."""
+    if a.dtype == dt and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, dtype=dt, order="C")
+
+
+def _workspace(net, N, D, H, C, dt):
+    """``h, s, y, dh, dW1_work`` for this net and shape, reused from the previous call when they fit."""
+    ws = _WORKSPACES.get(net)
+    if ws is None or ws[0].shape != (N, H) or ws[1].shape != (N, C) or ws[4].shape != (D, H) \
+            or ws[0].dtype != dt:
+        ws = (np.empty((N, H), dt), np.empty((N, C), dt), np.empty((N, C), dt), np.empty((N, H), dt),
+              np.empty((D, H), dt))
+        _WORKSPACES[net] = ws
+    return ws
+
+
+def _run(net, prep, t, lr, update):
+    x_shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2 = prep
+    if not update:
+        W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
+    h, s, y, dh, dW1_work = _workspace(net, xc.shape[0], W1.shape[0], W1.shape[1], W2.shape[1], dt)
+    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh,
+                                               dW1_work)
+    _STANDARD[5]()  # scratchprop.numba._used_blas
+    if status:
+        check.targets("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)  # raises the label error
+        raise AssertionError("two_layer.step rejected labels that check.targets accepts")
+    loss = dt.type(loss)
+    L = net.layers
+    A1, R, A2, last = L["Affine1"], L["Relu1"], L["Affine2"], net.lastLayer
+    one = len(x_shape) == 1
+    A1.x, A1.original_x_shape = x2, x_shape
+    R._out, R._mask = (h.reshape(-1) if one else h), None
+    A2.x, A2.original_x_shape = h, ((h.shape[1],) if one else h.shape)
+    last.loss, last.y, last.t = loss, (y.reshape(-1) if one else y), t
+    last._labels, last._T = labels, T_ref
+    if update:
+        return loss
+    A1.dW, A1.db, A2.dW, A2.db = dW1, db1, dW2, db2
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+def _generic_gradient(net, x, t):
+    """The net's own layer-by-layer backprop (the book's ``gradient``)."""
+    net.loss(x, t)
+    dout = net.lastLayer.backward(1)
+    for layer in reversed(list(net.layers.values())):
+        dout = layer.backward(dout)
+    return {"W1": net.layers["Affine1"].dW, "b1": net.layers["Affine1"].db,
+            "W2": net.layers["Affine2"].dW, "b2": net.layers["Affine2"].db}
+
+
+def net_gradient(net, x, t):
+    """Backprop gradient of ``net.loss(x, t)``: a dict ``W1, b1, W2, b2``, in one fused call."""
+    prep = _prepare(net, x, t)
+    if prep is None:
+        return _generic_gradient(net, x, t)
+    return _run(net, prep, t, 0.0, False)
+
+
+def net_train_step(net, x, t, lr):
+    """One SGD step ``params[k] -= lr * grad[k]`` in place; returns the loss before the step."""
+    prep = _prepare(net, x, t)
+    if prep is not None and type(lr) in (float, int):
+        dt = prep[7]
+        if all(a.dtype == dt and a.flags.c_contiguous and a.flags.writeable for a in prep[8:]):
+            return _run(net, prep, t, float(lr), True)
+    grads = _generic_gradient(net, x, t) if prep is None else _run(net, prep, t, 0.0, False)
+    for k in _KEYS:
+        net.params[k] -= lr * grads[k]
+    return net.lastLayer.loss

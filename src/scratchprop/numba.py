@@ -1,0 +1,310 @@
+"""The Numba backend: a drop-in replacement for :mod:`scratchprop.numpy`.
+
+Same names, signatures, attributes, results (within
+:mod:`scratchprop.tolerances`) and errors (the same :mod:`._validate`
+checks, run in Python before any kernel). Change only the import::
+
+    from scratchprop.numba import Affine, Relu, SoftmaxWithLoss
+
+Kernels (``scratchprop.kernels``) take C-contiguous float32/float64 arrays;
+the wrappers here promote like NumPy (``np.result_type``: float32 images
+with float64 weights compute in float64, uint8 in the weights' dtype) and
+copy only when the dtype or layout requires it. Layers keep references to
+``W``/``b`` and read them at every call, so in-place SGD updates and
+in-place numerical perturbation are seen exactly as with NumPy. Dtypes the
+kernels do not cover (float16, integer ``dout``, NumPy-scalar ``dout``)
+run the reference's NumPy code.
+
+For :class:`scratchprop.TwoLayerNet` (``backend="numba"``) the module also
+provides the fused hooks :func:`net_gradient` and :func:`net_train_step`
+(see :mod:`scratchprop._numba_net`).
+
+Threads: products run in OpenBLAS's own pool (called from serial code);
+``set_num_threads`` / ``get_num_threads`` are Numba's and size the
+``prange`` kernels of ReLU and softmax-with-loss, used above the sizes in
+:mod:`scratchprop.kernels.config` and not while OpenBLAS's workers still
+spin after one of our products. Every result is bit-identical for any
+thread count.
+"""
+from time import perf_counter as _clock
+
+import numpy as np
+from numba import get_num_threads, set_num_threads
+
+from . import _validate as check
+from . import numpy as _ref
+from .kernels import config as _config
+
+_config.prefer_threading_layer()
+
+from .kernels import affine as _K_affine  # noqa: E402  (after the threading-layer choice)
+from .kernels import relu as _K_relu  # noqa: E402
+from .kernels import softmax_loss as _K_sl  # noqa: E402
+
+__all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error",
+           "numerical_gradient", "set_num_threads", "get_num_threads",
+           "net_gradient", "net_train_step"]
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_NO_LABELS = np.empty(0, dtype=np.intp)
+_NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
+_last_blas = -1e9  # perf_counter() of our last threaded BLAS product
+#: Elementwise layers (``Relu``) below this many elements run the reference's
+#: NumPy code: measured faster than a kernel call up to ~300-500 elements.
+NUMPY_BELOW = 512
+
+
+def _c(a, dt):
+    """``a`` as a C-contiguous array of ``dt``; no copy when it already is one."""
+    if a.dtype == dt and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=dt)
+
+
+def _used_blas():
+    """Note that a kernel just ran threaded BLAS products (see :data:`~.config.BLAS_SPIN_S`)."""
+    global _last_blas
+    _last_blas = _clock()
+
+
+def _parallel(n, minimum):
+    """Whether ``n`` elements of elementwise work go to the ``prange`` kernel.
+
+    Not below ``minimum`` elements, and not while OpenBLAS's workers may
+    still spin after one of our products (``BLAS_SPIN_S``): the two pools
+    would fight for the cores (see :mod:`scratchprop.kernels.config`).
+    """
+    return n >= minimum and _clock() - _last_blas >= _config.BLAS_SPIN_S
+
+
+def _targets(layer, t, N, C, dt):
+    """``check.targets`` made kernel-ready: ``(labels or None, T or None, labels_c, T_c)``."""
+    labels, T = check.targets(layer, t, N, C, dt)
+    if labels is not None:
+        return labels, None, _c(labels, np.intp), _NO_T[dt]
+    return None, T, _NO_LABELS, _c(T, dt)
+
+
+def _plain(a, dt):
+    return a.dtype == dt and a.flags.c_contiguous
+
+
+class Affine:
+    """``out = x @ W + b``: ``x (N, D)`` (or ``(N, ...)``, or ``(D,)``), ``W (D, M)``, ``b (M,)``.
+
+    Keeps references to ``W`` and ``b`` (never copies them), so in-place
+    updates of the caller's arrays are seen by the next call.
+    """
+
+    def __init__(self, W, b):
+        check.affine_params("Affine", W, b)
+        self.W = W
+        self.b = b
+        self.x = None
+        self.original_x_shape = None
+        self.dW = None
+        self.db = None
+        self._work = None  # dW scratch for BLAS (see kernels.affine.backward)
+
+    def forward(self, x):
+        """``x (N, ...) -> (N, M)``; a single sample ``(D,) -> (M,)``."""
+        W, b = self.W, self.b
+        check.affine_params("Affine", W, b)
+        x2, x = check.affine_input("Affine", x, W)
+        self.original_x_shape = x.shape
+        self.x = x2
+        dt = W.dtype
+        if (dt == _F64 or dt == _F32) and _plain(x2, dt) and _plain(W, dt) and _plain(b, dt):
+            out = _K_affine.forward(x2, W, b)
+            _used_blas()
+        else:
+            # NumPy: the product in result_type(x, W), then the bias may widen it
+            dt = np.result_type(x2, W)
+            if (dt == _F64 or dt == _F32) and np.result_type(dt, b) == dt:
+                out = _K_affine.forward(_c(x2, dt), _c(W, dt), _c(b, dt))
+                _used_blas()
+            else:
+                out = np.dot(x2, W) + b
+        return out.reshape(W.shape[1]) if x.ndim == 1 else out
+
+    def backward(self, dout):
+        """``dout (N, M) -> dx`` in the input's original shape; sets ``dW (D, M)``, ``db (M,)``."""
+        check.forward_done("Affine", self.x)
+        x2, W = self.x, self.W
+        out_shape = (W.shape[1],) if len(self.original_x_shape) == 1 else (x2.shape[0], W.shape[1])
+        dout = check.dout_like("Affine", dout, out_shape).reshape(x2.shape[0], -1)
+        dt = dout.dtype
+        if (dt == _F64 or dt == _F32) and (dt == W.dtype == x2.dtype
+                                          or np.result_type(dout, W) == np.result_type(x2, dout) == dt):
+            work = self._work
+            if work is None or work.shape != W.shape or work.dtype != dt:
+                self._work = work = np.empty(W.shape, dtype=dt)
+            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), _c(x2, dt), _c(W, dt), True, work)
+            _used_blas()
+        else:
+            dx = np.dot(dout, W.T)
+            self.dW = np.dot(x2.T, dout)
+            self.db = np.sum(dout, axis=0)
+        return dx.reshape(self.original_x_shape)
+
+
+class Relu:
+    """``out = max(x, 0)``; ``mask`` is ``x <= 0``. Never modifies its inputs.
+
+    Arrays under :data:`NUMPY_BELOW` elements take the reference's NumPy
+    code: a kernel call costs more than those few element operations.
+    After a fused :func:`net_gradient` / :func:`net_train_step`, ``mask`` is
+    computed from the stored output on first access (``out <= 0``).
+    """
+
+    def __init__(self):
+        self._mask = None
+        self._out = None
+
+    @property
+    def mask(self):
+        if self._mask is None and self._out is not None:
+            self._mask = self._out <= 0
+        return self._mask
+
+    @mask.setter
+    def mask(self, value):
+        self._mask = value
+
+    def forward(self, x):
+        """``x (...) -> (...)``."""
+        x = check.as_numeric("Relu", "x", x)
+        if x.size >= NUMPY_BELOW and (x.dtype == _F64 or x.dtype == _F32):
+            flat = (x if x.flags.c_contiguous else np.ascontiguousarray(x)).reshape(-1)
+            if _parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
+                out, mask = _K_relu.forward_parallel(flat, _config.NCHUNKS)
+            else:
+                out, mask = _K_relu.forward(flat)
+            self._mask = mask.reshape(x.shape)
+            return out.reshape(x.shape)
+        self._mask = mask = x <= 0
+        out = x.copy()
+        out[mask] = 0
+        return out
+
+    def backward(self, dout):
+        """``dout`` of ``x``'s shape -> ``dx``, zero where ``x <= 0``."""
+        mask = self._mask
+        if mask is None:
+            mask = self.mask  # computed from a fused step's output, or still None
+        check.forward_done("Relu", mask)
+        dout = check.dout_like("Relu", dout, mask.shape)
+        dt = dout.dtype
+        if (dout.size >= NUMPY_BELOW and (dt == _F64 or dt == _F32)
+                and type(mask) is np.ndarray and mask.dtype == np.bool_):
+            flat = (dout if dout.flags.c_contiguous else np.ascontiguousarray(dout)).reshape(-1)
+            m = (mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)).reshape(-1)
+            if _parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
+                dx = _K_relu.backward_parallel(flat, m, _config.NCHUNKS)
+            else:
+                dx = _K_relu.backward(flat, m)
+            return dx.reshape(mask.shape)
+        dx = dout.copy()
+        dx[mask] = 0
+        return dx
+
+
+class SoftmaxWithLoss:
+    """Softmax followed by the mean cross-entropy loss.
+
+    ``forward(x (N, C), t) -> loss``; sets ``y`` (probabilities, ``x``'s
+    shape), ``t`` (as given) and ``loss``. ``backward(dout=1)`` returns
+    ``dout * (y - T) / N`` with ``T`` the one-hot / probability targets.
+    """
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+        self._labels = None
+        self._T = None
+
+    def forward(self, x, t):
+        x2 = check.logits("SoftmaxWithLoss", x)
+        x2 = x2 if x2.dtype.kind == "f" else x2.astype(np.float64)
+        N, C = x2.shape
+        dt = x2.dtype
+        if dt == _F64 or dt == _F32:
+            self._labels, self._T, lab, T = _targets("SoftmaxWithLoss", t, N, C, dt)
+            self.t = t
+            kernel_in = (_c(x2, dt), lab, T)
+            if _parallel(N * C, _config.SOFTMAX_PARALLEL_MIN):
+                y, loss = _K_sl.forward_parallel(*kernel_in, _config.NCHUNKS)
+            else:
+                y, loss = _K_sl.forward(*kernel_in)
+            self.loss = dt.type(loss)
+            self.y = y.reshape(np.shape(x))
+            return self.loss
+        ref = _ref.SoftmaxWithLoss()
+        self.loss = ref.forward(x, t)
+        self._labels, self._T, self.y, self.t = ref._labels, ref._T, ref.y, t
+        return self.loss
+
+    def backward(self, dout=1):
+        check.forward_done("SoftmaxWithLoss", self.y)
+        y2 = self.y.reshape(-1, self.y.shape[-1])
+        N = y2.shape[0]
+        dt = y2.dtype
+        if (dt == _F64 or dt == _F32) and type(dout) in (int, float, bool):
+            lab = _NO_LABELS if self._labels is None else _c(self._labels, np.intp)
+            T = _NO_T[dt] if self._T is None else _c(self._T, dt)
+            args = (_c(y2, dt), lab, T, dt.type(dout), dt.type(N))
+            if _parallel(y2.size, _config.SOFTMAX_PARALLEL_MIN):
+                dx = _K_sl.backward_parallel(*args, _config.NCHUNKS)
+            else:
+                dx = _K_sl.backward(*args)
+            return dx.reshape(self.y.shape)
+        if self._labels is not None:
+            dx = y2.copy()
+            dx[np.arange(N), self._labels] -= 1
+        else:
+            dx = y2 - self._T
+        return (dout * dx / N).reshape(self.y.shape)
+
+
+def softmax(x):
+    """Softmax over the last axis, stable for huge logits: ``x (..., C) -> (..., C)``."""
+    x = check.as_numeric("softmax", "x", x)
+    if x.ndim == 0 or x.size == 0 or not (x.dtype == _F64 or x.dtype == _F32):
+        return _ref.softmax(x)
+    x2 = _c(x, x.dtype).reshape(-1, x.shape[-1])
+    if _parallel(x2.size, _config.SOFTMAX_PARALLEL_MIN):
+        y = _K_sl.softmax_parallel(x2, _config.NCHUNKS)
+    else:
+        y = _K_sl.softmax(x2)
+    return y.reshape(x.shape)
+
+
+def cross_entropy_error(y, t):
+    """Mean cross-entropy of probabilities ``y (N, C)`` or ``(C,)`` against ``t``.
+
+    ``t`` is labels ``(N,)`` / ``(N, 1)`` or one-hot / probability rows
+    ``(N, C)``. As in the book, ``1e-7`` is added inside the log.
+    """
+    y2 = check.logits("cross_entropy_error", y)
+    dt = y2.dtype
+    if not (dt == _F64 or dt == _F32):
+        return _ref.cross_entropy_error(y, t)
+    N, C = y2.shape
+    _, _, lab, T = _targets("cross_entropy_error", t, N, C, dt)
+    return dt.type(_K_sl.cross_entropy(_c(y2, dt), lab, T))
+
+
+#: The reference's loop: ``f`` is arbitrary Python (the layers it calls are
+#: what runs compiled), so there is nothing to compile here.
+numerical_gradient = _ref.numerical_gradient
+
+from ._numba_net import net_gradient, net_train_step  # noqa: E402
+
+try:  # the fast numerical-gradient hook lives in its own module
+    from .numba_numgrad import net_numerical_gradient  # noqa: E402,F401
+    __all__.append("net_numerical_gradient")
+except ImportError as exc:  # pragma: no cover - only while that module is absent
+    if getattr(exc, "name", None) != __name__.rpartition(".")[0] + ".numba_numgrad":
+        raise

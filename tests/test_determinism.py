@@ -1,0 +1,144 @@
+"""Determinism: the same bits run to run and for any Numba thread count; the on-disk cache.
+
+Every reduction in the kernels (``db``, the mean loss) runs in a fixed
+order, and each output element is computed by one call whatever the thread
+count, so results are bit-identical, not just close.
+"""
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import scratchprop.numba as B
+from scratchprop import TwoLayerNet
+from scratchprop.kernels import config
+from scratchprop.kernels import relu as K_relu
+from scratchprop.kernels import softmax_loss as K_sl
+
+rng = np.random.default_rng(11)
+MAX_THREADS = numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.fixture
+def force_parallel(monkeypatch):
+    monkeypatch.setattr(config, "RELU_PARALLEL_MIN", 0)
+    monkeypatch.setattr(config, "SOFTMAX_PARALLEL_MIN", 0)
+    monkeypatch.setattr(config, "BLAS_SPIN_S", 0.0)
+    monkeypatch.setattr(B, "NUMPY_BELOW", 0)
+
+
+def with_threads(n, fn):
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(n, MAX_THREADS))
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(old)
+
+
+def layer_results(x, W, b, t):
+    a, r, s = B.Affine(W, b), B.Relu(), B.SoftmaxWithLoss()
+    loss = s.forward(r.forward(a.forward(x)), t)
+    dx = a.backward(r.backward(s.backward()))
+    return [loss, s.y, dx, a.dW, a.db, r.mask]
+
+
+def net_results(x, t):
+    net = TwoLayerNet(784, 100, 10, backend="numba", seed=0)
+    g = net.gradient(x, t)
+    losses = [net.train_step(x, t, 0.1) for _ in range(3)]
+    return [g[k] for k in ("W1", "b1", "W2", "b2")] + losses + [net.params[k].copy() for k in net.params]
+
+
+def assert_bits(a, b):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        u, v = np.asarray(u), np.asarray(v)
+        assert u.dtype == v.dtype and u.shape == v.shape
+        assert u.tobytes() == v.tobytes()
+
+
+@pytest.mark.parametrize("N", [1, 64, 2000])
+def test_layers_same_bits_run_to_run_and_across_threads(N, force_parallel):
+    x, W, b = rng.standard_normal((N, 300)), rng.standard_normal((300, 40)), rng.standard_normal(40)
+    t = rng.integers(0, 40, N)
+    runs = [with_threads(n, lambda: layer_results(x, W, b, t)) for n in (2, 2, 1, 2)]
+    for other in runs[1:]:
+        assert_bits(runs[0], other)
+
+
+@pytest.mark.parametrize("N", [1, 64, 1000])
+def test_fused_net_same_bits_run_to_run_and_across_threads(N):
+    x, t = rng.random((N, 784)), rng.integers(0, 10, N)
+    runs = [with_threads(n, lambda: net_results(x, t)) for n in (2, 2, 1)]
+    for other in runs[1:]:
+        assert_bits(runs[0], other)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_parallel_kernels_equal_serial_bit_for_bit(dtype):
+    # the wrappers pick serial or prange by size and by timing: both must give the same bits
+    s = rng.standard_normal((3001, 10)).astype(dtype)
+    labels = rng.integers(0, 10, 3001)
+    T = np.eye(10, dtype=dtype)[labels]
+    noT, nolab = np.empty((0, 0), dtype), np.empty(0, np.intp)
+    for n in (1, 2):
+        par = with_threads(n, lambda: [K_sl.forward_parallel(s, labels, noT, 7),
+                                       K_sl.forward_parallel(s, nolab, T, 7),
+                                       K_sl.softmax_parallel(s, 5),
+                                       K_relu.forward_parallel(s.reshape(-1), 3)])
+        ser = [K_sl.forward(s, labels, noT), K_sl.forward(s, nolab, T), K_sl.softmax(s), K_relu.forward(s.reshape(-1))]
+        for p_, s_ in zip(par, ser):
+            assert_bits(p_ if isinstance(p_, tuple) else (p_,), s_ if isinstance(s_, tuple) else (s_,))
+        y = ser[0][0]
+        one, nf = dtype(1), dtype(3001)
+        assert_bits([with_threads(n, lambda: K_sl.backward_parallel(y, labels, noT, one, nf, 9))],
+                    [K_sl.backward(y, labels, noT, one, nf)])
+
+
+def test_db_matches_numpy_bit_for_bit():
+    # NumPy sums axis 0 of a C array row by row; so does the kernel
+    x, W, b = rng.standard_normal((500, 30)), rng.standard_normal((30, 20)), rng.standard_normal(20)
+    dout = rng.standard_normal((500, 20))
+    layer = B.Affine(W, b)
+    layer.forward(x)
+    layer.backward(dout)
+    assert layer.db.tobytes() == np.sum(dout, axis=0).tobytes()
+
+
+def test_cache_location_follows_numba_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+    where = config.cache_location()
+    assert where is not None and where.startswith(str(tmp_path))
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "a_file" / "cache"))
+    (tmp_path / "a_file").write_text("not a directory")
+    assert config.cache_location() is None
+
+
+def test_unwritable_cache_dir_warns_once_and_runs(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    code = (
+        "import warnings\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import numpy as np\n"
+        "    import scratchprop.numba as B\n"
+        "    from scratchprop.kernels import config, relu, affine, softmax_loss, two_layer\n"
+        "    r = B.Relu()\n"
+        "    out = r.forward(np.linspace(-1, 1, 600))\n"
+        "    dx = r.backward(np.ones(600))\n"
+        "assert not config.CACHE\n"
+        "assert out.min() == 0 and out.max() == 1 and dx.sum() == (np.linspace(-1, 1, 600) > 0).sum()\n"
+        "mine = [x for x in w if issubclass(x.category, config.CacheWarning)]\n"
+        "print('WARNINGS', len(mine), str(mine[0].message) if mine else '')\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(blocker / "cache"))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "WARNINGS 1 " in res.stdout
+    assert "not writable" in res.stdout

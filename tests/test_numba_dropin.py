@@ -1,0 +1,192 @@
+"""Drop-in use: the book's own net with only its import changed, and TwoLayerNet(backend="numba").
+
+The book's class (``booknet.py``) is built once against the NumPy layers
+and once against the Numba layers; same seeds, same data, same results.
+``TwoLayerNet(backend="numba")`` goes through the fused hooks
+(``net_gradient`` / ``net_train_step``), which must agree with the NumPy
+net: loss, the four gradients, 20 SGD steps, and the layer state left behind.
+"""
+import numpy as np
+import pytest
+
+import scratchprop.numba as B
+from booknet import book_net_class, book_train_step
+from scratchprop import TwoLayerNet, _numba_net
+from test_numba_equivalence import assert_equiv
+
+KEYS = ("W1", "b1", "W2", "b2")
+rng = np.random.default_rng(7)
+
+
+def book_pair(sizes, seed=0):
+    nets = []
+    for module in ("scratchprop.numpy", "scratchprop.numba"):
+        np.random.seed(seed)
+        nets.append(book_net_class(module)(*sizes))
+    return nets
+
+
+def test_book_net_imports_the_numba_layers():
+    net = book_net_class("scratchprop.numba")(4, 3, 2)
+    assert type(net.layers["Affine1"]) is B.Affine
+    assert type(net.layers["Relu1"]) is B.Relu
+    assert type(net.lastLayer) is B.SoftmaxWithLoss
+    assert net.layers["Affine1"].W is net.params["W1"]
+
+
+@pytest.mark.parametrize("N", [1, 3, 32, 257])
+@pytest.mark.parametrize("onehot", [False, True])
+def test_book_net_training_agrees(N, onehot):
+    ref, fast = book_pair((784, 50, 10))
+    x = rng.random((N, 784)).astype(np.float32)  # MNIST-like float32 images, float64 weights
+    labels = rng.integers(0, 10, N)
+    t = np.eye(10)[labels] if onehot else labels
+    assert_equiv(fast.loss(x, t), ref.loss(x, t), floor=1)
+    g_ref, g_fast = ref.gradient(x, t), fast.gradient(x, t)
+    for k in KEYS:
+        assert_equiv(g_fast[k], g_ref[k])
+    for _ in range(5):
+        book_train_step(ref, x, t, 0.1)
+        book_train_step(fast, x, t, 0.1)
+    for k in KEYS:
+        assert_equiv(fast.params[k], ref.params[k])
+    assert fast.accuracy(x, t) == ref.accuracy(x, t)
+
+
+def test_book_net_in_place_updates_are_seen():
+    _, net = book_pair((6, 5, 3))
+    x, t = rng.random((4, 6)), np.array([0, 1, 2, 1])
+    before = net.predict(x).copy()
+    net.params["W1"] -= 0.5  # in place: the layers hold these very arrays
+    net.params["b2"] += 1.0
+    after = net.predict(x)
+    assert not np.allclose(before, after)
+    ref = book_pair((6, 5, 3))[0]
+    ref.params["W1"] -= 0.5
+    ref.params["b2"] += 1.0
+    assert_equiv(after, ref.predict(x))
+
+
+def test_book_net_numerical_gradient_matches_backprop():
+    ref, fast = book_pair((5, 4, 3), seed=3)
+    x, t = rng.standard_normal((2, 5)), np.array([0, 2])
+    num_fast, num_ref = fast.numerical_gradient(x, t), ref.numerical_gradient(x, t)
+    bp = fast.gradient(x, t)
+    for k in KEYS:
+        assert np.any(num_fast[k] != 0), k
+        np.testing.assert_allclose(num_fast[k], num_ref[k], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(num_fast[k], bp[k], rtol=1e-4, atol=1e-7)
+
+
+def net_pair(sizes=(784, 100, 10), dtype=np.float64, seed=5):
+    return (TwoLayerNet(*sizes, backend="numpy", dtype=dtype, seed=seed),
+            TwoLayerNet(*sizes, backend="numba", dtype=dtype, seed=seed))
+
+
+@pytest.mark.parametrize("N", [1, 2, 7, 64, 1000])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_two_layer_net_hooks_agree(N, dtype):
+    ref, fast = net_pair(dtype=dtype)
+    x = rng.random((N, 784)).astype(dtype)
+    t = rng.integers(0, 10, N)
+    g_ref, g_fast = ref.gradient(x, t), fast.gradient(x, t)
+    assert_equiv(fast.lastLayer.loss, ref.lastLayer.loss, floor=1)
+    for k in KEYS:
+        assert_equiv(g_fast[k], g_ref[k])
+    assert_equiv(fast.loss(x, t), ref.loss(x, t), floor=1)
+    for _ in range(20):
+        if dtype == np.float32:
+            # float32 steps amplify rounding (each W1 gradient is ~2% off its float64
+            # value at N = 1000, in either implementation): compare step by step
+            fast.load_params(ref.params)
+        l_ref, l_fast = ref.train_step(x, t, 0.1), fast.train_step(x, t, 0.1)
+        assert_equiv(l_fast, l_ref, floor=1)
+        for k in KEYS:
+            assert_equiv(fast.params[k], ref.params[k])
+    for k in KEYS:
+        assert fast.params[k] is fast.layers["Affine1" if k[1] == "1" else "Affine2"].__dict__[k[0]]
+
+
+@pytest.mark.parametrize("case", ["onehot", "probs", "N1_labels", "uint8_x", "f32x_f64net",
+                                  "f64x_f32net", "single_sample", "nd_input", "fortran_x"])
+def test_two_layer_net_hook_inputs(case):
+    dtype = np.float32 if case == "f64x_f32net" else np.float64
+    ref, fast = net_pair((12, 6, 4), dtype=dtype)
+    N = 5
+    x, t = rng.random((N, 12)), rng.integers(0, 4, N)
+    if case == "onehot":
+        t = np.eye(4)[t]
+    elif case == "probs":
+        t = rng.random((N, 4)) + 0.1
+        t /= t.sum(axis=1, keepdims=True)
+    elif case == "N1_labels":
+        t = t.reshape(N, 1).astype(np.uint8)
+    elif case == "uint8_x":
+        x = rng.integers(0, 256, (N, 12)).astype(np.uint8)
+    elif case == "f32x_f64net":
+        x = x.astype(np.float32)
+    elif case == "single_sample":
+        x, t = x[0], t[0]
+    elif case == "nd_input":
+        x = x.reshape(N, 3, 4)
+    elif case == "fortran_x":
+        x = np.asfortranarray(x)
+    g_ref, g_fast = ref.gradient(x, t), fast.gradient(x, t)
+    for k in KEYS:
+        assert_equiv(g_fast[k], g_ref[k], np.float32 if case == "f64x_f32net" else None)
+    for _ in range(3):
+        assert_equiv(fast.train_step(x, t, 0.05), ref.train_step(x, t, 0.05), floor=1)
+    for k in KEYS:
+        assert_equiv(fast.params[k], ref.params[k])
+        assert fast.params[k].dtype == dtype
+
+
+def test_hook_layer_state_is_sensible():
+    ref, fast = net_pair((12, 6, 4))
+    x, t = rng.random((3, 12)), np.array([0, 3, 1])
+    fast.gradient(x, t)
+    ref.gradient(x, t)
+    for name in ("Affine1", "Affine2"):
+        a, b = fast.layers[name], ref.layers[name]
+        assert a.original_x_shape == b.original_x_shape
+        assert_equiv(a.x, b.x)
+        assert_equiv(a.dW, b.dW)
+        assert_equiv(a.db, b.db)
+    np.testing.assert_array_equal(fast.layers["Relu1"].mask, ref.layers["Relu1"].mask)
+    assert_equiv(fast.lastLayer.y, ref.lastLayer.y)
+    assert fast.lastLayer.t is t
+    # the layers can carry on by hand from the fused state
+    assert_equiv(fast.lastLayer.backward(), ref.lastLayer.backward())
+    assert_equiv(fast.layers["Relu1"].backward(np.ones((3, 6))), ref.layers["Relu1"].backward(np.ones((3, 6))))
+    loss = fast.train_step(x, t, 0.1)
+    assert loss == fast.lastLayer.loss
+
+
+def test_hook_fallbacks_agree():
+    ref, fast = net_pair((8, 5, 3))
+    x, t = rng.random((4, 8)), np.array([0, 1, 2, 0])
+    for net in (ref, fast):  # a NumPy-scalar lr: the update is NumPy's, as in the reference
+        net.train_step(x, t, np.float32(0.1))
+    for k in KEYS:
+        assert_equiv(fast.params[k], ref.params[k])
+
+    class Decay(TwoLayerNet):  # another loss: the fused hook must not take it
+        def loss(self, x, t):
+            return super().loss(x, t) + 0.5
+
+    ref, fast = Decay(8, 5, 3, backend="numpy", seed=5), Decay(8, 5, 3, backend="numba", seed=5)
+    assert _numba_net._prepare(fast, x, t) is None
+    g_ref, g_fast = ref.gradient(x, t), fast.gradient(x, t)
+    for k in KEYS:
+        assert_equiv(g_fast[k], g_ref[k])
+    assert_equiv(fast.train_step(x, t, 0.1), ref.train_step(x, t, 0.1), floor=1)
+
+
+def test_hook_with_replaced_params_array():
+    ref, fast = net_pair((8, 5, 3))
+    x, t = rng.random((4, 8)), np.array([0, 1, 2, 0])
+    for net in (ref, fast):  # the layers no longer hold params["W1"]: not the standard net
+        net.params["W1"] = net.params["W1"].copy()
+    assert _numba_net._prepare(fast, x, t) is None
+    for k in KEYS:
+        assert_equiv(fast.gradient(x, t)[k], ref.gradient(x, t)[k])

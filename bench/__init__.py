@@ -1,0 +1,1 @@
+"""scratchprop's benchmarks (pytest-benchmark); run with ``pytest bench``. See README.md."""

@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""Turn a pytest-benchmark JSON (``--benchmark-json`` or a saved run) into markdown tables.
+
+Usage::
+
+    python bench/report.py results.json > table.md
+    python bench/report.py part1.json part2.json > table.md     # runs split by group
+
+Medians only. Ratios are time ratios: ``numba/numpy`` below 1 means Numba is
+faster (0.25 = 4x faster). Rows are paired by the fields ``bench/cases.py``
+puts in ``extra_info`` (group, case, api, backend, dtype, batch, sizes,
+threads), never by test names. A missing cell (skipped backend, torch not
+installed) prints as "-". Needs only the standard library.
+"""
+import argparse
+import json
+import sys
+from collections import OrderedDict
+
+KEY = ("group", "case", "api", "backend", "dtype", "batch", "sizes", "threads")
+
+
+def fmt_time(s):
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "-"
+    r = a / b
+    return f"{r:.3g}"
+
+
+def load(paths):
+    """``(first file's JSON, {KEY tuple: benchmark})`` over every file (later files win)."""
+    first, index = None, OrderedDict()
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        first = first or data
+        for bench in data.get("benchmarks", []):
+            info = bench.get("extra_info") or {}
+            if "group" not in info or not bench.get("stats"):
+                continue  # not one of ours, or a --benchmark-disable run
+            index[tuple(info.get(k) for k in KEY)] = bench
+    return first, index
+
+
+class Table:
+    def __init__(self, index):
+        self.index = index
+
+    def rows(self, **match):
+        """Benchmarks whose extra_info has every ``match`` field."""
+        for key, bench in self.index.items():
+            info = dict(zip(KEY, key))
+            if all(info.get(k) == v for k, v in match.items()):
+                yield info, bench
+
+    def median(self, **match):
+        found = [b["stats"]["median"] for _, b in self.rows(**match)]
+        return found[0] if len(found) == 1 else None
+
+    def values(self, field, **match):
+        seen = []
+        for info, _ in self.rows(**match):
+            if info[field] not in seen:
+                seen.append(info[field])
+        return seen  # first-seen order: the order of bench/cases.py
+
+
+def md_table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < 1 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def header_lines(data, paths):
+    mi = data.get("machine_info", {})
+    sp = mi.get("scratchprop", {})
+    run = data.get("scratchprop", {})
+    cpu = sp.get("cpu_model") or (mi.get("cpu") or {}).get("brand_raw") or mi.get("processor") or "?"
+    versions = sp.get("versions", {})
+    ver = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or f"python {mi.get('python_version')}"
+    if "python" not in versions:
+        ver = f"python {mi.get('python_version', '?')}, " + ver
+    blas_rt = "; ".join(f"{b.get('version') or '?'} ({b.get('threads')} threads)" for b in run.get("blas_runtime") or [])
+    commit = data.get("commit_info", {})
+    lines = [
+        f"- **Machine**: {mi.get('node', '?')}, {mi.get('system', '?')} {mi.get('release', '')} {mi.get('machine', '')}".rstrip(),
+        f"- **CPU**: {cpu} ({sp.get('logical_cpus', (mi.get('cpu') or {}).get('count', '?'))} logical CPUs, "
+        f"{sp.get('usable_cpus', '?')} usable)",
+        f"- **Threads**: Numba {run.get('numba_threads', '?')} ({run.get('numba_threading_layer', '?')} layer), "
+        f"BLAS {', '.join(str(b.get('threads')) for b in run.get('blas_runtime') or []) or '?'}, "
+        f"torch {run.get('torch_threads') or '-'}",
+        f"- **Versions**: {ver}",
+        f"- **BLAS**: NumPy built with {sp.get('numpy_blas', '?')}; loaded: {blas_rt or '?'}",
+        f"- **Command**: `{run.get('command', '?')}`" + (" (smoke sizes)" if run.get("smoke") else ""),
+        f"- **Date**: {data.get('datetime', '?')}; commit {str(commit.get('id', '?'))[:12]}"
+        + (" (dirty)" if commit.get("dirty") else ""),
+        f"- **Report**: `python bench/report.py {' '.join(paths)}`",
+    ]
+    if run.get("env"):
+        lines.insert(3, "- **Environment**: " + " ".join(f"{k}={v}" for k, v in run["env"].items()))
+    return lines
+
+
+def section_layers(t):
+    rows = []
+    for case in t.values("case", group="layers"):
+        for dtype in t.values("dtype", group="layers", case=case):
+            for batch in t.values("batch", group="layers", case=case, dtype=dtype):
+                m = {b: t.median(group="layers", case=case, dtype=dtype, batch=batch, backend=b)
+                     for b in ("numpy", "numba")}
+                rows.append([case, dtype, batch, fmt_time(m["numpy"]), fmt_time(m["numba"]),
+                             fmt_ratio(m["numba"], m["numpy"])])
+    return "Each layer alone (Affine 784->100, Relu on (N, 100), SoftmaxWithLoss on (N, 10) with labels).", \
+        md_table(["layer", "dtype", "batch", "numpy", "numba", "numba/numpy"], rows)
+
+
+def section_train(t):
+    cols = [("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"), ("book", "numpy"), ("book", "numba"),
+            ("torch", "torch"), ("gemm", "blas")]
+    names = ["TwoLayerNet numpy", "TwoLayerNet numba", "book+numpy", "book+numba", "torch", "GEMM floor"]
+    rows = []
+    for dtype in t.values("dtype", group="train_step"):
+        for batch in t.values("batch", group="train_step", dtype=dtype):
+            m = [t.median(group="train_step", dtype=dtype, batch=batch, api=a, backend=b) for a, b in cols]
+            np_, nb, bnp, bnb, th, floor = m
+            rows.append([dtype, batch, *map(fmt_time, m), fmt_ratio(nb, np_), fmt_ratio(bnb, bnp),
+                         fmt_ratio(nb, th), fmt_ratio(np_, floor), fmt_ratio(nb, floor)])
+    return ("One SGD step (gradient + update) of the 784-100-10 net. *book* = the book's own "
+            "TwoLayerNet class with drop-in layers. *GEMM floor* = the step's five matrix products "
+            "alone through NumPy's BLAS."), \
+        md_table(["dtype", "batch", *names, "numba/numpy", "book numba/numpy", "numba/torch",
+                  "numpy/floor", "numba/floor"], rows)
+
+
+def section_inference(t):
+    cols = [("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"), ("book", "numpy"), ("book", "numba"),
+            ("torch", "torch")]
+    rows = []
+    for dtype in t.values("dtype", group="inference"):
+        for n in t.values("batch", group="inference", dtype=dtype):
+            m = [t.median(group="inference", dtype=dtype, batch=n, api=a, backend=b) for a, b in cols]
+            rows.append([dtype, n, *map(fmt_time, m), fmt_ratio(m[1], m[0]), fmt_ratio(m[3], m[2]),
+                         fmt_ratio(m[1], m[4])])
+    return "`accuracy(x, t)` (predict + arg-max) over the whole set, 784-100-10.", \
+        md_table(["dtype", "samples", "TwoLayerNet numpy", "TwoLayerNet numba", "book+numpy",
+                  "book+numba", "torch", "numba/numpy", "book numba/numpy", "numba/torch"], rows)
+
+
+def section_gradcheck(t):
+    rows = []
+    for api in t.values("api", group="gradcheck"):
+        base = t.median(group="gradcheck", api=api, backend="numpy", case="numerical_gradient")
+        for backend in t.values("backend", group="gradcheck", api=api):
+            num = list(t.rows(group="gradcheck", api=api, backend=backend, case="numerical_gradient"))
+            bp = t.median(group="gradcheck", api=api, backend=backend, case="gradient")
+            if not num:
+                continue
+            info, bench = num[0]
+            n = bench["stats"]["median"]
+            extra = bench.get("extra_info", {})
+            diff = extra.get("max_abs_diff")
+            rows.append([api, backend, f"{info['sizes']}, batch {info['batch']}", fmt_time(n), fmt_time(bp),
+                         fmt_ratio(n, bp), fmt_ratio(n, base) if backend != "numpy" else "1",
+                         f"{diff:.2g}" if isinstance(diff, float) else "-",
+                         bench["stats"].get("rounds", "?")])
+    return ("The notebook's gradient check: `numerical_gradient` versus backprop `gradient` "
+            "(float64). max |diff| = largest element difference between the two."), \
+        md_table(["net", "backend", "sizes", "numerical", "backprop", "numerical/backprop",
+                  "numerical vs numpy", "max abs diff", "rounds"], rows)
+
+
+def section_compile(t):
+    rows = []
+    for info, bench in t.rows(group="compile"):
+        e = bench.get("extra_info", {})
+        rows.append([info["case"], info["backend"], fmt_time(bench["stats"]["median"]),
+                     fmt_time(e.get("import_s")), fmt_time(e.get("first_step_s")),
+                     e.get("cache_files", "-"), bench["stats"].get("rounds", "?")])
+    return ("A fresh `python -c`: import + `TwoLayerNet(784, 100, 10)` + its first train step, timed "
+            "as a whole subprocess (nothing subtracted). *cold_cache*: empty `NUMBA_CACHE_DIR`; "
+            "*warm_cache*: the same directory after one run; *no_jit*: the NumPy backend. "
+            "import / first step are measured inside the subprocess."), \
+        md_table(["case", "backend", "wall (median)", "import + net", "first step", "cache files",
+                  "rounds"], rows)
+
+
+def section_threads(t):
+    rows = []
+    counts = t.values("threads", group="threads")
+    for api, backend in (("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"), ("torch", "torch")):
+        for dtype in t.values("dtype", group="threads", api=api, backend=backend):
+            for batch in t.values("batch", group="threads", api=api, backend=backend, dtype=dtype):
+                m = [t.median(group="threads", api=api, backend=backend, dtype=dtype, batch=batch, threads=n)
+                     for n in counts]
+                rows.append([f"{api} {backend}" if api != backend else api, dtype, batch, *map(fmt_time, m),
+                             *(fmt_ratio(m[0], x) for x in m[1:])])
+    return ("The train step with 1, 2, ... threads (Numba's, every BLAS's and torch's, restored afterwards). "
+            "Speed-up = time with 1 thread / time with n."), \
+        md_table(["net", "dtype", "batch", *(f"{n} thread{'s' if n > 1 else ''}" for n in counts),
+                  *(f"speed-up x{n}" for n in counts[1:])], rows)
+
+
+SECTIONS = [("layers", "Layers", section_layers), ("train_step", "Train step", section_train),
+            ("inference", "Inference", section_inference), ("gradcheck", "Gradient check", section_gradcheck),
+            ("compile", "Start-up and JIT compile", section_compile), ("threads", "Thread scaling", section_threads)]
+
+
+def render(paths):
+    data, index = load(paths)
+    if data is None:
+        raise SystemExit("no input")
+    t = Table(index)
+    out = ["# scratchprop benchmarks", "", *header_lines(data, paths), "",
+           "Medians. Ratios are time ratios: *a/b* < 1 means *a* is faster. \"-\" = not run.", ""]
+    if not index:
+        out.append("_No timings in this file (a `--benchmark-disable` run?)._")
+    for group, title, fn in SECTIONS:
+        if not any(True for _ in t.rows(group=group)):
+            continue
+        text, table = fn(t)
+        out += [f"## {title}", "", text, "", table, ""]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("json", nargs="+", help="pytest-benchmark JSON file(s)")
+    args = p.parse_args(argv)
+    sys.stdout.write(render(args.json) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""The notebook's gradient check: numerical gradient versus backprop (784-100-10, batch 3)."""
+import pytest
+
+from .cases import cases, run
+
+
+@pytest.mark.parametrize("case", cases("gradcheck"), ids=str)
+def test_gradcheck(benchmark, case):
+    run(benchmark, case)

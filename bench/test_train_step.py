@@ -1,0 +1,9 @@
+"""One SGD train step of 784-100-10: TwoLayerNet, the book's own class with drop-in layers, torch, and the GEMM floor."""
+import pytest
+
+from .cases import cases, run
+
+
+@pytest.mark.parametrize("case", cases("train_step"), ids=str)
+def test_train_step(benchmark, case):
+    run(benchmark, case)

@@ -108,7 +108,7 @@ def test_two_layer_net_hooks_agree(N, dtype):
 
 
 @pytest.mark.parametrize("case", ["onehot", "probs", "N1_labels", "uint8_x", "f32x_f64net",
-                                  "f64x_f32net", "single_sample", "nd_input", "fortran_x"])
+                                  "f64x_f32net", "single_sample", "nd_input", "fortran_x", "readonly_x"])
 def test_two_layer_net_hook_inputs(case):
     dtype = np.float32 if case == "f64x_f32net" else np.float64
     ref, fast = net_pair((12, 6, 4), dtype=dtype)
@@ -131,6 +131,9 @@ def test_two_layer_net_hook_inputs(case):
         x = x.reshape(N, 3, 4)
     elif case == "fortran_x":
         x = np.asfortranarray(x)
+    elif case == "readonly_x":
+        x.flags.writeable = False
+        t.flags.writeable = False
     g_ref, g_fast = ref.gradient(x, t), fast.gradient(x, t)
     for k in KEYS:
         assert_equiv(g_fast[k], g_ref[k], np.float32 if case == "f64x_f32net" else None)

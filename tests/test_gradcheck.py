@@ -67,3 +67,15 @@ def test_float32_uses_its_own_tolerance():
     report = scratchprop.gradcheck(net, x.astype(np.float32), t)
     assert report.dtype == "float32" and report.rtol > 1e-3
     assert report.passed
+
+
+def test_warmup_calls_both_gradients_before_timing():
+    net = small_net()
+    x, t = data()
+    calls = []
+    real_num, real_grad = net.numerical_gradient, net.gradient
+    net.numerical_gradient = lambda x, t: calls.append("num") or real_num(x, t)
+    net.gradient = lambda x, t: calls.append("grad") or real_grad(x, t)
+    report = scratchprop.gradcheck(net, x, t, warmup=True)
+    assert calls == ["num", "grad", "num", "grad"]
+    assert report.passed and "warm-up" in str(report)

@@ -221,7 +221,9 @@ def cmd_gradcheck(args):
     x = x_train[:args.batch].astype(net.dtype)
     print(f"gradient check: TwoLayerNet {x.shape[1]}-{args.hidden}-{N_CLASSES}, first {args.batch} "
           f"{dataset} training samples, backend {net.backend_name}, {net.dtype}", flush=True)
-    report = gradcheck(net, x, t_train[:args.batch])
+    # a JIT backend's first call loads or compiles its kernels: time the second (the NumPy
+    # reference's numerical gradient takes seconds, and has nothing to warm up)
+    report = gradcheck(net, x, t_train[:args.batch], warmup=net.backend_name != "numpy")
     print(report)
     return 0 if report.passed else 1
 

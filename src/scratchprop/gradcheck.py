@@ -35,6 +35,7 @@ class GradcheckReport:
     backend: str = "numpy"
     rtol: float = 0.0
     floor: float = 0.0
+    warmup: bool = False
 
     @property
     def ratio(self):
@@ -52,7 +53,8 @@ class GradcheckReport:
         lines += [f"{p.name}: {p.mean_abs:.2g}" for p in self.params]
         lines.append("")
         lines.append(f"backend {self.backend}, {self.dtype}; {self.loss_evaluations} loss evaluations; "
-                     f"numerical / backprop = {self.ratio:.3g}x")
+                     f"numerical / backprop = {self.ratio:.3g}x"
+                     f"{' (times after one untimed warm-up call)' if self.warmup else ''}")
         lines.append(f"{'param':<6} {'shape':<12} {'mean |d|':>10} {'max |d|':>10} {'max rel':>10} "
                      f"{'worst at':<12} {'ok':>4}")
         for p in self.params:
@@ -83,7 +85,7 @@ def compare(name, numerical, backprop, rtol, floor):
     )
 
 
-def gradcheck(net, x, t, h=1e-4):
+def gradcheck(net, x, t, h=1e-4, *, warmup=False):
     """Compare ``net.numerical_gradient(x, t)`` with ``net.gradient(x, t)``.
 
     Parameters
@@ -93,6 +95,9 @@ def gradcheck(net, x, t, h=1e-4):
     x, t : the batch and its labels / one-hot targets.
     h : float
         Central-difference step.
+    warmup : bool
+        Call both gradients once, untimed, before timing them (a JIT backend
+        otherwise times its compile or cache load on the first call).
 
     Returns
     -------
@@ -106,9 +111,13 @@ def gradcheck(net, x, t, h=1e-4):
     dtype = np.result_type(*[net.params[k] for k in keys])
     tol = tolerances.gradcheck(dtype)
     before = {k: net.params[k].copy() for k in keys}
+    numerical = net.numerical_gradient if h == 1e-4 else (lambda x, t: net.numerical_gradient(x, t, h))
+    if warmup:
+        numerical(x, t)
+        net.gradient(x, t)
 
     start = time.perf_counter()
-    grad_numerical = net.numerical_gradient(x, t) if h == 1e-4 else net.numerical_gradient(x, t, h)
+    grad_numerical = numerical(x, t)
     numerical_time = time.perf_counter() - start
     restored = all(np.array_equal(before[k].view(np.uint8), net.params[k].view(np.uint8)) for k in keys)
 
@@ -122,5 +131,5 @@ def gradcheck(net, x, t, h=1e-4):
         numerical_time=numerical_time, backprop_time=backprop_time,
         loss_evaluations=2 * sum(net.params[k].size for k in keys),
         params_restored=restored, dtype=str(np.dtype(dtype)), backend=str(backend),
-        rtol=tol["rtol"], floor=tol["floor"],
+        rtol=tol["rtol"], floor=tol["floor"], warmup=warmup,
     )

@@ -200,14 +200,9 @@ def _dist_version(name):
 
 
 def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from scratchprop.sysinfo import cpu_model as model
+
+    return model()
 
 
 def numpy_blas_build():

@@ -3,7 +3,7 @@
 Only the layer import is parametrised: :func:`book_net_class` builds the
 class against ``scratchprop.numpy`` or ``scratchprop.numba`` (or any module
 with the layers), exactly as a user would by editing that one import line.
-Shared by the equivalence tests and the benchmarks.
+Shared by the equivalence tests and the benchmarks (`bench/booknet.py` loads this file).
 """
 
 BOOK_NET_SOURCE = '''

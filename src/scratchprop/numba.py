@@ -260,12 +260,7 @@ class SoftmaxWithLoss:
             else:
                 dx = _K_sl.backward(*args)
             return dx.reshape(self.y.shape)
-        if self._labels is not None:
-            dx = y2.copy()
-            dx[np.arange(N), self._labels] -= 1
-        else:
-            dx = y2 - self._T
-        return (dout * dx / N).reshape(self.y.shape)
+        return _ref.SoftmaxWithLoss.backward(self, dout)  # same attributes; NumPy-typed dout
 
 
 def softmax(x):

@@ -1,7 +1,8 @@
 """Start-up: a fresh Python doing imports + the first train step, with a cold and a warm Numba cache."""
 import pytest
 
-from .cases import cases, run
+from .builders import run
+from .cases import cases
 
 
 @pytest.mark.parametrize("case", cases("compile"), ids=str)

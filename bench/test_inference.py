@@ -1,7 +1,8 @@
 """Inference: predict + accuracy over 10,000 and 60,000 MNIST digits."""
 import pytest
 
-from .cases import cases, run
+from .builders import run
+from .cases import cases
 
 
 @pytest.mark.parametrize("case", cases("inference"), ids=str)

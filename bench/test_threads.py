@@ -1,7 +1,8 @@
 """Thread scaling of the large-batch train step (1 versus 2 ... threads; restored afterwards)."""
 import pytest
 
-from .cases import cases, run
+from .builders import run
+from .cases import cases
 
 
 @pytest.mark.parametrize("case", cases("threads"), ids=str)

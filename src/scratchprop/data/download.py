@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from .idx import DataError, atomic_writer
-from .mnist import DATASETS, FILE_STEMS
+from .mnist import DATASETS
 
 __all__ = ["CHECKSUMS", "MIRRORS", "download", "file_digest"]
 

@@ -193,3 +193,14 @@ def test_hook_with_replaced_params_array():
     assert _numba_net._prepare(fast, x, t) is None
     for k in KEYS:
         assert_equiv(fast.gradient(x, t)[k], ref.gradient(x, t)[k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lr", [0.1, np.float32(0.1), np.float64(0.1)])
+def test_train_step_numpy_scalar_learning_rates(dtype, lr):
+    ref, fast = net_pair((12, 6, 4), dtype=dtype)
+    x, t = rng.random((5, 12)), rng.integers(0, 4, 5)
+    for _ in range(3):
+        assert_equiv(fast.train_step(x, t, lr), ref.train_step(x, t, lr), floor=1)
+    for k in KEYS:
+        assert_equiv(fast.params[k], ref.params[k])

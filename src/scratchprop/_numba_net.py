@@ -193,10 +193,22 @@ def net_gradient(net, x, t):
     return _run(net, prep, t, 0.0, False)
 
 
+def _fusable_rate(lr, dt):
+    """Whether ``lr`` scales a gradient of ``dt`` as the kernel does (``dt.type(lr)``).
+
+    A Python number is a weak scalar in NumPy; a NumPy float no wider than
+    ``dt`` keeps ``dt``. A wider one (np.float64 with float32 parameters) makes
+    NumPy round ``lr * grad`` in float64 first: the generic path does that.
+    """
+    if type(lr) in (float, int):
+        return True
+    return isinstance(lr, np.floating) and lr.dtype.itemsize <= dt.itemsize
+
+
 def net_train_step(net, x, t, lr):
     """One SGD step ``params[k] -= lr * grad[k]`` in place; returns the loss before the step."""
     prep = _prepare(net, x, t)
-    if prep is not None and type(lr) in (float, int):
+    if prep is not None and _fusable_rate(lr, prep[7]):
         dt = prep[7]
         if all(a.dtype == dt and a.flags.c_contiguous and a.flags.writeable for a in prep[8:]):
             return _run(net, prep, t, float(lr), True)

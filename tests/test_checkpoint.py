@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from scratchprop import TwoLayerNet
-from scratchprop.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from scratchprop._atomic import atomic_write
+from scratchprop.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def make_net(dtype=np.float64, sizes=(12, 5, 3)):

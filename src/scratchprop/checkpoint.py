@@ -14,17 +14,16 @@ Files are written atomically (a temporary file in the same directory, then
 name. :func:`load_checkpoint` validates everything and raises
 :class:`CheckpointError` naming the file.
 """
-import contextlib
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "atomic_write"]
+from ._atomic import atomic_write
+
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"]
 
 FORMAT = "scratchprop-checkpoint"
 FORMAT_VERSION = 1
@@ -34,31 +33,6 @@ _DTYPES = ("float32", "float64")
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, truncated, not a checkpoint or does not fit."""
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode="wb"):
-    """Open a temporary file next to ``path`` for writing; on success move it onto ``path``.
-
-    If the ``with`` block raises, the temporary file is removed and ``path``
-    is untouched. ``mode`` is ``"wb"`` or ``"w"`` (text, UTF-8, ``newline=""``).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass

@@ -31,7 +31,7 @@ def plot_history(path, history, loss, iters_per_epoch, title=None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .checkpoint import atomic_write
+    from ._atomic import atomic_write
 
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)

@@ -255,7 +255,7 @@ def write_metrics(path, history, run=None):
     null). CSV: a header of :data:`METRIC_FIELDS` plus ``partial``, one row per
     evaluation.
     """
-    from .checkpoint import atomic_write
+    from ._atomic import atomic_write
 
     path = str(path)
     ext = path.lower().rsplit(".", 1)[-1] if "." in path else ""

@@ -22,7 +22,8 @@ import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .idx import DataError, atomic_writer
+from .._atomic import atomic_write
+from .idx import DataError
 from .mnist import DATASETS
 
 __all__ = ["CHECKSUMS", "MIRRORS", "download", "file_digest"]
@@ -109,7 +110,7 @@ def _fetch(url: str, dest: Path, expected: str, timeout: float) -> None:
 
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        with atomic_writer(dest) as fh:
+        with atomic_write(dest) as fh:
             h = _hasher(expected)
             for chunk in iter(lambda: response.read(_CHUNK), b""):
                 h.update(chunk)

@@ -16,17 +16,16 @@ file, what was expected and what was found.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 import numpy as np
 
-__all__ = ["DataError", "read_idx", "write_idx", "atomic_writer"]
+from .._atomic import atomic_write
+
+__all__ = ["DataError", "read_idx", "write_idx"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 UBYTE_CODE = 0x08
@@ -133,39 +132,6 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(dims).copy()
 
 
-@contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file next to `path`; move it onto `path` on success.
-
-    The temporary file lives in the same directory (so :func:`os.replace`
-    is atomic) and is named ``.<name>.<random>.part``. If the ``with`` block
-    raises, the temporary file is removed and `path` is left untouched.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The final file name. Its directory must exist.
-
-    Yields
-    ------
-    file object
-        A binary file open for writing.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-
-
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Write a ``uint8`` array as an IDX file, atomically.
 
@@ -202,6 +168,6 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     payload = header + np.ascontiguousarray(arr).tobytes()
     if path.name.endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=9, mtime=0)
-    with atomic_writer(path) as fh:
+    with atomic_write(path) as fh:
         fh.write(payload)
     return path

@@ -22,14 +22,6 @@ rng = np.random.default_rng(11)
 MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 
 
-@pytest.fixture
-def force_parallel(monkeypatch):
-    monkeypatch.setattr(config, "RELU_PARALLEL_MIN", 0)
-    monkeypatch.setattr(config, "SOFTMAX_PARALLEL_MIN", 0)
-    monkeypatch.setattr(config, "BLAS_SPIN_S", 0.0)
-    monkeypatch.setattr(B, "NUMPY_BELOW", 0)
-
-
 def with_threads(n, fn):
     old = numba.get_num_threads()
     numba.set_num_threads(min(n, MAX_THREADS))

@@ -85,15 +85,6 @@ def threads(request):
     numba.set_num_threads(old)
 
 
-@pytest.fixture
-def force_parallel(monkeypatch):
-    """Route every elementwise call of the wrappers to the ``prange`` kernels."""
-    monkeypatch.setattr(config, "RELU_PARALLEL_MIN", 0)
-    monkeypatch.setattr(config, "SOFTMAX_PARALLEL_MIN", 0)
-    monkeypatch.setattr(config, "BLAS_SPIN_S", 0.0)
-    monkeypatch.setattr(B, "NUMPY_BELOW", 0)
-
-
 def run_affine(M, x, W, b, dout=None):
     layer = M.Affine(W, b)
     out = layer.forward(x)

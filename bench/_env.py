@@ -14,7 +14,8 @@ import sys
 SMOKE = os.environ.get("SCRATCHPROP_BENCH_SMOKE", "").strip().lower() not in ("", "0", "false", "no")
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-               "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR")
+               "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR",
+               "SCRATCHPROP_BLAS", "MKL_CBWR")
 
 
 # --------------------------------------------------------------------------- backends
@@ -150,8 +151,12 @@ def limit_threads(n, torch_too=False):
     import numba
     import scipy.linalg.cython_blas  # noqa: F401 - load SciPy's BLAS (Numba's np.dot uses it) first
 
+    from scratchprop.kernels import _blas_lib
+
     old_numba = numba.get_num_threads()
     numba.set_num_threads(n)
+    old_kernels_blas = _blas_lib.get_num_threads()
+    _blas_lib.set_num_threads(n)  # MKL, when the kernels use it
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -174,6 +179,8 @@ def limit_threads(n, torch_too=False):
             yield
     finally:
         numba.set_num_threads(old_numba)
+        if old_kernels_blas is not None:
+            _blas_lib.set_num_threads(old_kernels_blas)
         for lib, old in zip(libs, old_blas):
             lib.num_threads = old
         if old_torch is not None:
@@ -184,7 +191,10 @@ def thread_info():
     """Thread counts in effect now, for ``extra_info``."""
     import numba
 
-    info = {"numba_threads": numba.get_num_threads(), "blas_threads": blas_threads()}
+    from scratchprop.kernels import _blas_lib
+
+    info = {"numba_threads": numba.get_num_threads(), "blas_threads": blas_threads(),
+            "kernels_blas_threads": _blas_lib.get_num_threads()}
     if _TORCH is not None:
         info["torch_threads"] = _TORCH.get_num_threads()
     return info
@@ -215,6 +225,16 @@ def numpy_blas_build():
         return f"unknown ({type(exc).__name__})"
 
 
+def _kernels_blas():
+    """What ``scratchprop.kernels`` calls for its products (MKL or SciPy's OpenBLAS), and threads."""
+    try:
+        from scratchprop.kernels import _blas_lib
+    except ImportError as exc:
+        return f"unavailable ({exc})"
+    threads = _blas_lib.get_num_threads()
+    return _blas_lib.DESCRIPTION + (f" ({threads} threads)" if threads else "")
+
+
 def environment():
     """Everything ``report.py`` prints above its tables (JSON-serialisable)."""
     import numba
@@ -238,6 +258,7 @@ def environment():
         "blas_runtime": blas_libraries(),
         "numba_threads": numba.get_num_threads(),
         "numba_threading_layer": layer,
+        "kernels_blas": _kernels_blas(),
         "torch_threads": _TORCH.get_num_threads() if _TORCH is not None else None,
         "env": {k: os.environ[k] for k in _THREAD_ENV if k in os.environ},
         "smoke": SMOKE,

@@ -112,8 +112,32 @@ def _torch_step(case):
     return step
 
 
+@functools.lru_cache(maxsize=None)
+def _kernels_five_products():
+    """An ``@njit`` function running the five products through the kernels' own BLAS calls."""
+    from numba import njit
+    from scratchprop.kernels._blas import gemm
+
+    @njit(nogil=True)
+    def five(x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1):
+        one, zero = x.dtype.type(1), x.dtype.type(0)
+        gemm(False, False, one, x, W1, zero, a1)
+        gemm(False, False, one, h, W2, zero, a2)
+        gemm(True, False, one, h, dy, zero, dW2)
+        gemm(False, True, one, dy, W2, zero, dh_out)
+        gemm(True, False, one, x, dh, zero, dW1)
+
+    return five
+
+
 def _gemm_floor(case):
-    """The step's five essential products through NumPy's BLAS, into preallocated outputs."""
+    """The step's five essential products into preallocated outputs.
+
+    ``backend="blas"``: through NumPy's BLAS (the reference's floor);
+    ``backend="kernels"``: through the BLAS the Numba kernels call (MKL or
+    SciPy's OpenBLAS, see ``scratchprop.kernels._blas_lib``), from one
+    ``@njit`` call (the numba backend's floor).
+    """
     dt, N = np.dtype(case.dtype), case.batch
     D, H, C = case.sizes
     rng = np.random.default_rng(0)
@@ -123,6 +147,10 @@ def _gemm_floor(case):
     dy = rng.standard_normal((N, C)).astype(dt)
     a1, a2, dW2, dh_out, dW1 = (np.empty(s, dt) for s in ((N, H), (N, C), (H, C), (N, H), (D, H)))
     mm = np.matmul
+    if case.backend == "kernels":
+        five = _kernels_five_products()
+        args = (x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1)
+        return lambda: five(*args)
 
     def floor():
         mm(x, W1, out=a1)           # forward, layer 1
@@ -137,7 +165,11 @@ def _gemm_floor(case):
 def build_train_step(case):
     D, H, C = case.sizes
     if case.api == "gemm":
-        return Built(_gemm_floor(case), info={"products": "x@W1, h@W2, h.T@dy, dy@W2.T, x.T@dh"})
+        info = {"products": "x@W1, h@W2, h.T@dy, dy@W2.T, x.T@dh"}
+        if case.backend == "kernels":
+            from scratchprop.kernels import _blas_lib
+            info["blas"] = _blas_lib.DESCRIPTION
+        return Built(_gemm_floor(case), info=info)
     if case.api == "torch":
         return Built(_torch_step(case), check=_finite_loss, info={"peer": "torch eager autograd, addmm"})
     x, t = inputs(case.batch, case.dtype, D, C)

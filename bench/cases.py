@@ -57,7 +57,7 @@ class Case:
     case     what is timed: "Affine.forward", "train_step", "accuracy",
              "numerical_gradient", "gradient", "cold_cache", ...
     api      layer | TwoLayerNet | book (the user's notebook class) | torch | gemm | subprocess
-    backend  numpy | numba | torch | blas
+    backend  numpy | numba | torch | blas (NumPy's BLAS) | kernels (the kernels' BLAS)
     batch    samples per call (inference: samples evaluated)
     threads  0: the default (every backend on Numba's thread count); else that many
     rounds   0: pytest-benchmark calibrates (honours --benchmark-min-rounds/-max-time);
@@ -122,7 +122,7 @@ def _train_cases():
         for batch in BATCHES:
             for api, backend in (("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"),
                                  ("book", "numpy"), ("book", "numba"),
-                                 ("torch", "torch"), ("gemm", "blas")):
+                                 ("torch", "torch"), ("gemm", "blas"), ("gemm", "kernels")):
                 case = "gemm_floor" if api == "gemm" else "train_step"
                 yield Case("train_step", case, api, backend, dtype, batch)
 

@@ -21,7 +21,8 @@ if _ROOT not in sys.path:  # `bench` importable under any --import-mode
 from bench import _env  # noqa: E402
 
 _CMD_ENV = ("SCRATCHPROP_BENCH_SMOKE", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
-            "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_THREADING_LAYER")
+            "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHPROP_BLAS",
+            "MKL_CBWR")
 
 
 def _command(config):
@@ -46,5 +47,5 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "command": _command(config),
         "cwd": str(config.invocation_params.dir),
         **{k: env[k] for k in ("smoke", "numba_threads", "numba_threading_layer", "torch_threads",
-                               "blas_runtime", "env", "executable")},
+                               "blas_runtime", "kernels_blas", "env", "executable")},
     }

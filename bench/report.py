@@ -100,6 +100,7 @@ def header_lines(data, paths):
         f"torch {run.get('torch_threads') or '-'}",
         f"- **Versions**: {ver}",
         f"- **BLAS**: NumPy built with {sp.get('numpy_blas', '?')}; loaded: {blas_rt or '?'}",
+        f"- **Kernels' BLAS** (the numba backend's products): {run.get('kernels_blas', '?')}",
         f"- **Command**: `{run.get('command', '?')}`" + (" (smoke sizes)" if run.get("smoke") else ""),
         f"- **Date**: {data.get('datetime', '?')}; commit {str(commit.get('id', '?'))[:12]}"
         + (" (dirty)" if commit.get("dirty") else ""),
@@ -125,18 +126,21 @@ def section_layers(t):
 
 def section_train(t):
     cols = [("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"), ("book", "numpy"), ("book", "numba"),
-            ("torch", "torch"), ("gemm", "blas")]
-    names = ["TwoLayerNet numpy", "TwoLayerNet numba", "book+numpy", "book+numba", "torch", "GEMM floor"]
+            ("torch", "torch"), ("gemm", "blas"), ("gemm", "kernels")]
+    names = ["TwoLayerNet numpy", "TwoLayerNet numba", "book+numpy", "book+numba", "torch",
+             "floor numpy", "floor numba"]
     rows = []
     for dtype in t.values("dtype", group="train_step"):
         for batch in t.values("batch", group="train_step", dtype=dtype):
             m = [t.median(group="train_step", dtype=dtype, batch=batch, api=a, backend=b) for a, b in cols]
-            np_, nb, bnp, bnb, th, floor = m
+            np_, nb, bnp, bnb, th, floor_np, floor_nb = m
             rows.append([dtype, batch, *map(fmt_time, m), fmt_ratio(nb, np_), fmt_ratio(bnb, bnp),
-                         fmt_ratio(nb, th), fmt_ratio(np_, floor), fmt_ratio(nb, floor)])
+                         fmt_ratio(nb, th), fmt_ratio(np_, floor_np), fmt_ratio(nb, floor_nb)])
     return ("One SGD step (gradient + update) of the 784-100-10 net. *book* = the book's own "
-            "TwoLayerNet class with drop-in layers. *GEMM floor* = the step's five matrix products "
-            "alone through NumPy's BLAS."), \
+            "TwoLayerNet class with drop-in layers. *floor* = the step's five matrix products "
+            "(x@W1, h@W2, h.T@dy, dy@W2.T, x.T@dh) alone: *floor numpy* through NumPy's BLAS, "
+            "*floor numba* through the BLAS the kernels call (see **BLAS** above), so "
+            "numpy/floor and numba/floor each compare a backend with its own BLAS."), \
         md_table(["dtype", "batch", *names, "numba/numpy", "book numba/numpy", "numba/torch",
                   "numpy/floor", "numba/floor"], rows)
 

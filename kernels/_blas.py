@@ -1,42 +1,43 @@
-"""BLAS ``gemm`` with ``alpha``/``beta`` and output buffers, callable from ``@njit`` code.
+"""BLAS ``gemm``/``gemv`` with ``alpha``/``beta`` and output buffers, callable from ``@njit`` code.
 
 ``np.dot`` inside Numba always allocates and always computes ``1 * A @ B``.
-These wrappers call the same BLAS (SciPy's, through Numba's ``numba_xxgemm``
-helper, exactly as Numba's own ``np.dot`` does) but let a kernel write into a
-preallocated array, accumulate into it (``beta = 1``) and scale the product
-(``alpha = -lr`` fuses an SGD update into the weight-gradient product).
+These wrappers call BLAS's Fortran-interface ``?gemm``/``?gemv`` directly, so
+a kernel can write into a preallocated array, accumulate into it
+(``beta = 1``) and scale the product (``alpha = -lr`` fuses an SGD update
+into the weight-gradient product). Which library answers (MKL or SciPy's
+OpenBLAS) is decided by :mod:`._blas_lib`.
 
 Arrays are row-major: 2-D with a unit inner stride and any row stride (a
-C-contiguous array, or a block of its columns or rows). The call links by
-symbol name, so kernels that use it stay cacheable.
+C-contiguous array, or a block of its columns or rows). The calls link by
+symbol name, so kernels that use them stay cacheable.
 """
 import numpy as np
 from numba import types
 from numba.extending import overload
-from numba.np.linalg import ensure_blas
+
+from . import _blas_lib  # registers the scratchprop_* symbols  # noqa: F401
+from .config import BLAS_SERIAL_BELOW
 
 
 def _gemm_sig(dt):
-    p = types.CPointer(dt)
-    return types.intc(types.char, types.char, types.char,     # kind, transa, transb
-                      types.intp, types.intp, types.intp,     # m, n, k
-                      p, p, types.intp, p, types.intp,        # alpha, a, lda, b, ldb
-                      p, p, types.intp)                       # beta, c, ldc
+    p, i, c = types.CPointer(dt), types.CPointer(types.int32), types.CPointer(types.uint8)
+    return types.void(c, c, i, i, i,          # transa, transb, m, n, k
+                      p, p, i, p, i,          # alpha, a, lda, b, ldb
+                      p, p, i)                # beta, c, ldc
 
 
 def _gemv_sig(dt):
-    p = types.CPointer(dt)
-    return types.intc(types.char, types.char,                 # kind, trans
-                      types.intp, types.intp,                 # m, n
-                      p, p, types.intp, p, p, p)              # alpha, a, lda, x, beta, y
+    p, i, c = types.CPointer(dt), types.CPointer(types.int32), types.CPointer(types.uint8)
+    return types.void(c, i, i,                # trans, m, n
+                      p, p, i, p, i,          # alpha, a, lda, x, incx
+                      p, p, i)                # beta, y, incy
 
 
-_XXGEMM = {dt: types.ExternalFunction("numba_xxgemm", _gemm_sig(dt))
-           for dt in (types.float32, types.float64)}
-_XXGEMV = {dt: types.ExternalFunction("numba_xxgemv", _gemv_sig(dt))
-           for dt in (types.float32, types.float64)}
-_KIND = {types.float32: ord("s"), types.float64: ord("d")}
-
+#: ``int f(int n)``: this thread's BLAS thread count for the next products; returns the old one.
+_THREADS_LOCAL = types.ExternalFunction("scratchprop_blas_threads_local", types.intc(types.intc))
+_PREFIX = {types.float32: "s", types.float64: "d"}
+_GEMM = {dt: types.ExternalFunction(f"scratchprop_{k}gemm", _gemm_sig(dt)) for dt, k in _PREFIX.items()}
+_GEMV = {dt: types.ExternalFunction(f"scratchprop_{k}gemv", _gemv_sig(dt)) for dt, k in _PREFIX.items()}
 
 def gemm(trans_a, trans_b, alpha, a, b, beta, c):
     """``c = alpha * op(a) @ op(b) + beta * c`` in place; ``op`` transposes when ``trans_*``.
@@ -49,10 +50,8 @@ def gemm(trans_a, trans_b, alpha, a, b, beta, c):
 
 @overload(gemm, jit_options={"nogil": True})
 def _gemm_impl(trans_a, trans_b, alpha, a, b, beta, c):
-    ensure_blas()
     dt = c.dtype
-    fn = _XXGEMM[dt]
-    kind = _KIND[dt]
+    fn = _GEMM[dt]
     npdt = np.float32 if dt == types.float32 else np.float64
 
     def impl(trans_a, trans_b, alpha, a, b, beta, c):
@@ -67,16 +66,27 @@ def _gemm_impl(trans_a, trans_b, alpha, a, b, beta, c):
             return
         # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T:
         # pass B first, A second, with the same transpose flags.
-        lda = max(a.strides[0] // a.itemsize, a.shape[1], 1)
-        ldb = max(b.strides[0] // b.itemsize, b.shape[1], 1)
-        ldc = max(c.strides[0] // c.itemsize, n, 1)
+        ints = np.empty(6, np.int32)
+        ints[0] = n
+        ints[1] = m
+        ints[2] = k
+        ints[3] = max(b.strides[0] // b.itemsize, b.shape[1], 1)   # ldb
+        ints[4] = max(a.strides[0] // a.itemsize, a.shape[1], 1)   # lda
+        ints[5] = max(c.strides[0] // c.itemsize, n, 1)            # ldc
+        flags = np.empty(2, np.uint8)
+        flags[0] = ord("T") if trans_b else ord("N")
+        flags[1] = ord("T") if trans_a else ord("N")
         scal = np.empty(2, npdt)
         scal[0] = alpha
         scal[1] = beta
-        ta = ord("t") if trans_a else ord("n")
-        tb = ord("t") if trans_b else ord("n")
-        fn(kind, tb, ta, n, m, k, scal[0:].ctypes, b.ctypes, ldb, a.ctypes, lda,
-           scal[1:].ctypes, c.ctypes, ldc)
+        small = m * n * k < BLAS_SERIAL_BELOW
+        if small:
+            old = _THREADS_LOCAL(1)
+        fn(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+           scal[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes,
+           scal[1:].ctypes, c.ctypes, ints[5:].ctypes)
+        if small:
+            _THREADS_LOCAL(old)
 
     return impl
 
@@ -92,10 +102,8 @@ def gemv(trans_a, alpha, a, x, beta, y):
 
 @overload(gemv, jit_options={"nogil": True})
 def _gemv_impl(trans_a, alpha, a, x, beta, y):
-    ensure_blas()
     dt = y.dtype
-    fn = _XXGEMV[dt]
-    kind = _KIND[dt]
+    fn = _GEMV[dt]
     npdt = np.float32 if dt == types.float32 else np.float64
 
     def impl(trans_a, alpha, a, x, beta, y):
@@ -106,12 +114,23 @@ def _gemv_impl(trans_a, alpha, a, x, beta, y):
             for i in range(y.shape[0]):
                 y[i] = 0 if beta == 0 else beta * y[i]
             return
-        lda = max(a.strides[0] // a.itemsize, cols, 1)
+        # row-major a is column-major a.T (cols x rows): a @ x is "T", a.T @ x is "N"
+        ints = np.empty(4, np.int32)
+        ints[0] = cols
+        ints[1] = rows
+        ints[2] = max(a.strides[0] // a.itemsize, cols, 1)   # lda
+        ints[3] = 1                                           # incx = incy
+        flags = np.empty(1, np.uint8)
+        flags[0] = ord("N") if trans_a else ord("T")
         scal = np.empty(2, npdt)
         scal[0] = alpha
         scal[1] = beta
-        # row-major a is column-major a.T: a @ x is "t", a.T @ x is "n"
-        tr = ord("n") if trans_a else ord("t")
-        fn(kind, tr, cols, rows, scal[0:].ctypes, a.ctypes, lda, x.ctypes, scal[1:].ctypes, y.ctypes)
+        small = rows * cols < BLAS_SERIAL_BELOW
+        if small:
+            old = _THREADS_LOCAL(1)
+        fn(flags[0:].ctypes, ints[0:].ctypes, ints[1:].ctypes, scal[0:].ctypes, a.ctypes,
+           ints[2:].ctypes, x.ctypes, ints[3:].ctypes, scal[1:].ctypes, y.ctypes, ints[3:].ctypes)
+        if small:
+            _THREADS_LOCAL(old)
 
     return impl

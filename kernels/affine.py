@@ -2,8 +2,9 @@
 
 All arrays are C-contiguous and of one float dtype (float32 or float64); the
 caller (``scratchprop.numba.Affine``) promotes and validates. The products
-go through BLAS (:func:`._blas.gemm`, multi-threaded by OpenBLAS from this
-serial context); what NumPy does in extra passes is fused around them:
+go through BLAS (:func:`._blas.gemm`, multi-threaded by MKL or OpenBLAS
+from this serial context); what NumPy does in extra passes is fused around
+them:
 
 * forward: the bias is written into ``out`` first and the product is
   accumulated onto it (``beta = 1``): no temporary, no second pass;

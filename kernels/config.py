@@ -37,7 +37,7 @@ import numba
 
 __all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "RELU_PARALLEL_MIN", "SOFTMAX_PARALLEL_MIN",
            "PARALLEL_MIN_ELEMENTS",
-           "BLAS_SPIN_S", "NCHUNKS",
+           "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "NCHUNKS",
            "CacheWarning", "cache_location", "prefer_threading_layer"]
 
 
@@ -109,6 +109,13 @@ SOFTMAX_PARALLEL_MIN = 4_096
 #: our products would have to wait for them (measured: 6 ms instead of
 #: 80 us under OpenMP), so elementwise kernels stay serial meanwhile.
 BLAS_SPIN_S = 0.2
+#: Products of fewer multiply-adds (``m * n * k``) than this run on one BLAS
+#: thread. With MKL on two threads, the idle worker spins after each
+#: product and slowed the NumPy code that followed (the book net's
+#: ``params -= lr * grad``: batch-1 step 156 us with two threads, 126 us
+#: with one), while 32x784x100 (2.5M) products were faster on two threads
+#: (gradient 289 us against 355 us). SciPy's OpenBLAS has its own cut-off.
+BLAS_SERIAL_BELOW = 1_000_000
 #: Fixed number of chunks for ``prange`` loops, independent of the thread
 #: count, so that chunked reductions sum in the same order for any count.
 NCHUNKS = 16

@@ -18,14 +18,16 @@ With ``update`` the SGD step is fused into the weight-gradient products:
 ``W -= lr * (a.T @ d)`` is one ``gemm`` with ``alpha = -lr, beta = 1`` (no
 ``dW`` array, one pass over ``W``); a batch of one uses a rank-1 loop.
 
-Threads: the products run in OpenBLAS's pool, called from this serial code;
-the passes stay serial. Measured on 2 cores, the alternatives lost: a
-``prange`` next to threaded products fights OpenBLAS's spinning worker
-(OpenMP layer: 6 ms instead of 80 us), and splitting the products over
-``prange`` chunks with single-threaded BLAS was 1.5-3x slower at every
-batch size (cross-core traffic on the shared weight blocks). Sums run in
-row order, so results do not depend on Numba's thread count; OpenBLAS
-splits a product over rows and columns, never over the summed dimension.
+Threads: the products run in the BLAS's pool (MKL's or OpenBLAS's, see
+:mod:`._blas_lib`), called from this serial code; the passes stay serial.
+Measured on 2 cores with OpenBLAS, the alternatives lost: a ``prange`` next
+to threaded products fights OpenBLAS's spinning worker (OpenMP layer: 6 ms
+instead of 80 us), and splitting the products over ``prange`` chunks with
+single-threaded BLAS was 1.5-3x slower at every batch size (cross-core
+traffic on the shared weight blocks). Sums here run in row order, so results
+do not depend on Numba's thread count; OpenBLAS splits a product over rows
+and columns, never over the summed dimension, and MKL runs in strict CNR
+mode, so the products do not depend on the BLAS's thread count either.
 """
 import math
 

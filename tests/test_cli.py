@@ -182,7 +182,7 @@ def test_train_numba_backend(tmp_path, capsys):
                        "--hidden", "50", "--seed", "1", "--dtype", "float32", "--save", tmp_path / "m.npz")
     assert rc == 0, err
     assert float(FINAL.search(out).group(2)) > 0.75
-    assert "backend numba, float32, threads numba 1, BLAS" in out
+    assert "backend numba, float32, threads numba 1, kernels' BLAS " in out
     ck = load_checkpoint(tmp_path / "m.npz")
     assert ck.meta["backend"] == "numba" and ck.dtype == np.float32
     rc, out, err = run(capsys, "evaluate", "--backend", "numba", "--model", tmp_path / "m.npz")

@@ -1,8 +1,10 @@
-"""Determinism: the same bits run to run and for any Numba thread count; the on-disk cache.
+"""Determinism: the same bits run to run and for any thread count; the on-disk cache.
 
 Every reduction in the kernels (``db``, the mean loss) runs in a fixed
 order, and each output element is computed by one call whatever the thread
-count, so results are bit-identical, not just close.
+count, so results are bit-identical, not just close. The thread count is
+Numba's and, with MKL, the products' (MKL in strict CNR mode, see
+``scratchprop.kernels._blas_lib``); the products are large enough to thread.
 """
 import os
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 
 import scratchprop.numba as B
 from scratchprop import TwoLayerNet
-from scratchprop.kernels import config
+from scratchprop.kernels import _blas_lib, config
 from scratchprop.kernels import relu as K_relu
 from scratchprop.kernels import softmax_loss as K_sl
 
@@ -23,12 +25,14 @@ MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 
 
 def with_threads(n, fn):
-    old = numba.get_num_threads()
-    numba.set_num_threads(min(n, MAX_THREADS))
+    old, old_blas = numba.get_num_threads(), _blas_lib.get_num_threads()
+    B.set_num_threads(min(n, MAX_THREADS))
     try:
         return fn()
     finally:
         numba.set_num_threads(old)
+        if old_blas is not None:
+            _blas_lib.set_num_threads(old_blas)
 
 
 def layer_results(x, W, b, t):

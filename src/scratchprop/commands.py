@@ -52,9 +52,14 @@ def setup_backend(name, threads=None):
     if name != "numba":
         return blas_thread_label()
     import numba
+
+    from . import numba as backend
+    from .sysinfo import kernels_blas
     if threads is not None:
-        numba.set_num_threads(threads)
-    return f"numba {numba.get_num_threads()}, {blas_thread_label()}"
+        backend.set_num_threads(threads)
+    name, _, kthreads = kernels_blas()
+    blas = f"{name} {kthreads}" if kthreads else f"{name}, {blas_thread_label()}"
+    return f"numba {numba.get_num_threads()}, kernels' BLAS {blas}"
 
 
 def load_data(root, dataset):

@@ -19,17 +19,21 @@ For :class:`scratchprop.TwoLayerNet` (``backend="numba"``) the module also
 provides the fused hooks :func:`net_gradient` and :func:`net_train_step`
 (see :mod:`scratchprop._numba_net`).
 
-Threads: products run in OpenBLAS's own pool (called from serial code);
-``set_num_threads`` / ``get_num_threads`` are Numba's and size the
-``prange`` kernels of ReLU and softmax-with-loss, used above the sizes in
-:mod:`scratchprop.kernels.config` and not while OpenBLAS's workers still
-spin after one of our products. Every result is bit-identical for any
-thread count.
+Threads: the matrix products run in the BLAS's own pool, called from
+serial code (MKL when installed, else SciPy's OpenBLAS; see
+:mod:`scratchprop.kernels._blas_lib`). ReLU and softmax-with-loss have
+``prange`` kernels, used above the sizes in :mod:`scratchprop.kernels.config`.
+MKL runs on GNU OpenMP, the same thread pool as Numba's ``omp`` layer;
+OpenBLAS has a pool of its own, so with it the ``prange`` kernels are not
+used while its workers still spin after one of our products.
+:func:`set_num_threads` sizes Numba's pool and MKL's; :func:`get_num_threads`
+is Numba's. Every result is bit-identical for any thread count.
 """
 from time import perf_counter as _clock
 
+import numba as _numba
 import numpy as np
-from numba import get_num_threads, set_num_threads
+from numba import get_num_threads
 
 from . import _validate as check
 from . import numpy as _ref
@@ -40,6 +44,7 @@ _config.prefer_threading_layer()
 from .kernels import affine as _K_affine  # noqa: E402  (after the threading-layer choice)
 from .kernels import relu as _K_relu  # noqa: E402
 from .kernels import softmax_loss as _K_sl  # noqa: E402
+from .kernels import _blas_lib  # noqa: E402
 
 __all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error",
            "numerical_gradient", "set_num_threads", "get_num_threads",
@@ -68,14 +73,39 @@ def _used_blas():
     _last_blas = _clock()
 
 
+def set_num_threads(n):
+    """Threads for Numba's ``prange`` kernels and, with MKL, for the matrix products.
+
+    Numba's ``set_num_threads`` (1 to ``NUMBA_NUM_THREADS``; it raises
+    otherwise) plus ``MKL_Set_Num_Threads``. SciPy's OpenBLAS follows
+    ``OPENBLAS_NUM_THREADS``.
+    """
+    _numba.set_num_threads(n)
+    _blas_lib.set_num_threads(n)
+
+
+def _one_pool():
+    """Whether the BLAS's workers are Numba's (MKL on GNU OpenMP with Numba's ``omp`` layer)."""
+    layer = str(_numba.config.THREADING_LAYER)
+    if layer == "default":
+        layer = list(_numba.config.THREADING_LAYER_PRIORITY)[0]
+    return _blas_lib.NAME == "mkl" and layer == "omp"
+
+
+_ONE_POOL = _one_pool()
+
+
 def _parallel(n, minimum):
     """Whether ``n`` elements of elementwise work go to the ``prange`` kernel.
 
-    Not below ``minimum`` elements, and not while OpenBLAS's workers may
-    still spin after one of our products (``BLAS_SPIN_S``): the two pools
-    would fight for the cores (see :mod:`scratchprop.kernels.config`).
+    Not below ``minimum`` elements, and, when the BLAS has a pool of its own
+    (OpenBLAS), not while its workers may still spin after one of our
+    products (``BLAS_SPIN_S``): the two pools would fight for the cores
+    (see :mod:`scratchprop.kernels.config`).
     """
-    return n >= minimum and _clock() - _last_blas >= _config.BLAS_SPIN_S
+    if n < minimum:
+        return False
+    return _ONE_POOL or _clock() - _last_blas >= _config.BLAS_SPIN_S
 
 
 def _targets(layer, t, N, C, dt):

@@ -4,7 +4,7 @@ import platform
 import sys
 
 __all__ = ["collect", "format_info", "cpu_model", "blas_info", "numba_threads", "blas_threads",
-           "blas_thread_label"]
+           "blas_thread_label", "kernels_blas"]
 
 
 def _version(module_name):
@@ -70,6 +70,13 @@ def blas_thread_label():
     return f"BLAS default (up to {os.cpu_count()})"
 
 
+def kernels_blas():
+    """``(name, description, threads or None)`` of the BLAS the Numba kernels call."""
+    from .kernels import _blas_lib
+
+    return _blas_lib.NAME, _blas_lib.DESCRIPTION, _blas_lib.get_num_threads()
+
+
 def numba_threads(probe=True):
     """``(threading layer, threads in use, NUMBA_NUM_THREADS)``.
 
@@ -117,13 +124,21 @@ def collect(probe=True):
             rows.append(("numba threads", f"{used} (NUMBA_NUM_THREADS {maximum})"))
         except Exception as exc:  # noqa: BLE001
             rows.append(("numba threading", f"unknown ({type(exc).__name__}: {exc})"))
+    if "numba" in sys.modules:
+        try:
+            name, desc, threads = kernels_blas()
+            rows.append(("BLAS (numba kernels)", f"{name}: {desc}"
+                         + (f" ({threads} threads)" if threads else "")))
+        except Exception as exc:  # noqa: BLE001
+            rows.append(("BLAS (numba kernels)", f"unavailable ({type(exc).__name__}: {exc})"))
     rows.append(("BLAS (numpy build)", blas_info()))
     runtime = blas_threads()
     rows.append(("BLAS (runtime)", "; ".join(runtime) if runtime else
                  "threadpoolctl not installed" if runtime is None else "none found"))
     env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                             "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                                            "NUMBA_THREADING_LAYER") if k in os.environ]
+                                            "NUMBA_THREADING_LAYER", "SCRATCHPROP_BLAS",
+                                            "MKL_CBWR") if k in os.environ]
     if env:
         rows.append(("environment", " ".join(env)))
     try:

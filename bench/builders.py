@@ -173,9 +173,15 @@ def build_train_step(case):
     if case.api == "torch":
         return Built(_torch_step(case), check=_finite_loss, info={"peer": "torch eager autograd, addmm"})
     x, t = inputs(case.batch, case.dtype, D, C)
+    x0, t0 = x.copy(), t.copy()
+
+    def check(loss):
+        _finite_loss(loss)
+        assert np.array_equal(x, x0) and np.array_equal(t, t0), "the train step modified its inputs"
+
     if case.api == "TwoLayerNet":
         net = _scratch_net(case)
-        return Built(lambda: net.train_step(x, t, LR), check=_finite_loss)
+        return Built(lambda: net.train_step(x, t, LR), check=check)
     net = _book_net(case)
 
     def step():  # the notebook's train_neuralnet.py loop body (minus its extra loss call)
@@ -184,7 +190,7 @@ def build_train_step(case):
             net.params[key] -= LR * grad[key]
         return net.lastLayer.loss
 
-    return Built(step, check=_finite_loss)
+    return Built(step, check=check)
 
 
 def build_inference(case):

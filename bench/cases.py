@@ -186,6 +186,9 @@ def _mnist():
 def inputs(n, dtype, D=784, C=10):
     """``x (n, D)`` C-contiguous and labels ``t (n,)`` int64: real MNIST digits, tiled past 10,000.
 
+    Fresh writeable arrays, like the book loop's ``x_train[batch_mask]``. The
+    train-step cases check afterwards that no backend modified them.
+
     For ``D != 784`` (the tiny smoke nets) ``x`` is uniform random.
     """
     X, T = _mnist()
@@ -197,6 +200,4 @@ def inputs(n, dtype, D=784, C=10):
         rng = np.random.default_rng(1)
         x = rng.random((n, D)).astype(dtype)
         t = rng.integers(0, C, n).astype(np.int64)
-    x.flags.writeable = False
-    t.flags.writeable = False
     return x, t

@@ -42,9 +42,20 @@ __all__ = ["step"]
 
 @njit(**SERIAL)
 def _sgd_rank1(W, a, d, rate):
-    """``W -= rate * outer(a, d)``: the weight update of a batch of one."""
+    """``W -= rate * outer(a, d)``: the weight update of a batch of one.
+
+    Rows with ``rate * a[i] == 0`` are skipped when ``d`` is finite: there
+    ``W[i] - 0 * d`` equals ``W[i]`` (up to the sign of a zero weight). MNIST
+    images are ~80 % zero pixels, so this skips most of ``W1``'s rows.
+    """
+    finite = True
+    for j in range(d.shape[0]):
+        if not math.isfinite(d[j]):
+            finite = False
     for i in range(W.shape[0]):
         s = rate * a[i]
+        if s == 0 and finite:
+            continue
         for j in range(W.shape[1]):
             W[i, j] -= s * d[j]
 

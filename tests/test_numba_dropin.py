@@ -204,3 +204,33 @@ def test_train_step_numpy_scalar_learning_rates(dtype, lr):
         assert_equiv(fast.train_step(x, t, lr), ref.train_step(x, t, lr), floor=1)
     for k in KEYS:
         assert_equiv(fast.params[k], ref.params[k])
+
+
+def test_batch_one_step_on_sparse_images_agrees():
+    # the fused batch-1 update skips W1 rows whose pixel is 0 (MNIST: most of them)
+    ref, fast = net_pair()
+    x = rng.random((1, 784))
+    x[0, rng.random(784) < 0.8] = 0.0
+    t = rng.integers(0, 10, 1)
+    for _ in range(20):
+        assert_equiv(fast.train_step(x, t, 0.1), ref.train_step(x, t, 0.1), floor=1)
+    for k in KEYS:
+        assert_equiv(fast.params[k], ref.params[k])
+    zero_rows = x[0] == 0
+    assert np.all(np.isfinite(fast.params["W1"][zero_rows]))
+
+
+def test_batch_one_step_with_non_finite_gradient_matches_the_reference():
+    # an inf weight makes dh non-finite: then 0 * dh is NaN and no row may be skipped
+    ref, fast = net_pair((12, 6, 4))
+    x = rng.random((1, 12))
+    x[0, :6] = 0.0
+    t = np.array([1])
+    for net in (ref, fast):
+        net.params["W2"][2, 1] = np.inf
+    with np.errstate(all="ignore"):
+        ref.train_step(x, t, 0.1)
+        fast.train_step(x, t, 0.1)
+    for k in KEYS:
+        np.testing.assert_array_equal(np.isnan(fast.params[k]), np.isnan(ref.params[k]))
+        np.testing.assert_array_equal(np.isinf(fast.params[k]), np.isinf(ref.params[k]))

@@ -36,7 +36,7 @@ import warnings
 import numba
 
 __all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "RELU_PARALLEL_MIN", "SOFTMAX_PARALLEL_MIN",
-           "PARALLEL_MIN_ELEMENTS",
+           "PARALLEL_MIN_ELEMENTS", "STEP_PARALLEL_MIN",
            "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "NCHUNKS",
            "CacheWarning", "cache_location", "prefer_threading_layer"]
 
@@ -104,6 +104,12 @@ RELU_PARALLEL_MIN = 1_000_000
 #: (thread start-up under OpenMP ~2 us, i.e. ~25k cheap element operations).
 PARALLEL_MIN_ELEMENTS = 25_000
 SOFTMAX_PARALLEL_MIN = 4_096
+#: The fused net step (``two_layer.step_parallel``) runs its row passes on
+#: Numba's threads from this many hidden activations (``N * H``), and only
+#: when the BLAS shares Numba's pool. Measured, 784-100-10 float64, MKL:
+#: batch 100 (10k) 260 us serial / 287 us parallel, 257 (26k) 613 / 644,
+#: 1000 (100k) 2.40 / 2.34 ms, 10000 25.7 / 24.6 ms.
+STEP_PARALLEL_MIN = 50_000
 #: OpenBLAS's idle workers spin for ~0.1 s (2**28 cycles) after a threaded
 #: product; a ``prange`` region started within this many seconds of one of
 #: our products would have to wait for them (measured: 6 ms instead of

@@ -8,9 +8,9 @@ Five products remain (``x@W1``, ``h@W2``, ``dy@W2.T``, ``h.T@dy``,
 ``x.T@dh``; the first layer's input gradient ``dh@W1.T`` is skipped: nothing
 uses it), with everything else fused around them in three passes:
 
-1. ``h = relu(x @ W1 + b1)``: bias written first, product accumulated onto
-   it (``beta = 1``), ReLU in place (the mask is ``h <= 0``);
-2. per row of ``h @ W2 + b2``: softmax, loss, ``dy = (y - T) / N`` and
+1. ``h = relu(x @ W1 + b1)``: the bias added and ReLU applied in one pass
+   over the product (the mask is ``h <= 0``);
+2. per row of ``h @ W2``: ``+ b2``, softmax, loss, ``dy = (y - T) / N`` and
    ``db2 += dy`` in one pass;
 3. ``dh = (dy @ W2.T) * (h > 0)`` and ``db1 += dh`` in one pass.
 
@@ -32,12 +32,12 @@ mode, so the products do not depend on the BLAS's thread count either.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._blas import gemm
-from .config import SERIAL
+from .config import PARALLEL, SERIAL
 
-__all__ = ["step"]
+__all__ = ["step", "step_parallel"]
 
 
 @njit(**SERIAL)
@@ -69,8 +69,19 @@ def _outer(out, a, d):
 
 
 @njit(**SERIAL)
-def _softmax_loss_dy(s, labels, T, y, db2):
-    """Per row of scores ``s``: ``y``, ``dy = (y - T) / N`` over ``s``, ``db2 += dy``; the mean loss."""
+def _bias_relu_rows(h, b, lo, hi):
+    """``h[i] = relu(h[i] + b)`` for rows ``lo:hi`` (NaN stays NaN, as in the reference's mask)."""
+    for i in range(lo, hi):
+        for j in range(h.shape[1]):
+            v = h[i, j] + b[j]
+            if v <= 0:
+                v = 0
+            h[i, j] = v
+
+
+@njit(**SERIAL)
+def _softmax_loss_dy(s, b2, labels, T, y, db2):
+    """Per row of ``s += b2``: ``y``, ``dy = (y - T) / N`` over ``s``, ``db2 += dy``; the mean loss."""
     N, C = s.shape
     dt = s.dtype
     one = dt.type(1)
@@ -78,9 +89,11 @@ def _softmax_loss_dy(s, labels, T, y, db2):
     use_labels = T.shape[0] == 0
     loss = 0.0
     for i in range(N):
+        s[i, 0] += b2[0]
         m = s[i, 0]
         for j in range(1, C):
-            v = s[i, j]
+            v = s[i, j] + b2[j]
+            s[i, j] = v
             if v > m or v != v:  # NaN wins, as in np.max
                 m = v
         acc = 0.0
@@ -107,6 +120,40 @@ def _softmax_loss_dy(s, labels, T, y, db2):
             db2[j] += s[i, j]
         loss += row
     return loss / N
+
+
+@njit(**SERIAL)
+def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work):
+    """The step's end: the SGD update in place, or the weight gradients (see :func:`step`)."""
+    N, D = x.shape
+    H = W1.shape[1]
+    C = W2.shape[1]
+    dt = W1.dtype
+    empty = np.empty((0, 0), dtype=dt)
+    one = dt.type(1)
+    zero = dt.type(0)
+    if update:
+        rate = dt.type(lr)
+        if N == 1:  # a rank-1 update: a plain loop beats gemm's k = 1 path
+            _sgd_rank1(W2, h[0], dy[0], rate)
+            _sgd_rank1(W1, x[0], dh[0], rate)
+        else:
+            gemm(True, False, -rate, h, dy, one, W2)
+            gemm(True, False, -rate, x, dh, one, W1)
+        for j in range(H):
+            b1[j] -= rate * db1[j]
+        for j in range(C):
+            b2[j] -= rate * db2[j]
+        return 0, loss, empty, db1, empty, db2
+    dW2 = np.empty((H, C), dtype=dt)
+    if N == 1:  # outer products
+        dW1 = np.empty((D, H), dtype=dt)
+        _outer(dW2, h[0], dy[0])
+        _outer(dW1, x[0], dh[0])
+        return 0, loss, dW1, db1, dW2, db2
+    gemm(True, False, one, h, dy, zero, dW2)
+    gemm(True, False, one, x, dh, zero, dW1_work)
+    return 0, loss, dW1_work.copy(), db1, dW2, db2
 
 
 @njit(**SERIAL)
@@ -139,19 +186,12 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
     one = dt.type(1)
     zero = dt.type(0)
 
-    for i in range(N):                                   # 1
-        h[i, :] = b1
-    gemm(False, False, one, x, W1, one, h)
-    for i in range(N):
-        for j in range(H):
-            if h[i, j] <= 0:
-                h[i, j] = 0
+    gemm(False, False, one, x, W1, zero, h)              # 1
+    _bias_relu_rows(h, b1, 0, N)
 
-    for i in range(N):                                   # 2
-        s[i, :] = b2
-    gemm(False, False, one, h, W2, one, s)
+    gemm(False, False, one, h, W2, zero, s)              # 2
     db2 = np.zeros(C, dtype=dt)
-    loss = _softmax_loss_dy(s, labels, T, y, db2)
+    loss = _softmax_loss_dy(s, b2, labels, T, y, db2)
     dy = s
 
     gemm(False, True, one, dy, W2, zero, dh)             # 3, before W2 changes
@@ -162,25 +202,105 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
                 dh[i, j] = 0
             db1[j] += dh[i, j]
 
-    if update:
-        rate = dt.type(lr)
-        if N == 1:  # a rank-1 update: a plain loop beats gemm's k = 1 path
-            _sgd_rank1(W2, h[0], dy[0], rate)
-            _sgd_rank1(W1, x[0], dh[0], rate)
-        else:
-            gemm(True, False, -rate, h, dy, one, W2)
-            gemm(True, False, -rate, x, dh, one, W1)
-        for j in range(H):
-            b1[j] -= rate * db1[j]
+    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)
+
+
+@njit(**SERIAL)
+def _softmax_dy_rows(s, b2, labels, T, y, rowloss, lo, hi):
+    """Rows ``lo:hi`` of :func:`_softmax_loss_dy`, each row's loss into ``rowloss`` (no ``db2``)."""
+    N, C = s.shape
+    dt = s.dtype
+    one = dt.type(1)
+    nf = dt.type(N)
+    use_labels = T.shape[0] == 0
+    for i in range(lo, hi):
+        s[i, 0] += b2[0]
+        m = s[i, 0]
+        for j in range(1, C):
+            v = s[i, j] + b2[j]
+            s[i, j] = v
+            if v > m or v != v:  # NaN wins, as in np.max
+                m = v
+        acc = 0.0
         for j in range(C):
-            b2[j] -= rate * db2[j]
-        return 0, loss, empty, db1, empty, db2
-    dW2 = np.empty((H, C), dtype=dt)
-    if N == 1:  # outer products
-        dW1 = np.empty((D, H), dtype=dt)
-        _outer(dW2, h[0], dy[0])
-        _outer(dW1, x[0], dh[0])
-        return 0, loss, dW1, db1, dW2, db2
-    gemm(True, False, one, h, dy, zero, dW2)
-    gemm(True, False, one, x, dh, zero, dW1_work)
-    return 0, loss, dW1_work.copy(), db1, dW2, db2
+            e = math.exp(s[i, j] - m)
+            y[i, j] = e
+            acc += e
+        lse = math.log(acc)
+        row = 0.0
+        for j in range(C):
+            log_y = (s[i, j] - m) - lse
+            yij = dt.type(y[i, j] / acc)
+            y[i, j] = yij
+            if use_labels:
+                if j == labels[i]:
+                    row = lse - (s[i, j] - m)
+                    d = yij - one
+                else:
+                    d = yij
+            else:
+                row -= T[i, j] * log_y
+                d = yij - T[i, j]
+            s[i, j] = d / nf
+        rowloss[i] = row
+
+
+@njit(**SERIAL)
+def _column_sums(a, out, lo, hi):
+    """``out[j] += a[i, j]`` for columns ``lo:hi``, rows in order (NumPy's ``axis=0`` order)."""
+    for i in range(a.shape[0]):
+        for j in range(lo, hi):
+            out[j] += a[i, j]
+
+
+@njit(**PARALLEL)
+def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work, nchunks):
+    """:func:`step` with its row passes on Numba's threads; the same bits as :func:`step`.
+
+    For a BLAS that shares Numba's thread pool (MKL on GNU OpenMP with the
+    ``omp`` layer): its workers are already awake after each product, so the
+    passes between products run on both cores instead of one. Rows go in
+    ``nchunks`` fixed spans; ``db1``/``db2`` are summed per column in row
+    order, exactly as the serial loop adds them, and the loss from per-row
+    values in row order, so the result does not depend on the thread count.
+    """
+    N, D = x.shape
+    H = W1.shape[1]
+    C = W2.shape[1]
+    dt = W1.dtype
+    empty = np.empty((0, 0), dtype=dt)
+    if T.shape[0] == 0:
+        for i in range(N):
+            if labels[i] < 0 or labels[i] >= C:
+                return -1, 0.0, empty, np.empty(0, dtype=dt), empty, np.empty(0, dtype=dt)
+    one = dt.type(1)
+    zero = dt.type(0)
+
+    gemm(False, False, one, x, W1, zero, h)              # 1
+    for c in prange(nchunks):
+        _bias_relu_rows(h, b1, c * N // nchunks, (c + 1) * N // nchunks)
+
+    gemm(False, False, one, h, W2, zero, s)              # 2
+    rowloss = np.empty(N)
+    for c in prange(nchunks):
+        _softmax_dy_rows(s, b2, labels, T, y, rowloss, c * N // nchunks, (c + 1) * N // nchunks)
+    loss = 0.0
+    for i in range(N):
+        loss += rowloss[i]
+    loss = loss / N
+    dy = s
+    db2 = np.zeros(C, dtype=dt)
+    _column_sums(dy, db2, 0, C)
+
+    gemm(False, True, one, dy, W2, zero, dh)             # 3, before W2 changes
+    for c in prange(nchunks):
+        for i in range(c * N // nchunks, (c + 1) * N // nchunks):
+            for j in range(H):
+                if h[i, j] <= 0:
+                    dh[i, j] = 0
+    db1 = np.zeros(H, dtype=dt)
+    ncol = min(nchunks, H)
+    for c in prange(ncol):
+        _column_sums(dh, db1, c * H // ncol, (c + 1) * H // ncol)
+
+    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)

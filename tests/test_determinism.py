@@ -138,3 +138,30 @@ def test_unwritable_cache_dir_warns_once_and_runs(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "WARNINGS 1 " in res.stdout
     assert "not writable" in res.stdout
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N", [1, 5, 300])
+@pytest.mark.parametrize("onehot", [False, True])
+@pytest.mark.parametrize("update", [False, True])
+def test_fused_step_parallel_equals_serial_bit_for_bit(dtype, N, onehot, update):
+    # TwoLayerNet picks step_parallel by size (and only when the BLAS shares Numba's pool):
+    # the choice must not change a bit, for any thread count
+    from scratchprop.kernels import two_layer as K_two
+
+    D, H, C = 40, 30, 7
+    x = rng.standard_normal((N, D)).astype(dtype)
+    labels = rng.integers(0, C, N).astype(np.intp)
+    T = np.eye(C, dtype=dtype)[labels] if onehot else np.empty((0, C), dtype)
+    lab = np.empty(0, np.intp) if onehot else labels
+    base = [rng.standard_normal(s).astype(dtype) for s in ((D, H), (H,), (H, C), (C,))]
+
+    def run(kernel, *extra):
+        params = [p.copy() for p in base]
+        work = [np.empty(s, dtype) for s in ((N, H), (N, C), (N, C), (N, H), (D, H))]
+        out = kernel(x, lab, T, *params, 0.1, update, *work, *extra)
+        return list(out) + params + work[:3]
+
+    serial = run(K_two.step)
+    for n in (1, 2):
+        assert_bits(serial, with_threads(n, lambda: run(K_two.step_parallel, config.NCHUNKS)))

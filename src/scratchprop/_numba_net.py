@@ -36,6 +36,7 @@ import weakref
 import numpy as np
 
 from . import _validate as check
+from .kernels import config as _config
 from .kernels import two_layer as _K
 
 _F32 = np.dtype(np.float32)
@@ -43,7 +44,7 @@ _F64 = np.dtype(np.float64)
 _KEYS = ("W1", "b1", "W2", "b2")
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
-_STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas)
+_STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas, _ONE_POOL)
 _WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work) of its last batch shape
 
 
@@ -54,8 +55,8 @@ def _standard(net, W1, b1, W2, b2):
         from . import numba as B
         from .net import TwoLayerNet
         _STANDARD = (TwoLayerNet.loss, TwoLayerNet.predict, B.Affine, B.Relu, B.SoftmaxWithLoss,
-                     B._used_blas)
-    loss, predict, Affine, Relu, SoftmaxWithLoss, _ = _STANDARD
+                     B._used_blas, B._ONE_POOL)
+    loss, predict, Affine, Relu, SoftmaxWithLoss = _STANDARD[:5]
     cls = type(net)
     L = net.layers
     if getattr(cls, "loss", None) is not loss or getattr(cls, "predict", None) is not predict:
@@ -153,9 +154,14 @@ def _run(net, prep, t, lr, update):
     x_shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2 = prep
     if not update:
         W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
-    h, s, y, dh, dW1_work = _workspace(net, xc.shape[0], W1.shape[0], W1.shape[1], W2.shape[1], dt)
-    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh,
-                                               dW1_work)
+    N, H = xc.shape[0], W1.shape[1]
+    h, s, y, dh, dW1_work = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
+    if _STANDARD[6] and N * H >= _config.STEP_PARALLEL_MIN:  # the BLAS shares Numba's pool
+        status, loss, dW1, db1, dW2, db2 = _K.step_parallel(xc, lab, T, W1, b1, W2, b2, lr, update,
+                                                            h, s, y, dh, dW1_work, _config.NCHUNKS)
+    else:
+        status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y,
+                                                   dh, dW1_work)
     _STANDARD[5]()  # scratchprop.numba._used_blas
     if status:
         check.targets("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)  # raises the label error

@@ -35,6 +35,9 @@ def _gemv_sig(dt):
 
 #: ``int f(int n)``: this thread's BLAS thread count for the next products; returns the old one.
 _THREADS_LOCAL = types.ExternalFunction("scratchprop_blas_threads_local", types.intc(types.intc))
+#: ``old = blas_threads_local(n)`` in ``@njit`` code: the calling thread's products use ``n``
+#: BLAS threads (MKL; a no-op with SciPy's OpenBLAS) until ``blas_threads_local(old)``.
+blas_threads_local = _THREADS_LOCAL
 _PREFIX = {types.float32: "s", types.float64: "d"}
 _GEMM = {dt: types.ExternalFunction(f"scratchprop_{k}gemm", _gemm_sig(dt)) for dt, k in _PREFIX.items()}
 _GEMV = {dt: types.ExternalFunction(f"scratchprop_{k}gemv", _gemv_sig(dt)) for dt, k in _PREFIX.items()}

@@ -36,7 +36,7 @@ import warnings
 import numba
 
 __all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "RELU_PARALLEL_MIN", "SOFTMAX_PARALLEL_MIN",
-           "PARALLEL_MIN_ELEMENTS", "STEP_PARALLEL_MIN",
+           "PARALLEL_MIN_ELEMENTS", "STEP_PARALLEL_MIN", "STEP_SPLIT_MAX", "STEP_SPLIT_BLOCKS",
            "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "NCHUNKS",
            "CacheWarning", "cache_location", "prefer_threading_layer"]
 
@@ -110,6 +110,15 @@ SOFTMAX_PARALLEL_MIN = 4_096
 #: batch 100 (10k) 260 us serial / 287 us parallel, 257 (26k) 613 / 644,
 #: 1000 (100k) 2.40 / 2.34 ms, 10000 25.7 / 24.6 ms.
 STEP_PARALLEL_MIN = 50_000
+#: Below this many hidden activations (``N * H``) the fused SGD step keeps
+#: ``W1``'s rows in :data:`STEP_SPLIT_BLOCKS` fixed blocks, one thread each
+#: (``two_layer_threads.step_split``; same BLAS condition). Measured as
+#: above: batch 8 53 -> 45 us, 32 158 -> 103, 64 214 -> 175, 100 314 -> 271;
+#: batch 257 679 -> 751 (slower).
+STEP_SPLIT_MAX = 20_000
+#: Row blocks of ``W1`` in ``step_split``: fixed (not the thread count), so
+#: the partial sums, and the results, are the same for any thread count.
+STEP_SPLIT_BLOCKS = 2
 #: OpenBLAS's idle workers spin for ~0.1 s (2**28 cycles) after a threaded
 #: product; a ``prange`` region started within this many seconds of one of
 #: our products would have to wait for them (measured: 6 ms instead of

@@ -32,12 +32,12 @@ mode, so the products do not depend on the BLAS's thread count either.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ._blas import gemm
-from .config import PARALLEL, SERIAL
+from .config import SERIAL
 
-__all__ = ["step", "step_parallel"]
+__all__ = ["step"]
 
 
 @njit(**SERIAL)
@@ -201,106 +201,5 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
             if h[i, j] <= 0:
                 dh[i, j] = 0
             db1[j] += dh[i, j]
-
-    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)
-
-
-@njit(**SERIAL)
-def _softmax_dy_rows(s, b2, labels, T, y, rowloss, lo, hi):
-    """Rows ``lo:hi`` of :func:`_softmax_loss_dy`, each row's loss into ``rowloss`` (no ``db2``)."""
-    N, C = s.shape
-    dt = s.dtype
-    one = dt.type(1)
-    nf = dt.type(N)
-    use_labels = T.shape[0] == 0
-    for i in range(lo, hi):
-        s[i, 0] += b2[0]
-        m = s[i, 0]
-        for j in range(1, C):
-            v = s[i, j] + b2[j]
-            s[i, j] = v
-            if v > m or v != v:  # NaN wins, as in np.max
-                m = v
-        acc = 0.0
-        for j in range(C):
-            e = math.exp(s[i, j] - m)
-            y[i, j] = e
-            acc += e
-        lse = math.log(acc)
-        row = 0.0
-        for j in range(C):
-            log_y = (s[i, j] - m) - lse
-            yij = dt.type(y[i, j] / acc)
-            y[i, j] = yij
-            if use_labels:
-                if j == labels[i]:
-                    row = lse - (s[i, j] - m)
-                    d = yij - one
-                else:
-                    d = yij
-            else:
-                row -= T[i, j] * log_y
-                d = yij - T[i, j]
-            s[i, j] = d / nf
-        rowloss[i] = row
-
-
-@njit(**SERIAL)
-def _column_sums(a, out, lo, hi):
-    """``out[j] += a[i, j]`` for columns ``lo:hi``, rows in order (NumPy's ``axis=0`` order)."""
-    for i in range(a.shape[0]):
-        for j in range(lo, hi):
-            out[j] += a[i, j]
-
-
-@njit(**PARALLEL)
-def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work, nchunks):
-    """:func:`step` with its row passes on Numba's threads; the same bits as :func:`step`.
-
-    For a BLAS that shares Numba's thread pool (MKL on GNU OpenMP with the
-    ``omp`` layer): its workers are already awake after each product, so the
-    passes between products run on both cores instead of one. Rows go in
-    ``nchunks`` fixed spans; ``db1``/``db2`` are summed per column in row
-    order, exactly as the serial loop adds them, and the loss from per-row
-    values in row order, so the result does not depend on the thread count.
-    """
-    N, D = x.shape
-    H = W1.shape[1]
-    C = W2.shape[1]
-    dt = W1.dtype
-    empty = np.empty((0, 0), dtype=dt)
-    if T.shape[0] == 0:
-        for i in range(N):
-            if labels[i] < 0 or labels[i] >= C:
-                return -1, 0.0, empty, np.empty(0, dtype=dt), empty, np.empty(0, dtype=dt)
-    one = dt.type(1)
-    zero = dt.type(0)
-
-    gemm(False, False, one, x, W1, zero, h)              # 1
-    for c in prange(nchunks):
-        _bias_relu_rows(h, b1, c * N // nchunks, (c + 1) * N // nchunks)
-
-    gemm(False, False, one, h, W2, zero, s)              # 2
-    rowloss = np.empty(N)
-    for c in prange(nchunks):
-        _softmax_dy_rows(s, b2, labels, T, y, rowloss, c * N // nchunks, (c + 1) * N // nchunks)
-    loss = 0.0
-    for i in range(N):
-        loss += rowloss[i]
-    loss = loss / N
-    dy = s
-    db2 = np.zeros(C, dtype=dt)
-    _column_sums(dy, db2, 0, C)
-
-    gemm(False, True, one, dy, W2, zero, dh)             # 3, before W2 changes
-    for c in prange(nchunks):
-        for i in range(c * N // nchunks, (c + 1) * N // nchunks):
-            for j in range(H):
-                if h[i, j] <= 0:
-                    dh[i, j] = 0
-    db1 = np.zeros(H, dtype=dt)
-    ncol = min(nchunks, H)
-    for c in prange(ncol):
-        _column_sums(dh, db1, c * H // ncol, (c + 1) * H // ncol)
 
     return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)

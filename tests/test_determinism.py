@@ -148,6 +148,7 @@ def test_fused_step_parallel_equals_serial_bit_for_bit(dtype, N, onehot, update)
     # TwoLayerNet picks step_parallel by size (and only when the BLAS shares Numba's pool):
     # the choice must not change a bit, for any thread count
     from scratchprop.kernels import two_layer as K_two
+    from scratchprop.kernels import two_layer_threads as K_threads
 
     D, H, C = 40, 30, 7
     x = rng.standard_normal((N, D)).astype(dtype)
@@ -164,4 +165,36 @@ def test_fused_step_parallel_equals_serial_bit_for_bit(dtype, N, onehot, update)
 
     serial = run(K_two.step)
     for n in (1, 2):
-        assert_bits(serial, with_threads(n, lambda: run(K_two.step_parallel, config.NCHUNKS)))
+        assert_bits(serial, with_threads(n, lambda: run(K_threads.step_parallel, config.NCHUNKS)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N", [2, 5, 64])
+@pytest.mark.parametrize("onehot", [False, True])
+def test_fused_step_split_same_bits_for_any_thread_count_and_close_to_serial(dtype, N, onehot):
+    from scratchprop.kernels import two_layer as K_two
+    from scratchprop.kernels import two_layer_threads as K_threads
+    from test_numba_equivalence import assert_equiv
+
+    D, H, C = 40, 30, 7
+    x = rng.standard_normal((N, D)).astype(dtype)
+    labels = rng.integers(0, C, N).astype(np.intp)
+    T = np.eye(C, dtype=dtype)[labels] if onehot else np.empty((0, C), dtype)
+    lab = np.empty(0, np.intp) if onehot else labels
+    base = [rng.standard_normal(s).astype(dtype) for s in ((D, H), (H,), (H, C), (C,))]
+
+    def run(split):
+        params = [p.copy() for p in base]
+        h, s, y, dh = (np.empty(sh, dtype) for sh in ((N, H), (N, C), (N, C), (N, H)))
+        if split:
+            hp = np.empty((config.STEP_SPLIT_BLOCKS, N, H), dtype)
+            out = K_threads.step_split(x, lab, T, *params, 0.1, h, hp, s, y, dh, config.STEP_SPLIT_BLOCKS)
+        else:
+            out = K_two.step(x, lab, T, *params, 0.1, True, h, s, y, dh, np.empty((D, H), dtype))
+        return [out[1], out[3], out[5]] + params + [h, y]
+
+    split = [with_threads(n, lambda: run(True)) for n in (2, 1, 2)]
+    for other in split[1:]:
+        assert_bits(split[0], other)
+    for a, b in zip(split[0], run(False)):  # the same step up to rounding
+        assert_equiv(a, b, dtype=dtype, floor=1)

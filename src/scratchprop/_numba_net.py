@@ -38,6 +38,7 @@ import numpy as np
 from . import _validate as check
 from .kernels import config as _config
 from .kernels import two_layer as _K
+from .kernels import two_layer_threads as _KT
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -45,7 +46,7 @@ _KEYS = ("W1", "b1", "W2", "b2")
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
 _STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas, _ONE_POOL)
-_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work) of its last batch shape
+_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work, hp) of its last batch shape
 
 
 def _standard(net, W1, b1, W2, b2):
@@ -140,12 +141,16 @@ def _c(a, dt):
 
 
 def _workspace(net, N, D, H, C, dt):
-    """``h, s, y, dh, dW1_work`` for this net and shape, reused from the previous call when they fit."""
+    """``h, s, y, dh, dW1_work, hp`` for this net and shape, reused from the last call when they fit.
+
+    ``hp`` (``step_split``'s partial products) is only sized for the batches that use it.
+    """
     ws = _WORKSPACES.get(net)
     if ws is None or ws[0].shape != (N, H) or ws[1].shape != (N, C) or ws[4].shape != (D, H) \
             or ws[0].dtype != dt:
+        nh = N if N * H < _config.STEP_SPLIT_MAX else 0
         ws = (np.empty((N, H), dt), np.empty((N, C), dt), np.empty((N, C), dt), np.empty((N, H), dt),
-              np.empty((D, H), dt))
+              np.empty((D, H), dt), np.empty((_config.STEP_SPLIT_BLOCKS, nh, H), dt))
         _WORKSPACES[net] = ws
     return ws
 
@@ -155,10 +160,14 @@ def _run(net, prep, t, lr, update):
     if not update:
         W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H = xc.shape[0], W1.shape[1]
-    h, s, y, dh, dW1_work = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
-    if _STANDARD[6] and N * H >= _config.STEP_PARALLEL_MIN:  # the BLAS shares Numba's pool
-        status, loss, dW1, db1, dW2, db2 = _K.step_parallel(xc, lab, T, W1, b1, W2, b2, lr, update,
-                                                            h, s, y, dh, dW1_work, _config.NCHUNKS)
+    h, s, y, dh, dW1_work, hp = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
+    one_pool = _STANDARD[6]  # the BLAS shares Numba's pool: see kernels.two_layer_threads
+    if one_pool and update and N > 1 and N * H < _config.STEP_SPLIT_MAX:
+        status, loss, dW1, db1, dW2, db2 = _KT.step_split(xc, lab, T, W1, b1, W2, b2, lr, h, hp, s, y,
+                                                          dh, _config.STEP_SPLIT_BLOCKS)
+    elif one_pool and N * H >= _config.STEP_PARALLEL_MIN:
+        status, loss, dW1, db1, dW2, db2 = _KT.step_parallel(xc, lab, T, W1, b1, W2, b2, lr, update,
+                                                             h, s, y, dh, dW1_work, _config.NCHUNKS)
     else:
         status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y,
                                                    dh, dW1_work)

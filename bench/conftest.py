@@ -20,6 +20,11 @@ if _ROOT not in sys.path:  # `bench` importable under any --import-mode
 
 from bench import _env  # noqa: E402
 
+try:  # before anything starts Numba's threads: scratchprop.numba asks for the omp layer
+    import scratchprop.numba  # noqa: E402, F401
+except ImportError:
+    pass
+
 _CMD_ENV = ("SCRATCHPROP_BENCH_SMOKE", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
             "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHPROP_BLAS",
             "MKL_CBWR")

@@ -45,7 +45,7 @@ _F64 = np.dtype(np.float64)
 _KEYS = ("W1", "b1", "W2", "b2")
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
-_STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas, _ONE_POOL)
+_STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas, _one_pool)
 _WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work, hp) of its last batch shape
 
 
@@ -56,7 +56,7 @@ def _standard(net, W1, b1, W2, b2):
         from . import numba as B
         from .net import TwoLayerNet
         _STANDARD = (TwoLayerNet.loss, TwoLayerNet.predict, B.Affine, B.Relu, B.SoftmaxWithLoss,
-                     B._used_blas, B._ONE_POOL)
+                     B._used_blas, B._one_pool)
     loss, predict, Affine, Relu, SoftmaxWithLoss = _STANDARD[:5]
     cls = type(net)
     L = net.layers
@@ -161,7 +161,7 @@ def _run(net, prep, t, lr, update):
         W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H = xc.shape[0], W1.shape[1]
     h, s, y, dh, dW1_work, hp = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
-    one_pool = _STANDARD[6]  # the BLAS shares Numba's pool: see kernels.two_layer_threads
+    one_pool = _STANDARD[6]()  # the BLAS shares Numba's pool: see kernels.two_layer_threads
     if one_pool and update and N > 1 and N * H < _config.STEP_SPLIT_MAX:
         status, loss, dW1, db1, dW2, db2 = _KT.step_split(xc, lab, T, W1, b1, W2, b2, lr, h, hp, s, y,
                                                           dh, _config.STEP_SPLIT_BLOCKS)

@@ -84,15 +84,22 @@ def set_num_threads(n):
     _blas_lib.set_num_threads(n)
 
 
+_ONE_POOL = None
+
+
 def _one_pool():
-    """Whether the BLAS's workers are Numba's (MKL on GNU OpenMP with Numba's ``omp`` layer)."""
-    layer = str(_numba.config.THREADING_LAYER)
-    if layer == "default":
-        layer = list(_numba.config.THREADING_LAYER_PRIORITY)[0]
-    return _blas_lib.NAME == "mkl" and layer == "omp"
+    """Whether the BLAS's workers are Numba's (MKL on GNU OpenMP with Numba's ``omp`` layer).
 
-
-_ONE_POOL = _one_pool()
+    Decided on first use from the layer Numba actually launched: code that
+    started Numba's threads before this module was imported (any parallel
+    function, even ``numba.get_num_threads()``) may have got ``tbb`` or
+    ``workqueue`` instead of ``omp``.
+    """
+    global _ONE_POOL
+    if _ONE_POOL is None:
+        _numba.get_num_threads()  # launches Numba's threads if nothing has yet
+        _ONE_POOL = _blas_lib.NAME == "mkl" and _numba.threading_layer() == "omp"
+    return _ONE_POOL
 
 
 def _parallel(n, minimum):
@@ -105,7 +112,7 @@ def _parallel(n, minimum):
     """
     if n < minimum:
         return False
-    return _ONE_POOL or _clock() - _last_blas >= _config.BLAS_SPIN_S
+    return _one_pool() or _clock() - _last_blas >= _config.BLAS_SPIN_S
 
 
 def _targets(layer, t, N, C, dt):

@@ -90,3 +90,25 @@ def test_small_and_large_products_agree_with_numpy():
         np.testing.assert_allclose(out, x @ W + b, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(a.dW, x.T @ np.ones_like(out), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dx, np.ones_like(out) @ W.T, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["omp", "workqueue"])
+def test_one_pool_follows_the_layer_numba_launched(layer):
+    # only MKL on Numba's omp pool takes the threaded fused-step kernels; any other layer
+    # (chosen by the user, or launched before scratchprop.numba was imported) must not
+    code = ("import numba, numpy as np\n"
+            "numba.get_num_threads()  # Numba's threads start before scratchprop.numba is imported\n"
+            "import scratchprop.numba as B\n"
+            "from scratchprop import TwoLayerNet\n"
+            "ref = TwoLayerNet(20, 8, 4, seed=0)\n"
+            "fast = TwoLayerNet(20, 8, 4, backend='numba', seed=0)\n"
+            "x, t = np.random.default_rng(0).random((32, 20)), np.arange(32) % 4\n"
+            "for _ in range(3):\n"
+            "    ref.train_step(x, t, 0.1); fast.train_step(x, t, 0.1)\n"
+            "assert all(np.allclose(ref.params[k], fast.params[k], rtol=1e-12, atol=1e-14) for k in ref.params)\n"
+            "print(numba.threading_layer(), B._blas_lib.NAME, B._one_pool())\n")
+    r = _python(code, NUMBA_THREADING_LAYER=layer)
+    assert r.returncode == 0, r.stderr
+    got_layer, blas, one_pool = r.stdout.split()
+    assert got_layer == layer
+    assert one_pool == str(blas == "mkl" and layer == "omp")

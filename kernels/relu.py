@@ -1,6 +1,7 @@
 """ReLU kernels: output and mask in one pass; masked gradient in one pass.
 
-Arrays are flat (``(n,)``, C order) and float32/float64; the caller reshapes.
+Arrays are flat (``(n,)``, C order) and float32/float64; the caller reshapes
+and allocates the outputs (with NumPy: huge pages, see :mod:`.affine`).
 NumPy needs three passes for the forward (``x <= 0``, ``x.copy()``,
 ``out[mask] = 0``) and two for the backward; these need one each. Every
 element is independent, so the ``*_parallel`` versions split ``[0, n)``
@@ -32,40 +33,34 @@ def _backward_span(dout, mask, dx, lo, hi):
 
 
 @njit(**SERIAL)
-def forward(x):
+def forward(x, out, mask):
     """``x (n,) -> out (n,), mask (n,) bool``: ``out = max(x, 0)``, ``mask = x <= 0``."""
     n = x.shape[0]
-    out = np.empty(n, dtype=x.dtype)
-    mask = np.empty(n, dtype=np.bool_)
     _forward_span(x, out, mask, 0, n)
     return out, mask
 
 
 @njit(**PARALLEL)
-def forward_parallel(x, nchunks):
+def forward_parallel(x, out, mask, nchunks):
     """:func:`forward` over ``nchunks`` spans in parallel."""
     n = x.shape[0]
-    out = np.empty(n, dtype=x.dtype)
-    mask = np.empty(n, dtype=np.bool_)
     for c in prange(nchunks):
         _forward_span(x, out, mask, c * n // nchunks, (c + 1) * n // nchunks)
     return out, mask
 
 
 @njit(**SERIAL)
-def backward(dout, mask):
+def backward(dout, mask, dx):
     """``dout (n,), mask (n,) -> dx (n,)``: ``dout`` with zeros where ``mask``."""
     n = dout.shape[0]
-    dx = np.empty(n, dtype=dout.dtype)
     _backward_span(dout, mask, dx, 0, n)
     return dx
 
 
 @njit(**PARALLEL)
-def backward_parallel(dout, mask, nchunks):
+def backward_parallel(dout, mask, dx, nchunks):
     """:func:`backward` over ``nchunks`` spans in parallel."""
     n = dout.shape[0]
-    dx = np.empty(n, dtype=dout.dtype)
     for c in prange(nchunks):
         _backward_span(dout, mask, dx, c * n // nchunks, (c + 1) * n // nchunks)
     return dx

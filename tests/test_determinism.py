@@ -81,12 +81,17 @@ def test_parallel_kernels_equal_serial_bit_for_bit(dtype):
     labels = rng.integers(0, 10, 3001)
     T = np.eye(10, dtype=dtype)[labels]
     noT, nolab = np.empty((0, 0), dtype), np.empty(0, np.intp)
+
+    def relu_out():
+        return np.empty(s.size, dtype), np.empty(s.size, np.bool_)
+
     for n in (1, 2):
         par = with_threads(n, lambda: [K_sl.forward_parallel(s, labels, noT, 7),
                                        K_sl.forward_parallel(s, nolab, T, 7),
                                        K_sl.softmax_parallel(s, 5),
-                                       K_relu.forward_parallel(s.reshape(-1), 3)])
-        ser = [K_sl.forward(s, labels, noT), K_sl.forward(s, nolab, T), K_sl.softmax(s), K_relu.forward(s.reshape(-1))]
+                                       K_relu.forward_parallel(s.reshape(-1), *relu_out(), 3)])
+        ser = [K_sl.forward(s, labels, noT), K_sl.forward(s, nolab, T), K_sl.softmax(s),
+               K_relu.forward(s.reshape(-1), *relu_out())]
         for p_, s_ in zip(par, ser):
             assert_bits(p_ if isinstance(p_, tuple) else (p_,), s_ if isinstance(s_, tuple) else (s_,))
         y = ser[0][0]

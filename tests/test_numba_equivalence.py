@@ -266,16 +266,21 @@ def test_numerical_gradient_is_the_reference_loop():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_kernels_against_naive(N, dtype):
     x, W, b, dout = data((N, 11), dtype), data((11, 4), dtype), data((4,), dtype), data((N, 4), dtype)
-    assert_equiv(K_affine.forward(x, W, b), K_affine.forward_naive(x, W, b).astype(dtype))
-    for got, want in zip(K_affine.backward(dout, x, W, True, np.empty_like(W)), K_affine.backward_naive(dout, x, W)):
+    assert_equiv(K_affine.forward(x, W, b, np.empty((N, W.shape[1]), dtype)),
+                 K_affine.forward_naive(x, W, b).astype(dtype))
+    for got, want in zip(K_affine.backward(dout, x, W, True, np.empty_like(W), np.empty_like(x)),
+                         K_affine.backward_naive(dout, x, W)):
         assert_equiv(got, want.astype(dtype))
     flat = special((N * 7,), dtype)
-    for got, want in zip(K_relu.forward(flat), K_relu.forward_naive(flat)):
+    def relu_out():
+        return np.empty_like(flat), np.empty(flat.shape, np.bool_)
+
+    for got, want in zip(K_relu.forward(flat, *relu_out()), K_relu.forward_naive(flat)):
         assert_equiv(got, want)
-    for got in (K_relu.forward_parallel(flat, config.NCHUNKS),):
+    for got in (K_relu.forward_parallel(flat, *relu_out(), config.NCHUNKS),):
         assert_equiv(got[0], K_relu.forward_naive(flat)[0])
     mask = flat <= 0
-    assert_equiv(K_relu.backward(flat, mask), K_relu.backward_naive(flat, mask))
+    assert_equiv(K_relu.backward(flat, mask, np.empty_like(flat)), K_relu.backward_naive(flat, mask))
     s, labels = data((N, 6), dtype), rng.integers(0, 6, N)
     y, loss = K_sl.forward(s, labels, np.empty((0, 0), dtype))
     y_naive, loss_naive = K_sl.forward_naive(s, labels)

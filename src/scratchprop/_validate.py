@@ -5,6 +5,8 @@ layer, what was expected and what came, and returns the arrays in the form
 the computation wants. The NumPy reference and the Numba backend both call
 these, so a bad input fails the same way (and before any kernel runs).
 """
+import math
+
 import numpy as np
 
 from . import tolerances
@@ -46,7 +48,10 @@ def affine_input(layer, x, W):
     D = W.shape[0]
     if x.ndim == 0:
         raise ValueError(f"{layer}: x must be (N, {D}), (N, ...) or ({D},), got a scalar")
-    x2 = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+    if x.ndim == 2:
+        x2 = x
+    else:  # math.prod, not np.prod: ~0.1 us instead of ~2 us per call
+        x2 = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if x2.shape[1] != D:
         raise ValueError(f"{layer}: x has {x2.shape[1]} features per sample but W expects {D} "
                          f"(W {W.shape}); got x {_desc(x)}")

@@ -153,13 +153,14 @@ class Affine:
         self.x = x2
         dt = W.dtype
         if (dt == _F64 or dt == _F32) and _plain(x2, dt) and _plain(W, dt) and _plain(b, dt):
-            out = _K_affine.forward(x2, W, b)
+            out = _K_affine.forward(x2, W, b, np.empty((x2.shape[0], W.shape[1]), dt))
             _used_blas()
         else:
             # NumPy: the product in result_type(x, W), then the bias may widen it
             dt = np.result_type(x2, W)
             if (dt == _F64 or dt == _F32) and np.result_type(dt, b) == dt:
-                out = _K_affine.forward(_c(x2, dt), _c(W, dt), _c(b, dt))
+                out = _K_affine.forward(_c(x2, dt), _c(W, dt), _c(b, dt),
+                                        np.empty((x2.shape[0], W.shape[1]), dt))
                 _used_blas()
             else:
                 out = np.dot(x2, W) + b
@@ -177,7 +178,8 @@ class Affine:
             work = self._work
             if work is None or work.shape != W.shape or work.dtype != dt:
                 self._work = work = np.empty(W.shape, dtype=dt)
-            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), _c(x2, dt), _c(W, dt), True, work)
+            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), _c(x2, dt), _c(W, dt), True, work,
+                                                      np.empty(x2.shape, dt))
             _used_blas()
         else:
             dx = np.dot(dout, W.T)
@@ -214,10 +216,11 @@ class Relu:
         x = check.as_numeric("Relu", "x", x)
         if x.size >= NUMPY_BELOW and (x.dtype == _F64 or x.dtype == _F32):
             flat = (x if x.flags.c_contiguous else np.ascontiguousarray(x)).reshape(-1)
+            out, mask = np.empty(flat.shape, flat.dtype), np.empty(flat.shape, np.bool_)
             if _parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
-                out, mask = _K_relu.forward_parallel(flat, _config.NCHUNKS)
+                _K_relu.forward_parallel(flat, out, mask, _config.NCHUNKS)
             else:
-                out, mask = _K_relu.forward(flat)
+                _K_relu.forward(flat, out, mask)
             self._mask = mask.reshape(x.shape)
             return out.reshape(x.shape)
         self._mask = mask = x <= 0
@@ -232,15 +235,15 @@ class Relu:
             mask = self.mask  # computed from a fused step's output, or still None
         check.forward_done("Relu", mask)
         dout = check.dout_like("Relu", dout, mask.shape)
-        dt = dout.dtype
-        if (dout.size >= NUMPY_BELOW and (dt == _F64 or dt == _F32)
-                and type(mask) is np.ndarray and mask.dtype == np.bool_):
+        if dout.size >= NUMPY_BELOW and (dout.dtype == _F64 or dout.dtype == _F32) \
+                and type(mask) is np.ndarray and mask.dtype == np.bool_:
             flat = (dout if dout.flags.c_contiguous else np.ascontiguousarray(dout)).reshape(-1)
             m = (mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)).reshape(-1)
+            dx = np.empty(flat.shape, flat.dtype)
             if _parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
-                dx = _K_relu.backward_parallel(flat, m, _config.NCHUNKS)
+                _K_relu.backward_parallel(flat, m, dx, _config.NCHUNKS)
             else:
-                dx = _K_relu.backward(flat, m)
+                _K_relu.backward(flat, m, dx)
             return dx.reshape(mask.shape)
         dx = dout.copy()
         dx[mask] = 0

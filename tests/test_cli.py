@@ -296,7 +296,7 @@ def test_download_offline_exits_1_with_one_line(tmp_path, capsys):
 def test_info_prints_versions(capsys):
     rc, out, err = run(capsys, "info")
     assert rc == 0
-    for fragment in ("numpy:", np.__version__, "python:", "numba:", "scipy:", "BLAS (numpy build):",
+    for fragment in ("numpy:", np.__version__, "python:", "numba:", "scipy:", "BLAS (numpy build):", "BLAS (numba kernels):",
                      "numba threading layer:", "numba threads:", "CPU:", "CPU cores:",
                      "scratchprop:"):
         assert fragment in out

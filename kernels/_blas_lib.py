@@ -70,7 +70,9 @@ def _load_mkl():
     lib, errors = None, []
     for cand in _mkl_candidates():
         try:
-            lib = ctypes.CDLL(cand, mode=ctypes.RTLD_GLOBAL)
+            # RTLD_LOCAL: not exported to the process, so other libraries' MKL calls (torch
+            # links its own MKL statically) never land here by symbol name
+            lib = ctypes.CDLL(cand, mode=ctypes.RTLD_LOCAL)
             break
         except OSError as exc:
             errors.append(str(exc))
@@ -134,9 +136,16 @@ llvm.add_symbol("scratchprop_blas_threads_local", _threads_local_address(_MKL))
 
 
 def set_num_threads(n):
-    """Size the BLAS's thread pool (MKL only; SciPy's OpenBLAS follows its environment)."""
+    """Size the BLAS's thread pool (MKL only; SciPy's OpenBLAS follows its environment).
+
+    Also clears the calling thread's own MKL count, which overrides the
+    global one: ``torch.set_num_threads`` sets it, and reaches this MKL too
+    (measured: after it, ``MKL_Set_Num_Threads(1)`` alone left products on
+    two threads).
+    """
     if _MKL is not None:
         _MKL.MKL_Set_Num_Threads(int(n))
+        _MKL.MKL_Set_Num_Threads_Local(0)
 
 
 def get_num_threads():

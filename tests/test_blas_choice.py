@@ -112,3 +112,17 @@ def test_one_pool_follows_the_layer_numba_launched(layer):
     got_layer, blas, one_pool = r.stdout.split()
     assert got_layer == layer
     assert one_pool == str(blas == "mkl" and layer == "omp")
+
+
+@pytest.mark.skipif(_blas_lib.NAME != "mkl", reason="MKL is not the kernels' BLAS")
+def test_set_num_threads_overrides_a_thread_local_mkl_count():
+    # torch.set_num_threads sets MKL's per-thread count, which would otherwise win
+    import scratchprop.numba as B
+    old = _blas_lib.get_num_threads()
+    try:
+        _blas_lib._MKL.MKL_Set_Num_Threads_Local(3)
+        B.set_num_threads(1)
+        assert _blas_lib.get_num_threads() == 1
+    finally:
+        B.set_num_threads(old)
+    assert _blas_lib.get_num_threads() == old

@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._blas import gemm
+from ._blas import gemm, gemv
 from .config import SERIAL
 
 __all__ = ["step"]
@@ -58,6 +58,27 @@ def _sgd_rank1(W, a, d, rate):
             continue
         for j in range(W.shape[1]):
             W[i, j] -= s * d[j]
+
+
+@njit(**SERIAL)
+def _times(a, W, out):
+    """``out = a @ W`` (``a (N, K), W (K, M)``); a batch of one as ``gemv``.
+
+    MKL's ``gemm`` with one row took 19 us for 1x784 @ 784x100, its ``gemv`` 5.3 us.
+    """
+    if a.shape[0] == 1:
+        gemv(True, W.dtype.type(1), W, a[0], W.dtype.type(0), out[0])
+    else:
+        gemm(False, False, W.dtype.type(1), a, W, W.dtype.type(0), out)
+
+
+@njit(**SERIAL)
+def _times_t(a, W, out):
+    """``out = a @ W.T`` (``a (N, M), W (K, M)``); a batch of one as ``gemv``."""
+    if a.shape[0] == 1:
+        gemv(False, W.dtype.type(1), W, a[0], W.dtype.type(0), out[0])
+    else:
+        gemm(False, True, W.dtype.type(1), a, W, W.dtype.type(0), out)
 
 
 @njit(**SERIAL)
@@ -183,18 +204,16 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
         for i in range(N):
             if labels[i] < 0 or labels[i] >= C:
                 return -1, 0.0, empty, np.empty(0, dtype=dt), empty, np.empty(0, dtype=dt)
-    one = dt.type(1)
-    zero = dt.type(0)
 
-    gemm(False, False, one, x, W1, zero, h)              # 1
+    _times(x, W1, h)                                     # 1
     _bias_relu_rows(h, b1, 0, N)
 
-    gemm(False, False, one, h, W2, zero, s)              # 2
+    _times(h, W2, s)                                     # 2
     db2 = np.zeros(C, dtype=dt)
     loss = _softmax_loss_dy(s, b2, labels, T, y, db2)
     dy = s
 
-    gemm(False, True, one, dy, W2, zero, dh)             # 3, before W2 changes
+    _times_t(dy, W2, dh)                                 # 3, before W2 changes
     db1 = np.zeros(H, dtype=dt)
     for i in range(N):
         for j in range(H):

@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from ._blas import blas_threads_local, gemm
 from .config import PARALLEL, SERIAL
-from .two_layer import _bias_relu_rows, _softmax_loss_dy, _update_or_gradients
+from .two_layer import _bias_relu_rows, _softmax_loss_dy, _times, _times_t, _update_or_gradients
 
 __all__ = ["step_parallel", "step_split"]
 
@@ -101,14 +101,12 @@ def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_wor
         for i in range(N):
             if labels[i] < 0 or labels[i] >= C:
                 return -1, 0.0, empty, np.empty(0, dtype=dt), empty, np.empty(0, dtype=dt)
-    one = dt.type(1)
-    zero = dt.type(0)
 
-    gemm(False, False, one, x, W1, zero, h)              # 1
+    _times(x, W1, h)                                     # 1
     for c in prange(nchunks):
         _bias_relu_rows(h, b1, c * N // nchunks, (c + 1) * N // nchunks)
 
-    gemm(False, False, one, h, W2, zero, s)              # 2
+    _times(h, W2, s)                                     # 2
     rowloss = np.empty(N)
     for c in prange(nchunks):
         _softmax_dy_rows(s, b2, labels, T, y, rowloss, c * N // nchunks, (c + 1) * N // nchunks)
@@ -120,7 +118,7 @@ def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_wor
     db2 = np.zeros(C, dtype=dt)
     _column_sums(dy, db2, 0, C)
 
-    gemm(False, True, one, dy, W2, zero, dh)             # 3, before W2 changes
+    _times_t(dy, W2, dh)                                 # 3, before W2 changes
     for c in prange(nchunks):
         for i in range(c * N // nchunks, (c + 1) * N // nchunks):
             for j in range(H):
@@ -170,12 +168,12 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
             h[i, j] = v
     _bias_relu_rows(h, b1, 0, N)
 
-    gemm(False, False, one, h, W2, zero, s)              # 2
+    _times(h, W2, s)                                     # 2
     db2 = np.zeros(C, dtype=dt)
     loss = _softmax_loss_dy(s, b2, labels, T, y, db2)
     dy = s
 
-    gemm(False, True, one, dy, W2, zero, dh)             # 3, before W2 changes
+    _times_t(dy, W2, dh)                                 # 3, before W2 changes
     db1 = np.zeros(H, dtype=dt)
     for i in range(N):
         for j in range(H):

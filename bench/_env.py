@@ -151,12 +151,13 @@ def limit_threads(n, torch_too=False):
     import numba
     import scipy.linalg.cython_blas  # noqa: F401 - load SciPy's BLAS (Numba's np.dot uses it) first
 
-    from scratchprop.kernels import _blas_lib
+    _blas_lib = sys.modules.get("scratchprop.kernels._blas_lib")  # loaded by a numba case only
 
     old_numba = numba.get_num_threads()
     numba.set_num_threads(n)
-    old_kernels_blas = _blas_lib.get_num_threads()
-    _blas_lib.set_num_threads(n)  # MKL, when the kernels use it
+    old_kernels_blas = _blas_lib.get_num_threads() if _blas_lib is not None else None
+    if _blas_lib is not None:
+        _blas_lib.set_num_threads(n)  # MKL, when the kernels use it
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -191,10 +192,10 @@ def thread_info():
     """Thread counts in effect now, for ``extra_info``."""
     import numba
 
-    from scratchprop.kernels import _blas_lib
-
-    info = {"numba_threads": numba.get_num_threads(), "blas_threads": blas_threads(),
-            "kernels_blas_threads": _blas_lib.get_num_threads()}
+    info = {"numba_threads": numba.get_num_threads(), "blas_threads": blas_threads()}
+    _blas_lib = sys.modules.get("scratchprop.kernels._blas_lib")  # never load MKL just to ask
+    if _blas_lib is not None:
+        info["kernels_blas_threads"] = _blas_lib.get_num_threads()
     if _TORCH is not None:
         info["torch_threads"] = _TORCH.get_num_threads()
     return info
@@ -227,10 +228,9 @@ def numpy_blas_build():
 
 def _kernels_blas():
     """What ``scratchprop.kernels`` calls for its products (MKL or SciPy's OpenBLAS), and threads."""
-    try:
-        from scratchprop.kernels import _blas_lib
-    except ImportError as exc:
-        return f"unavailable ({exc})"
+    _blas_lib = sys.modules.get("scratchprop.kernels._blas_lib")
+    if _blas_lib is None:
+        return "not loaded (no numba case ran)"
     threads = _blas_lib.get_num_threads()
     return _blas_lib.DESCRIPTION + (f" ({threads} threads)" if threads else "")
 

@@ -20,8 +20,10 @@ if _ROOT not in sys.path:  # `bench` importable under any --import-mode
 
 from bench import _env  # noqa: E402
 
-try:  # before anything starts Numba's threads: scratchprop.numba asks for the omp layer
-    import scratchprop.numba  # noqa: E402, F401
+try:  # before anything starts Numba's threads, ask for the omp layer as scratchprop.numba does
+    # (without loading MKL: a run of the torch cases alone must not have it in the process)
+    from scratchprop.kernels.config import prefer_threading_layer
+    prefer_threading_layer()
 except ImportError:
     pass
 

@@ -223,7 +223,15 @@ def render(paths):
     if data is None:
         raise SystemExit("no input")
     t = Table(index)
-    out = ["# scratchprop benchmarks", "", *header_lines(data, paths), "",
+    extra = []
+    for path in paths[1:]:  # later files replace the earlier timings of the same cases
+        with open(path, encoding="utf-8") as fh:
+            later = json.load(fh)
+        run = later.get("scratchprop", {})
+        kinds = sorted({(b.get("extra_info") or {}).get("backend", "?") for b in later.get("benchmarks", [])})
+        extra.append(f"- **Replaced from** `{path}` ({', '.join(kinds)} cases): `{run.get('command', '?')}`; "
+                     f"kernels' BLAS in that process: {run.get('kernels_blas', '?')}")
+    out = ["# scratchprop benchmarks", "", *header_lines(data, paths), *extra, "",
            "Medians. Ratios are time ratios: *a/b* < 1 means *a* is faster. \"-\" = not run.", ""]
     if not index:
         out.append("_No timings in this file (a `--benchmark-disable` run?)._")

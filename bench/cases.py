@@ -30,13 +30,15 @@ LR = 0.01                           # SGD step; small, so repeated steps on one 
 PARAMS = ("W1", "b1", "W2", "b2")
 
 if SMOKE:
-    BATCHES = (1, 4)
+    BATCHES = LAYER_BATCHES = (1, 4)
     INFER_N = (1000,)
     GRADCHECK_SIZES, GRADCHECK_BATCH = (16, 8, 4), 3
     THREAD_BATCH = 32
     COMPILE_BATCH = 4
 else:
     BATCHES = (1, 32, 100, 1000, 10000)
+    # the layers also at a batch of 4: a few rows are where BLAS libraries differ most
+    LAYER_BATCHES = (1, 4, 32, 100, 1000, 10000)
     INFER_N = (10000, 60000)
     GRADCHECK_SIZES, GRADCHECK_BATCH = SIZES, 3      # the notebook's gradient_check.py
     THREAD_BATCH = 10000
@@ -112,7 +114,7 @@ def _layer_cases():
     for layer in ("Affine", "Relu", "SoftmaxWithLoss"):
         for pass_ in ("forward", "backward"):
             for dtype in DTYPES:
-                for batch in BATCHES:
+                for batch in LAYER_BATCHES:
                     for backend in ("numpy", "numba"):
                         yield Case("layers", f"{layer}.{pass_}", "layer", backend, dtype, batch)
 

@@ -16,7 +16,7 @@ from numba import types
 from numba.extending import overload
 
 from . import _blas_lib  # registers the scratchprop_* symbols  # noqa: F401
-from .config import BLAS_SERIAL_BELOW
+from .config import BLAS_SERIAL_BELOW, FEW_ROWS
 
 
 def _gemm_sig(dt):
@@ -38,9 +38,14 @@ _THREADS_LOCAL = types.ExternalFunction("scratchprop_blas_threads_local", types.
 #: ``old = blas_threads_local(n)`` in ``@njit`` code: the calling thread's products use ``n``
 #: BLAS threads (MKL; a no-op with SciPy's OpenBLAS) until ``blas_threads_local(old)``.
 blas_threads_local = _THREADS_LOCAL
+#: The same for the small-product library (SciPy's OpenBLAS, see ``_blas_lib``).
+_SMALL_THREADS_LOCAL = types.ExternalFunction("scratchprop_small_threads_local", types.intc(types.intc))
 _PREFIX = {types.float32: "s", types.float64: "d"}
 _GEMM = {dt: types.ExternalFunction(f"scratchprop_{k}gemm", _gemm_sig(dt)) for dt, k in _PREFIX.items()}
 _GEMV = {dt: types.ExternalFunction(f"scratchprop_{k}gemv", _gemv_sig(dt)) for dt, k in _PREFIX.items()}
+_SMALL_GEMM = {dt: types.ExternalFunction(f"scratchprop_small_{k}gemm", _gemm_sig(dt))
+               for dt, k in _PREFIX.items()}
+
 
 def gemm(trans_a, trans_b, alpha, a, b, beta, c):
     """``c = alpha * op(a) @ op(b) + beta * c`` in place; ``op`` transposes when ``trans_*``.
@@ -55,6 +60,7 @@ def gemm(trans_a, trans_b, alpha, a, b, beta, c):
 def _gemm_impl(trans_a, trans_b, alpha, a, b, beta, c):
     dt = c.dtype
     fn = _GEMM[dt]
+    small_fn = _SMALL_GEMM[dt]
     npdt = np.float32 if dt == types.float32 else np.float64
 
     def impl(trans_a, trans_b, alpha, a, b, beta, c):
@@ -83,13 +89,20 @@ def _gemm_impl(trans_a, trans_b, alpha, a, b, beta, c):
         scal[0] = alpha
         scal[1] = beta
         small = m * n * k < BLAS_SERIAL_BELOW
-        if small:
-            old = _THREADS_LOCAL(1)
-        fn(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
-           scal[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes,
-           scal[1:].ctypes, c.ctypes, ints[5:].ctypes)
-        if small:
-            _THREADS_LOCAL(old)
+        if small and m <= FEW_ROWS and not trans_b:  # x @ W for a few rows: SciPy's OpenBLAS
+            old = _SMALL_THREADS_LOCAL(1)
+            small_fn(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
+                     ints[2:].ctypes, scal[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes,
+                     ints[4:].ctypes, scal[1:].ctypes, c.ctypes, ints[5:].ctypes)
+            _SMALL_THREADS_LOCAL(old)
+        else:
+            if small:
+                old = _THREADS_LOCAL(1)
+            fn(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+               scal[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes,
+               scal[1:].ctypes, c.ctypes, ints[5:].ctypes)
+            if small:
+                _THREADS_LOCAL(old)
 
     return impl
 
@@ -128,6 +141,8 @@ def _gemv_impl(trans_a, alpha, a, x, beta, y):
         scal = np.empty(2, npdt)
         scal[0] = alpha
         scal[1] = beta
+        # gemv stays in the main library (MKL's one-row gemv measured faster than OpenBLAS's),
+        # on one thread when small
         small = rows * cols < BLAS_SERIAL_BELOW
         if small:
             old = _THREADS_LOCAL(1)

@@ -3,8 +3,10 @@
 The kernels call four Fortran-interface routines by symbol name
 (``scratchprop_sgemm``, ``scratchprop_dgemm``, ``scratchprop_sgemv``,
 ``scratchprop_dgemv``, see :mod:`._blas`) and ``scratchprop_blas_threads_local``
-(run small products on one thread); importing this module points those names
-at one library:
+(the calling thread's thread count); importing this module points those names
+at one library (small ``x @ W`` products of a few rows go to SciPy's OpenBLAS
+on one thread whatever the choice, see ``config.FEW_ROWS`` and the end of this
+file):
 
 ``mkl``
     Intel oneMKL from the ``mkl`` wheel (``pip install scratchprop[mkl]``),
@@ -125,22 +127,60 @@ def _choose():
     return ("scipy",) + _load_scipy()
 
 
+def _abs_address():
+    """libc's ``abs``: a harmless ``int f(int)`` for thread-count calls that have nothing to do."""
+    return ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value
+
+
 def _threads_local_address(lib):
     """``int f(int n)`` that sets this thread's BLAS thread count and returns the previous one.
 
-    MKL: ``MKL_Set_Num_Threads_Local``. SciPy's OpenBLAS runs small products
-    on one thread by itself, so there the kernels' calls go to libc's
-    ``abs``, a harmless function of the same C signature.
+    MKL: ``MKL_Set_Num_Threads_Local``. With SciPy's OpenBLAS as the main
+    library the calls go to ``abs`` (OpenBLAS's own count is handled through
+    :func:`_scipy_openblas_threads_local`).
     """
     if lib is not None:
         return ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
-    return ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value
+    return _abs_address()
+
+
+def _scipy_openblas_threads_local():
+    """``openblas_set_num_threads_local`` of the OpenBLAS SciPy's ``cython_blas`` calls, or ``None``.
+
+    Found among the process's loaded libraries (``/proc/self/maps``): an
+    OpenBLAS under SciPy's own folder (``scipy.libs``) with the LP64
+    (32-bit integer) interface.
+    """
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401 - loads the library
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in sorted(p for p in paths if p.startswith(root) and "scipy" in os.path.basename(p)
+                       and ".so" in p and "64_" not in os.path.basename(p)):
+        try:
+            fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local")
+        except (OSError, AttributeError):
+            continue
+        return ctypes.cast(fn, ctypes.c_void_p).value
+    return None
 
 
 NAME, _ADDRS, DESCRIPTION, _MKL = _choose()
 for _r, _addr in _ADDRS.items():
     llvm.add_symbol(f"scratchprop_{_r}", _addr)
 llvm.add_symbol("scratchprop_blas_threads_local", _threads_local_address(_MKL))
+# Small products of a few rows (see config.FEW_ROWS) always go to SciPy's OpenBLAS on one
+# thread: MKL packs the whole weight matrix even for a few rows.
+_SMALL_ADDRS = _ADDRS if NAME == "scipy" else _load_scipy()[0]
+for _r, _addr in _SMALL_ADDRS.items():
+    llvm.add_symbol(f"scratchprop_small_{_r}", _addr)
+_SMALL_THREADS = _scipy_openblas_threads_local()
+llvm.add_symbol("scratchprop_small_threads_local", _SMALL_THREADS or _abs_address())
 
 
 def set_num_threads(n):

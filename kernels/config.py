@@ -37,7 +37,7 @@ import numba
 
 __all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "RELU_PARALLEL_MIN", "SOFTMAX_PARALLEL_MIN",
            "PARALLEL_MIN_ELEMENTS", "STEP_PARALLEL_MIN", "STEP_SPLIT_MAX", "STEP_SPLIT_BLOCKS",
-           "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "NCHUNKS",
+           "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "FEW_ROWS", "NCHUNKS",
            "CacheWarning", "cache_location", "prefer_threading_layer"]
 
 
@@ -125,12 +125,17 @@ STEP_SPLIT_BLOCKS = 2
 #: 80 us under OpenMP), so elementwise kernels stay serial meanwhile.
 BLAS_SPIN_S = 0.2
 #: Products of fewer multiply-adds (``m * n * k``) than this run on one BLAS
-#: thread. With MKL on two threads, the idle worker spins after each
-#: product and slowed the NumPy code that followed (the book net's
-#: ``params -= lr * grad``: batch-1 step 156 us with two threads, 126 us
-#: with one), while 32x784x100 (2.5M) products were faster on two threads
-#: (gradient 289 us against 355 us). SciPy's OpenBLAS has its own cut-off.
+#: thread. Measured on 2 cores: with MKL on two threads the idle worker
+#: spins after each product and slowed the NumPy code that followed (the
+#: book net's ``params -= lr * grad``: batch-1 step 156 us with two threads,
+#: 126 us with one); from 16 rows of 784x100 (1.25M) two threads win.
 BLAS_SERIAL_BELOW = 1_000_000
+#: A small ``a @ b`` (``b`` not transposed) with at most this many rows goes
+#: to SciPy's OpenBLAS, whichever library takes the rest: MKL packs the whole
+#: ``b`` even for a few rows. Measured, ``x (N, 784) @ W (784, 100)`` on one
+#: thread: N = 1-8 19-29 us in MKL, 9-21 us in OpenBLAS; N = 12 MKL wins.
+#: For ``dW = x.T @ dout`` and ``dx = dout @ W.T`` MKL was as fast or faster.
+FEW_ROWS = 8
 #: Fixed number of chunks for ``prange`` loops, independent of the thread
 #: count, so that chunked reductions sum in the same order for any count.
 NCHUNKS = 16

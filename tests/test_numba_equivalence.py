@@ -268,7 +268,8 @@ def test_kernels_against_naive(N, dtype):
     x, W, b, dout = data((N, 11), dtype), data((11, 4), dtype), data((4,), dtype), data((N, 4), dtype)
     assert_equiv(K_affine.forward(x, W, b, np.empty((N, W.shape[1]), dtype)),
                  K_affine.forward_naive(x, W, b).astype(dtype))
-    for got, want in zip(K_affine.backward(dout, x, W, True, np.empty_like(W), np.empty_like(x)),
+    for got, want in zip(K_affine.backward(dout, x, W, True, np.empty_like(W), np.empty_like(x),
+                                           np.empty_like(W)),
                          K_affine.backward_naive(dout, x, W)):
         assert_equiv(got, want.astype(dtype))
     flat = special((N * 7,), dtype)

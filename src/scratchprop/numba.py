@@ -179,7 +179,7 @@ class Affine:
             if work is None or work.shape != W.shape or work.dtype != dt:
                 self._work = work = np.empty(W.shape, dtype=dt)
             dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), _c(x2, dt), _c(W, dt), True, work,
-                                                      np.empty(x2.shape, dt))
+                                                      np.empty(x2.shape, dt), np.empty(W.shape, dt))
             _used_blas()
         else:
             dx = np.dot(dout, W.T)

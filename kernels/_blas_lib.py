@@ -128,8 +128,15 @@ def _choose():
 
 
 def _abs_address():
-    """libc's ``abs``: a harmless ``int f(int)`` for thread-count calls that have nothing to do."""
-    return ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value
+    """A harmless ``int f(int)`` for thread-count calls that have nothing to do: libc's ``abs``."""
+    for name in (None, ctypes.util.find_library("c"), "msvcrt"):
+        try:
+            return ctypes.cast(ctypes.CDLL(name).abs, ctypes.c_void_p).value
+        except (OSError, AttributeError, TypeError):
+            continue
+    from numba import cfunc, types
+
+    return cfunc(types.intc(types.intc))(lambda n: 0).address
 
 
 def _threads_local_address(lib):
@@ -176,11 +183,16 @@ for _r, _addr in _ADDRS.items():
 llvm.add_symbol("scratchprop_blas_threads_local", _threads_local_address(_MKL))
 # Small products of a few rows (see config.FEW_ROWS) always go to SciPy's OpenBLAS on one
 # thread: MKL packs the whole weight matrix even for a few rows.
-_SMALL_ADDRS = _ADDRS if NAME == "scipy" else _load_scipy()[0]
+# Only where SciPy's BLAS is its own OpenBLAS with a per-thread count; otherwise (say a SciPy
+# built on another BLAS) small products stay in the main library.
+_SMALL_THREADS = _scipy_openblas_threads_local()
+if _SMALL_THREADS is None:
+    _SMALL_ADDRS, _SMALL_THREADS = _ADDRS, _threads_local_address(_MKL)
+else:
+    _SMALL_ADDRS = _ADDRS if NAME == "scipy" else _load_scipy()[0]
 for _r, _addr in _SMALL_ADDRS.items():
     llvm.add_symbol(f"scratchprop_small_{_r}", _addr)
-_SMALL_THREADS = _scipy_openblas_threads_local()
-llvm.add_symbol("scratchprop_small_threads_local", _SMALL_THREADS or _abs_address())
+llvm.add_symbol("scratchprop_small_threads_local", _SMALL_THREADS)
 
 
 def set_num_threads(n):

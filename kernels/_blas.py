@@ -16,7 +16,7 @@ from numba import types
 from numba.extending import overload
 
 from . import _blas_lib  # registers the scratchprop_* symbols  # noqa: F401
-from .config import BLAS_SERIAL_BELOW, FEW_ROWS
+from .config import BLAS_SERIAL_BELOW, FEW_ROWS, TINY
 
 
 def _gemm_sig(dt):
@@ -89,7 +89,7 @@ def _gemm_impl(trans_a, trans_b, alpha, a, b, beta, c):
         scal[0] = alpha
         scal[1] = beta
         small = m * n * k < BLAS_SERIAL_BELOW
-        if small and m <= FEW_ROWS and not trans_b:  # x @ W for a few rows: SciPy's OpenBLAS
+        if small and not trans_b and (m <= FEW_ROWS or m * n * k <= TINY):  # SciPy's OpenBLAS
             old = _SMALL_THREADS_LOCAL(1)
             small_fn(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
                      ints[2:].ctypes, scal[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes,

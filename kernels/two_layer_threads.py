@@ -136,7 +136,8 @@ def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_wor
 def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
     """:func:`.two_layer.step` with ``update``, ``W1`` in ``nblocks`` row blocks (see above).
 
-    ``hp (nblocks, N, H)`` is work space for the blocks' partial products;
+    ``hp (nblocks, N, H)`` is work space for the blocks' partial products
+    (block 0 writes straight into ``h``);
     the rest as in :func:`.two_layer.step`. ``h`` sums the partials in block
     order, so results differ from :func:`.two_layer.step` by rounding only.
     Returns ``(status, loss, empty, db1, empty, db2)``.
@@ -158,15 +159,20 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
         r0 = c * D // nblocks
         r1 = (c + 1) * D // nblocks
         old = blas_threads_local(1)
-        gemm(False, False, one, x[:, r0:r1], W1[r0:r1], zero, hp[c])
+        if c == 0:  # the first block's partial product straight into h
+            gemm(False, False, one, x[:, r0:r1], W1[r0:r1], zero, h)
+        else:
+            gemm(False, False, one, x[:, r0:r1], W1[r0:r1], zero, hp[c])
         blas_threads_local(old)
-    for i in range(N):
+    for i in range(N):                                   # partial sums in block order, + b1, ReLU
         for j in range(H):
-            v = hp[0, i, j]
+            v = h[i, j]
             for c in range(1, nblocks):
                 v += hp[c, i, j]
+            v += b1[j]
+            if v <= 0:
+                v = 0
             h[i, j] = v
-    _bias_relu_rows(h, b1, 0, N)
 
     _times(h, W2, s)                                     # 2
     db2 = np.zeros(C, dtype=dt)
@@ -181,12 +187,13 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
                 dh[i, j] = 0
             db1[j] += dh[i, j]
 
-    gemm(True, False, -rate, h, dy, one, W2)
     for c in prange(nblocks):                            # each block's rows by its own thread
         r0 = c * D // nblocks
         r1 = (c + 1) * D // nblocks
         old = blas_threads_local(1)
         gemm(True, False, -rate, x[:, r0:r1], dh, one, W1[r0:r1])
+        if c == nblocks - 1:  # the small W2 update alongside the last block
+            gemm(True, False, -rate, h, dy, one, W2)
         blas_threads_local(old)
     for j in range(H):
         b1[j] -= rate * db1[j]

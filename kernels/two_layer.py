@@ -10,8 +10,8 @@ uses it), with everything else fused around them in three passes:
 
 1. ``h = relu(x @ W1 + b1)``: the bias added and ReLU applied in one pass
    over the product (the mask is ``h <= 0``);
-2. per row of ``h @ W2``: ``+ b2``, softmax, loss, ``dy = (y - T) / N`` and
-   ``db2 += dy`` in one pass;
+2. per row of ``h @ W2``: ``+ b2``, softmax, loss and ``dy = (y - T) / N``
+   in one pass, then ``db2`` (column sums of ``dy``);
 3. ``dh = (dy @ W2.T) * (h > 0)`` and ``db1 += dh`` in one pass.
 
 With ``update`` the SGD step is fused into the weight-gradient products:
@@ -82,6 +82,13 @@ def _times_t(a, W, out):
 
 
 @njit(**SERIAL)
+def _sgd_vec(b, db, rate):
+    """``b -= rate * db`` in place: a bias update."""
+    for j in range(b.shape[0]):
+        b[j] -= rate * db[j]
+
+
+@njit(**SERIAL)
 def _outer(out, a, d):
     """``out = outer(a, d)``: the weight gradient of a batch of one."""
     for i in range(out.shape[0]):
@@ -101,15 +108,14 @@ def _bias_relu_rows(h, b, lo, hi):
 
 
 @njit(**SERIAL)
-def _softmax_loss_dy(s, b2, labels, T, y, db2):
-    """Per row of ``s += b2``: ``y``, ``dy = (y - T) / N`` over ``s``, ``db2 += dy``; the mean loss."""
+def _softmax_dy_rows(s, b2, labels, T, y, rowloss, lo, hi):
+    """Rows ``lo:hi`` of ``s += b2``: ``y``, each row's loss into ``rowloss``, ``dy = (y - T) / N`` over ``s``."""
     N, C = s.shape
     dt = s.dtype
     one = dt.type(1)
     nf = dt.type(N)
     use_labels = T.shape[0] == 0
-    loss = 0.0
-    for i in range(N):
+    for i in range(lo, hi):
         s[i, 0] += b2[0]
         m = s[i, 0]
         for j in range(1, C):
@@ -138,9 +144,55 @@ def _softmax_loss_dy(s, b2, labels, T, y, db2):
                 row -= T[i, j] * log_y
                 d = yij - T[i, j]
             s[i, j] = d / nf  # the row's scores are read above, before this overwrite
-            db2[j] += s[i, j]
-        loss += row
-    return loss / N
+        rowloss[i] = row
+
+
+@njit(**SERIAL)
+def _column_sums(a, out, lo, hi):
+    """``out[j] += a[i, j]`` for columns ``lo:hi``, rows in order (NumPy's ``axis=0`` order)."""
+    for i in range(a.shape[0]):
+        for j in range(lo, hi):
+            out[j] += a[i, j]
+
+
+@njit(**SERIAL)
+def _mean_loss_db2(rowloss, dy):
+    """``(mean of rowloss, db2 = column sums of dy)``, both summed in row order."""
+    loss = 0.0
+    for i in range(rowloss.shape[0]):
+        loss += rowloss[i]
+    db2 = np.zeros(dy.shape[1], dtype=dy.dtype)
+    _column_sums(dy, db2, 0, dy.shape[1])
+    return loss / rowloss.shape[0], db2
+
+
+@njit(**SERIAL)
+def _relu_mask_db1(h, dh):
+    """``dh[h <= 0] = 0`` and ``db1`` (column sums of ``dh``, row order) in one pass."""
+    db1 = np.zeros(dh.shape[1], dtype=dh.dtype)
+    for i in range(dh.shape[0]):
+        for j in range(dh.shape[1]):
+            if h[i, j] <= 0:
+                dh[i, j] = 0
+            db1[j] += dh[i, j]
+    return db1
+
+
+@njit(**SERIAL)
+def _bad_labels(labels, T, C):
+    """Whether integer labels (``T`` empty) fall outside ``[0, C)``."""
+    if T.shape[0] == 0:
+        for i in range(labels.shape[0]):
+            if labels[i] < 0 or labels[i] >= C:
+                return True
+    return False
+
+
+@njit(**SERIAL)
+def _rejected(dt):
+    """What a step returns for bad labels: ``status -1``, nothing computed."""
+    empty = np.empty((0, 0), dtype=dt)
+    return -1, 0.0, empty, np.empty(0, dtype=dt), empty, np.empty(0, dtype=dt)
 
 
 @njit(**SERIAL)
@@ -161,10 +213,8 @@ def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db
         else:
             gemm(True, False, -rate, h, dy, one, W2)
             gemm(True, False, -rate, x, dh, one, W1)
-        for j in range(H):
-            b1[j] -= rate * db1[j]
-        for j in range(C):
-            b2[j] -= rate * db2[j]
+        _sgd_vec(b1, db1, rate)
+        _sgd_vec(b2, db2, rate)
         return 0, loss, empty, db1, empty, db2
     dW2 = np.empty((H, C), dtype=dt)
     if N == 1:  # outer products
@@ -195,30 +245,20 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
     parameters are updated in place (``p -= lr * dp``) and ``dW1``, ``dW2``
     are not formed (returned ``(0, 0)``).
     """
-    N, D = x.shape
-    H = W1.shape[1]
-    C = W2.shape[1]
-    dt = W1.dtype
-    empty = np.empty((0, 0), dtype=dt)
-    if T.shape[0] == 0:
-        for i in range(N):
-            if labels[i] < 0 or labels[i] >= C:
-                return -1, 0.0, empty, np.empty(0, dtype=dt), empty, np.empty(0, dtype=dt)
+    N = x.shape[0]
+    if _bad_labels(labels, T, W2.shape[1]):
+        return _rejected(W1.dtype)
 
     _times(x, W1, h)                                     # 1
     _bias_relu_rows(h, b1, 0, N)
 
     _times(h, W2, s)                                     # 2
-    db2 = np.zeros(C, dtype=dt)
-    loss = _softmax_loss_dy(s, b2, labels, T, y, db2)
+    rowloss = np.empty(N)
+    _softmax_dy_rows(s, b2, labels, T, y, rowloss, 0, N)
     dy = s
+    loss, db2 = _mean_loss_db2(rowloss, dy)
 
     _times_t(dy, W2, dh)                                 # 3, before W2 changes
-    db1 = np.zeros(H, dtype=dt)
-    for i in range(N):
-        for j in range(H):
-            if h[i, j] <= 0:
-                dh[i, j] = 0
-            db1[j] += dh[i, j]
+    db1 = _relu_mask_db1(h, dh)
 
     return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)

@@ -21,64 +21,16 @@ BLAS's workers are Numba's, so nothing spins against anything.
 Both are deterministic for any thread count: fixed blocks and row spans,
 and sums in a fixed order.
 """
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from ._blas import blas_threads_local, gemm
-from .config import PARALLEL, SERIAL
-from .two_layer import _bias_relu_rows, _softmax_loss_dy, _times, _times_t, _update_or_gradients
+from .config import PARALLEL
+from .two_layer import (_bad_labels, _bias_relu_rows, _column_sums, _mean_loss_db2, _rejected,
+                        _relu_mask_db1, _sgd_vec, _softmax_dy_rows, _times, _times_t,
+                        _update_or_gradients)
 
 __all__ = ["step_parallel", "step_split"]
-
-
-@njit(**SERIAL)
-def _softmax_dy_rows(s, b2, labels, T, y, rowloss, lo, hi):
-    """Rows ``lo:hi`` of :func:`_softmax_loss_dy`, each row's loss into ``rowloss`` (no ``db2``)."""
-    N, C = s.shape
-    dt = s.dtype
-    one = dt.type(1)
-    nf = dt.type(N)
-    use_labels = T.shape[0] == 0
-    for i in range(lo, hi):
-        s[i, 0] += b2[0]
-        m = s[i, 0]
-        for j in range(1, C):
-            v = s[i, j] + b2[j]
-            s[i, j] = v
-            if v > m or v != v:  # NaN wins, as in np.max
-                m = v
-        acc = 0.0
-        for j in range(C):
-            e = math.exp(s[i, j] - m)
-            y[i, j] = e
-            acc += e
-        lse = math.log(acc)
-        row = 0.0
-        for j in range(C):
-            log_y = (s[i, j] - m) - lse
-            yij = dt.type(y[i, j] / acc)
-            y[i, j] = yij
-            if use_labels:
-                if j == labels[i]:
-                    row = lse - (s[i, j] - m)
-                    d = yij - one
-                else:
-                    d = yij
-            else:
-                row -= T[i, j] * log_y
-                d = yij - T[i, j]
-            s[i, j] = d / nf
-        rowloss[i] = row
-
-
-@njit(**SERIAL)
-def _column_sums(a, out, lo, hi):
-    """``out[j] += a[i, j]`` for columns ``lo:hi``, rows in order (NumPy's ``axis=0`` order)."""
-    for i in range(a.shape[0]):
-        for j in range(lo, hi):
-            out[j] += a[i, j]
 
 
 @njit(**PARALLEL)
@@ -94,13 +46,9 @@ def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_wor
     """
     N, D = x.shape
     H = W1.shape[1]
-    C = W2.shape[1]
     dt = W1.dtype
-    empty = np.empty((0, 0), dtype=dt)
-    if T.shape[0] == 0:
-        for i in range(N):
-            if labels[i] < 0 or labels[i] >= C:
-                return -1, 0.0, empty, np.empty(0, dtype=dt), empty, np.empty(0, dtype=dt)
+    if _bad_labels(labels, T, W2.shape[1]):
+        return _rejected(dt)
 
     _times(x, W1, h)                                     # 1
     for c in prange(nchunks):
@@ -110,13 +58,8 @@ def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_wor
     rowloss = np.empty(N)
     for c in prange(nchunks):
         _softmax_dy_rows(s, b2, labels, T, y, rowloss, c * N // nchunks, (c + 1) * N // nchunks)
-    loss = 0.0
-    for i in range(N):
-        loss += rowloss[i]
-    loss = loss / N
     dy = s
-    db2 = np.zeros(C, dtype=dt)
-    _column_sums(dy, db2, 0, C)
+    loss, db2 = _mean_loss_db2(rowloss, dy)
 
     _times_t(dy, W2, dh)                                 # 3, before W2 changes
     for c in prange(nchunks):
@@ -144,13 +87,9 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
     """
     N, D = x.shape
     H = W1.shape[1]
-    C = W2.shape[1]
     dt = W1.dtype
-    empty = np.empty((0, 0), dtype=dt)
-    if T.shape[0] == 0:
-        for i in range(N):
-            if labels[i] < 0 or labels[i] >= C:
-                return -1, 0.0, empty, np.empty(0, dtype=dt), empty, np.empty(0, dtype=dt)
+    if _bad_labels(labels, T, W2.shape[1]):
+        return _rejected(dt)
     one = dt.type(1)
     zero = dt.type(0)
     rate = dt.type(lr)
@@ -175,17 +114,13 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
             h[i, j] = v
 
     _times(h, W2, s)                                     # 2
-    db2 = np.zeros(C, dtype=dt)
-    loss = _softmax_loss_dy(s, b2, labels, T, y, db2)
+    rowloss = np.empty(N)
+    _softmax_dy_rows(s, b2, labels, T, y, rowloss, 0, N)
     dy = s
+    loss, db2 = _mean_loss_db2(rowloss, dy)
 
     _times_t(dy, W2, dh)                                 # 3, before W2 changes
-    db1 = np.zeros(H, dtype=dt)
-    for i in range(N):
-        for j in range(H):
-            if h[i, j] <= 0:
-                dh[i, j] = 0
-            db1[j] += dh[i, j]
+    db1 = _relu_mask_db1(h, dh)
 
     for c in prange(nblocks):                            # each block's rows by its own thread
         r0 = c * D // nblocks
@@ -195,8 +130,7 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
         if c == nblocks - 1:  # the small W2 update alongside the last block
             gemm(True, False, -rate, h, dy, one, W2)
         blas_threads_local(old)
-    for j in range(H):
-        b1[j] -= rate * db1[j]
-    for j in range(C):
-        b2[j] -= rate * db2[j]
+    _sgd_vec(b1, db1, rate)
+    _sgd_vec(b2, db2, rate)
+    empty = np.empty((0, 0), dtype=dt)
     return 0, loss, empty, db1, empty, db2

@@ -145,6 +145,16 @@ def test_unwritable_cache_dir_warns_once_and_runs(tmp_path):
     assert "not writable" in res.stdout
 
 
+def fused_step_problem(dtype, N, onehot, sizes=(40, 30, 7)):
+    """``(sizes, x, labels, T, [W1, b1, W2, b2])`` for calling the fused step kernels directly."""
+    D, H, C = sizes
+    x = rng.standard_normal((N, D)).astype(dtype)
+    labels = rng.integers(0, C, N).astype(np.intp)
+    T = np.eye(C, dtype=dtype)[labels] if onehot else np.empty((0, C), dtype)
+    lab = np.empty(0, np.intp) if onehot else labels
+    return sizes, x, lab, T, [rng.standard_normal(s).astype(dtype) for s in ((D, H), (H,), (H, C), (C,))]
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("N", [1, 5, 300])
 @pytest.mark.parametrize("onehot", [False, True])
@@ -155,12 +165,7 @@ def test_fused_step_parallel_equals_serial_bit_for_bit(dtype, N, onehot, update)
     from scratchprop.kernels import two_layer as K_two
     from scratchprop.kernels import two_layer_threads as K_threads
 
-    D, H, C = 40, 30, 7
-    x = rng.standard_normal((N, D)).astype(dtype)
-    labels = rng.integers(0, C, N).astype(np.intp)
-    T = np.eye(C, dtype=dtype)[labels] if onehot else np.empty((0, C), dtype)
-    lab = np.empty(0, np.intp) if onehot else labels
-    base = [rng.standard_normal(s).astype(dtype) for s in ((D, H), (H,), (H, C), (C,))]
+    (D, H, C), x, lab, T, base = fused_step_problem(dtype, N, onehot)
 
     def run(kernel, *extra):
         params = [p.copy() for p in base]
@@ -181,12 +186,7 @@ def test_fused_step_split_same_bits_for_any_thread_count_and_close_to_serial(dty
     from scratchprop.kernels import two_layer_threads as K_threads
     from test_numba_equivalence import assert_equiv
 
-    D, H, C = 40, 30, 7
-    x = rng.standard_normal((N, D)).astype(dtype)
-    labels = rng.integers(0, C, N).astype(np.intp)
-    T = np.eye(C, dtype=dtype)[labels] if onehot else np.empty((0, C), dtype)
-    lab = np.empty(0, np.intp) if onehot else labels
-    base = [rng.standard_normal(s).astype(dtype) for s in ((D, H), (H,), (H, C), (C,))]
+    (D, H, C), x, lab, T, base = fused_step_problem(dtype, N, onehot)
 
     def run(split):
         params = [p.copy() for p in base]

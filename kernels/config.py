@@ -37,7 +37,7 @@ import numba
 
 __all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "RELU_PARALLEL_MIN", "SOFTMAX_PARALLEL_MIN",
            "PARALLEL_MIN_ELEMENTS", "STEP_PARALLEL_MIN", "STEP_SPLIT_MAX", "STEP_SPLIT_BLOCKS",
-           "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "FEW_ROWS", "TINY", "NCHUNKS",
+           "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "AFFINE_ONE_THREAD_BELOW", "FEW_ROWS", "TINY", "NCHUNKS",
            "CacheWarning", "cache_location", "prefer_threading_layer"]
 
 
@@ -130,6 +130,14 @@ BLAS_SPIN_S = 0.2
 #: book net's ``params -= lr * grad``: batch-1 step 156 us with two threads,
 #: 126 us with one); from 16 rows of 784x100 (1.25M) two threads win.
 BLAS_SERIAL_BELOW = 1_000_000
+#: ``Affine.forward`` runs its product on one BLAS thread below this many
+#: multiply-adds (``N * D * M``) when the BLAS shares Numba's pool (see
+#: :mod:`.affine`): the training step's ``W -= lr * dW`` that follows is
+#: then not slowed by ``W`` lines cached on the other core. Measured, the
+#: book's net, 784-100-10 float64, MKL, one train step (``backward_tasks``
+#: in both), threaded forward / one thread: batch 64 509 / 441 us,
+#: 100 710 / 601, 160 952 / 939, 256 1288 / 1434.
+AFFINE_ONE_THREAD_BELOW = 10_000_000
 #: A small ``a @ b`` (``b`` not transposed) with at most this many rows goes
 #: to SciPy's OpenBLAS, whichever library takes the rest: MKL packs the whole
 #: ``b`` even for a few rows. Measured, ``x (N, 784) @ W (784, 100)`` on one

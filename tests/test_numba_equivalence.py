@@ -266,12 +266,16 @@ def test_numerical_gradient_is_the_reference_loop():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_kernels_against_naive(N, dtype):
     x, W, b, dout = data((N, 11), dtype), data((11, 4), dtype), data((4,), dtype), data((N, 4), dtype)
-    assert_equiv(K_affine.forward(x, W, b, np.empty((N, W.shape[1]), dtype)),
-                 K_affine.forward_naive(x, W, b).astype(dtype))
-    for got, want in zip(K_affine.backward(dout, x, W, True, np.empty_like(W), np.empty_like(x),
-                                           np.empty_like(W)),
-                         K_affine.backward_naive(dout, x, W)):
-        assert_equiv(got, want.astype(dtype))
+    for one_thread in (False, True):
+        assert_equiv(K_affine.forward(x, W, b, np.empty((N, W.shape[1]), dtype), one_thread),
+                     K_affine.forward_naive(x, W, b).astype(dtype))
+    want = K_affine.backward_naive(dout, x, W)
+    serial = K_affine.backward(dout, x, W, True, np.empty_like(W), np.empty_like(x), np.empty_like(W))
+    tasks = K_affine.backward_tasks(dout, x, W, np.empty_like(x), np.empty_like(W))
+    for got_serial, got_tasks, w in zip(serial, tasks, want):
+        assert_equiv(got_serial, w.astype(dtype))
+        if N > 1:  # the same products, each on one thread: the same bits
+            np.testing.assert_array_equal(got_tasks, got_serial)
     flat = special((N * 7,), dtype)
     def relu_out():
         return np.empty_like(flat), np.empty(flat.shape, np.bool_)

@@ -152,15 +152,16 @@ class Affine:
         self.original_x_shape = x.shape
         self.x = x2
         dt = W.dtype
+        N, (D, M) = x2.shape[0], W.shape
+        one = N * D * M < _config.AFFINE_ONE_THREAD_BELOW and _one_pool()
         if (dt == _F64 or dt == _F32) and _plain(x2, dt) and _plain(W, dt) and _plain(b, dt):
-            out = _K_affine.forward(x2, W, b, np.empty((x2.shape[0], W.shape[1]), dt))
+            out = _K_affine.forward(x2, W, b, np.empty((N, M), dt), one)
             _used_blas()
         else:
             # NumPy: the product in result_type(x, W), then the bias may widen it
             dt = np.result_type(x2, W)
             if (dt == _F64 or dt == _F32) and np.result_type(dt, b) == dt:
-                out = _K_affine.forward(_c(x2, dt), _c(W, dt), _c(b, dt),
-                                        np.empty((x2.shape[0], W.shape[1]), dt))
+                out = _K_affine.forward(_c(x2, dt), _c(W, dt), _c(b, dt), np.empty((N, M), dt), one)
                 _used_blas()
             else:
                 out = np.dot(x2, W) + b
@@ -175,11 +176,16 @@ class Affine:
         dt = dout.dtype
         if (dt == _F64 or dt == _F32) and (dt == W.dtype == x2.dtype
                                           or np.result_type(dout, W) == np.result_type(x2, dout) == dt):
-            work = self._work
-            if work is None or work.shape != W.shape or work.dtype != dt:
-                self._work = work = np.empty(W.shape, dtype=dt)
-            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), _c(x2, dt), _c(W, dt), True, work,
-                                                      np.empty(x2.shape, dt), np.empty(W.shape, dt))
+            args = (_c(dout, dt), _c(x2, dt), _c(W, dt))
+            if x2.shape[0] > 1 and dout.size * W.shape[0] >= _config.BLAS_SERIAL_BELOW and _one_pool():
+                dx, self.dW, self.db = _K_affine.backward_tasks(*args, np.empty(x2.shape, dt),
+                                                                np.empty(W.shape, dt))
+            else:
+                work = self._work
+                if work is None or work.shape != W.shape or work.dtype != dt:
+                    self._work = work = np.empty(W.shape, dtype=dt)
+                dx, self.dW, self.db = _K_affine.backward(*args, True, work, np.empty(x2.shape, dt),
+                                                          np.empty(W.shape, dt))
             _used_blas()
         else:
             dx = np.dot(dout, W.T)

@@ -103,15 +103,14 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
         else:
             gemm(False, False, one, x[:, r0:r1], W1[r0:r1], zero, hp[c])
         blas_threads_local(old)
-    for i in range(N):                                   # partial sums in block order, + b1, ReLU
+    for c in range(1, nblocks):                          # partial sums in block order
+        for i in range(N):                               # (a block loop inside did not vectorise:
+            for j in range(H):                           # 4 us more at batch 32)
+                h[i, j] += hp[c, i, j]
+    for i in range(N):                                   # + b1, ReLU
         for j in range(H):
-            v = h[i, j]
-            for c in range(1, nblocks):
-                v += hp[c, i, j]
-            v += b1[j]
-            if v <= 0:
-                v = 0
-            h[i, j] = v
+            v = h[i, j] + b1[j]
+            h[i, j] = 0 if v <= 0 else v  # NaN stays NaN
 
     _times(h, W2, s)                                     # 2
     rowloss = np.empty(N)
@@ -127,7 +126,7 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
         r1 = (c + 1) * D // nblocks
         old = blas_threads_local(1)
         gemm(True, False, -rate, x[:, r0:r1], dh, one, W1[r0:r1])
-        if c == nblocks - 1:  # the small W2 update alongside the last block
+        if c == 0:  # the small W2 update on the calling thread, which reads W2 next step
             gemm(True, False, -rate, h, dy, one, W2)
         blas_threads_local(old)
     _sgd_vec(b1, db1, rate)

@@ -142,9 +142,8 @@ def _abs_address():
 def _threads_local_address(lib):
     """``int f(int n)`` that sets this thread's BLAS thread count and returns the previous one.
 
-    MKL: ``MKL_Set_Num_Threads_Local``. With SciPy's OpenBLAS as the main
-    library the calls go to ``abs`` (OpenBLAS's own count is handled through
-    :func:`_scipy_openblas_threads_local`).
+    MKL: ``MKL_Set_Num_Threads_Local``; otherwise ``abs``, a no-op (SciPy's
+    OpenBLAS has its own, :func:`_scipy_openblas_threads_local`, used when found).
     """
     if lib is not None:
         return ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
@@ -180,16 +179,21 @@ def _scipy_openblas_threads_local():
 NAME, _ADDRS, DESCRIPTION, _MKL = _choose()
 for _r, _addr in _ADDRS.items():
     llvm.add_symbol(f"scratchprop_{_r}", _addr)
-llvm.add_symbol("scratchprop_blas_threads_local", _threads_local_address(_MKL))
 # Small products of a few rows (see config.FEW_ROWS) always go to SciPy's OpenBLAS on one
 # thread: MKL packs the whole weight matrix even for a few rows.
 # Only where SciPy's BLAS is its own OpenBLAS with a per-thread count; otherwise (say a SciPy
 # built on another BLAS) small products stay in the main library.
 _SMALL_THREADS = _scipy_openblas_threads_local()
+#: Whether ``blas_threads_local`` really sets the calling thread's count for the main
+#: library (MKL, or SciPy's OpenBLAS with ``openblas_set_num_threads_local``), so the
+#: kernels can run a product on one thread; with neither it is ``abs``, a no-op.
+THREADS_LOCAL = _MKL is not None or _SMALL_THREADS is not None
 if _SMALL_THREADS is None:
     _SMALL_ADDRS, _SMALL_THREADS = _ADDRS, _threads_local_address(_MKL)
 else:
     _SMALL_ADDRS = _ADDRS if NAME == "scipy" else _load_scipy()[0]
+llvm.add_symbol("scratchprop_blas_threads_local",
+                _SMALL_THREADS if _MKL is None else _threads_local_address(_MKL))
 for _r, _addr in _SMALL_ADDRS.items():
     llvm.add_symbol(f"scratchprop_small_{_r}", _addr)
 llvm.add_symbol("scratchprop_small_threads_local", _SMALL_THREADS)

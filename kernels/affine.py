@@ -21,8 +21,9 @@ The epilogues stay serial on purpose: right after a threaded product
 OpenBLAS's worker spins on the other core for ~0.1 s, so a ``prange`` here
 would only fight it (measured: slower at every batch size).
 
-With a BLAS that shares Numba's thread pool (MKL on GNU OpenMP; the caller
-decides) two more paths keep ``W`` on the calling thread's core, because
+With a per-thread BLAS count (MKL, or SciPy's OpenBLAS; the caller decides,
+and runs :func:`backward_tasks` only while no other thread pool spins) two
+more paths keep ``W`` on the calling thread's core, because
 the caller's next step is usually ``W -= lr * dW`` on that core, and every
 ``W`` line another core has read must first be taken back from it:
 
@@ -108,8 +109,8 @@ def backward_tasks(dout, x, W, dx, dW):
     into the caller's ``dx`` and fresh ``dW``. Task 0 (the calling thread,
     under OpenMP's static schedule) computes ``dx``, the only one that reads
     ``W``; task 1 ``dW``. With one thread both run here, one after the
-    other. Only for a BLAS on Numba's own pool: the products are called
-    from inside the ``prange`` region.
+    other. The products are called from inside the ``prange`` region: only
+    while no BLAS pool of another kind is spinning (the caller decides).
     """
     for task in prange(2):
         old = blas_threads_local(1)

@@ -1,9 +1,13 @@
 """The fused net step of :mod:`.two_layer` with work on Numba's threads.
 
-Only for a BLAS that shares Numba's thread pool (MKL on GNU OpenMP with
-Numba's ``omp`` layer, decided by the caller): products are called from
-inside ``prange`` regions (one BLAS thread each) or between them, and the
-BLAS's workers are Numba's, so nothing spins against anything.
+The caller decides when these may run. :func:`step_parallel` calls
+threaded products between its ``prange`` regions: only for a BLAS that
+shares Numba's thread pool (MKL on GNU OpenMP with Numba's ``omp`` layer),
+so nothing spins against anything. :func:`step_split` calls only
+one-thread products from inside its regions: for any BLAS with a
+per-thread count (MKL, or SciPy's OpenBLAS), while no other pool is
+spinning. Measured with SciPy's OpenBLAS, batch 32 (float64): 117 us
+against 171 us for :func:`.two_layer.step`; batch 100: 320 against 387.
 
 * :func:`step_parallel` (large batches): the row passes between the
   products on Numba's threads; bit-identical to :func:`.two_layer.step`.

@@ -57,13 +57,38 @@ def assert_bits(a, b):
         assert u.tobytes() == v.tobytes()
 
 
-@pytest.mark.parametrize("N", [1, 64, 2000])
+@pytest.mark.parametrize("N", [1, 64, 300, 2000])  # 300: one-thread Affine products (below)
 def test_layers_same_bits_run_to_run_and_across_threads(N, force_parallel):
     x, W, b = rng.standard_normal((N, 300)), rng.standard_normal((300, 40)), rng.standard_normal(40)
     t = rng.integers(0, 40, N)
     runs = [with_threads(n, lambda: layer_results(x, W, b, t)) for n in (2, 2, 1, 2)]
     for other in runs[1:]:
         assert_bits(runs[0], other)
+
+
+def test_affine_one_thread_products_give_the_threaded_bits(monkeypatch):
+    # 300 x 300 x 40 = 3.6M multiply-adds: between BLAS_SERIAL_BELOW and
+    # AFFINE_ONE_THREAD_BELOW, so forward on one thread and backward_tasks
+    N = 300
+    assert config.BLAS_SERIAL_BELOW <= N * 300 * 40 < config.AFFINE_ONE_THREAD_BELOW
+    x, W, b = rng.standard_normal((N, 300)), rng.standard_normal((300, 40)), rng.standard_normal(40)
+    dout = rng.standard_normal((N, 40))
+    calls = []
+    tasks = B._K_affine.backward_tasks
+    monkeypatch.setattr(B._K_affine, "backward_tasks", lambda *a: calls.append(1) or tasks(*a))
+
+    def run():
+        a = B.Affine(W, b)
+        return [a.forward(x), a.backward(dout), a.dW, a.db]
+
+    monkeypatch.setattr(B, "_last_blas", -1e9)  # no pool of another kind spinning
+    small = [with_threads(n, run) for n in (2, 1)]
+    assert len(calls) == (2 if _blas_lib.THREADS_LOCAL else 0)
+    monkeypatch.setattr(config, "AFFINE_ONE_THREAD_BELOW", 0)  # every product threaded
+    threaded = with_threads(2, run)
+    assert len(calls) == (2 if _blas_lib.THREADS_LOCAL else 0)
+    assert_bits(small[0], small[1])
+    assert_bits(small[0], threaded)
 
 
 @pytest.mark.parametrize("N", [1, 64, 1000])

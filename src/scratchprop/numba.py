@@ -25,7 +25,10 @@ serial code (MKL when installed, else SciPy's OpenBLAS; see
 ``prange`` kernels, used above the sizes in :mod:`scratchprop.kernels.config`.
 MKL runs on GNU OpenMP, the same thread pool as Numba's ``omp`` layer;
 OpenBLAS has a pool of its own, so with it the ``prange`` kernels are not
-used while its workers still spin after one of our products.
+used while its workers still spin after one of our threaded products.
+Small ``Affine`` layers (``AFFINE_ONE_THREAD_BELOW``) run each product on
+one thread instead: the forward on the calling thread, the backward's
+``dx`` and ``dW`` at once on two (see :mod:`scratchprop.kernels.affine`).
 :func:`set_num_threads` sizes Numba's pool and MKL's; :func:`get_num_threads`
 is Numba's. Every result is bit-identical for any thread count.
 """
@@ -102,6 +105,16 @@ def _one_pool():
     return _ONE_POOL
 
 
+def _blas_on_our_threads():
+    """Whether a kernel may call one-thread products from its own ``prange`` threads now.
+
+    Needs a per-thread BLAS count (``blas_threads_local``: MKL, or SciPy's
+    OpenBLAS when it has one) and no BLAS pool of another kind still
+    spinning (:func:`_parallel`'s rule).
+    """
+    return _blas_lib.THREADS_LOCAL and (_one_pool() or _clock() - _last_blas >= _config.BLAS_SPIN_S)
+
+
 def _parallel(n, minimum):
     """Whether ``n`` elements of elementwise work go to the ``prange`` kernel.
 
@@ -153,16 +166,19 @@ class Affine:
         self.x = x2
         dt = W.dtype
         N, (D, M) = x2.shape[0], W.shape
-        one = N * D * M < _config.AFFINE_ONE_THREAD_BELOW and _one_pool()
+        one = N * D * M < _config.AFFINE_ONE_THREAD_BELOW and _blas_lib.THREADS_LOCAL
+        threaded = N * D * M >= _config.BLAS_SERIAL_BELOW and not (one and N > 1)
         if (dt == _F64 or dt == _F32) and _plain(x2, dt) and _plain(W, dt) and _plain(b, dt):
             out = _K_affine.forward(x2, W, b, np.empty((N, M), dt), one)
-            _used_blas()
+            if threaded:
+                _used_blas()
         else:
             # NumPy: the product in result_type(x, W), then the bias may widen it
             dt = np.result_type(x2, W)
             if (dt == _F64 or dt == _F32) and np.result_type(dt, b) == dt:
                 out = _K_affine.forward(_c(x2, dt), _c(W, dt), _c(b, dt), np.empty((N, M), dt), one)
-                _used_blas()
+                if threaded:
+                    _used_blas()
             else:
                 out = np.dot(x2, W) + b
         return out.reshape(W.shape[1]) if x.ndim == 1 else out
@@ -177,7 +193,9 @@ class Affine:
         if (dt == _F64 or dt == _F32) and (dt == W.dtype == x2.dtype
                                           or np.result_type(dout, W) == np.result_type(x2, dout) == dt):
             args = (_c(dout, dt), _c(x2, dt), _c(W, dt))
-            if x2.shape[0] > 1 and dout.size * W.shape[0] >= _config.BLAS_SERIAL_BELOW and _one_pool():
+            n = dout.size * W.shape[0]
+            if (x2.shape[0] > 1 and _config.BLAS_SERIAL_BELOW <= n < _config.AFFINE_ONE_THREAD_BELOW
+                    and _blas_on_our_threads()):
                 dx, self.dW, self.db = _K_affine.backward_tasks(*args, np.empty(x2.shape, dt),
                                                                 np.empty(W.shape, dt))
             else:
@@ -186,7 +204,8 @@ class Affine:
                     self._work = work = np.empty(W.shape, dtype=dt)
                 dx, self.dW, self.db = _K_affine.backward(*args, True, work, np.empty(x2.shape, dt),
                                                           np.empty(W.shape, dt))
-            _used_blas()
+                if n >= _config.BLAS_SERIAL_BELOW:
+                    _used_blas()
         else:
             dx = np.dot(dout, W.T)
             self.dW = np.dot(x2.T, dout)

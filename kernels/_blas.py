@@ -40,6 +40,13 @@ _THREADS_LOCAL = types.ExternalFunction("scratchprop_blas_threads_local", types.
 blas_threads_local = _THREADS_LOCAL
 #: The same for the small-product library (SciPy's OpenBLAS, see ``_blas_lib``).
 _SMALL_THREADS_LOCAL = types.ExternalFunction("scratchprop_small_threads_local", types.intc(types.intc))
+#: ``old = small_threads_local(1)`` before a ``prange`` region whose threads call BLAS, and
+#: ``small_threads_local(old)`` after it, on the calling thread. SciPy's OpenBLAS (a pthreads
+#: build) has ``openblas_set_num_threads_local`` but its count is process-wide (measured: a
+#: count set in one thread reached the products of another), so two threads setting and
+#: restoring it at once could leave it at 1 for good. Bracketed, every call inside the region
+#: finds 1 and sets 1.
+small_threads_local = _SMALL_THREADS_LOCAL
 _PREFIX = {types.float32: "s", types.float64: "d"}
 _GEMM = {dt: types.ExternalFunction(f"scratchprop_{k}gemm", _gemm_sig(dt)) for dt, k in _PREFIX.items()}
 _GEMV = {dt: types.ExternalFunction(f"scratchprop_{k}gemv", _gemv_sig(dt)) for dt, k in _PREFIX.items()}

@@ -181,12 +181,12 @@ for _r, _addr in _ADDRS.items():
     llvm.add_symbol(f"scratchprop_{_r}", _addr)
 # Small products of a few rows (see config.FEW_ROWS) always go to SciPy's OpenBLAS on one
 # thread: MKL packs the whole weight matrix even for a few rows.
-# Only where SciPy's BLAS is its own OpenBLAS with a per-thread count; otherwise (say a SciPy
-# built on another BLAS) small products stay in the main library.
+# Only where SciPy's BLAS is its own OpenBLAS with ``openblas_set_num_threads_local``;
+# otherwise (say a SciPy built on another BLAS) small products stay in the main library.
 _SMALL_THREADS = _scipy_openblas_threads_local()
-#: Whether ``blas_threads_local`` really sets the calling thread's count for the main
-#: library (MKL, or SciPy's OpenBLAS with ``openblas_set_num_threads_local``), so the
-#: kernels can run a product on one thread; with neither it is ``abs``, a no-op.
+#: Whether ``blas_threads_local`` really sets the thread count of the main library's next
+#: products (MKL: per thread; SciPy's OpenBLAS: process-wide, see ``_blas.small_threads_local``),
+#: so the kernels can run a product on one thread; with neither it is ``abs``, a no-op.
 THREADS_LOCAL = _MKL is not None or _SMALL_THREADS is not None
 if _SMALL_THREADS is None:
     _SMALL_ADDRS, _SMALL_THREADS = _ADDRS, _threads_local_address(_MKL)

@@ -21,9 +21,10 @@ The epilogues stay serial on purpose: right after a threaded product
 OpenBLAS's worker spins on the other core for ~0.1 s, so a ``prange`` here
 would only fight it (measured: slower at every batch size).
 
-With a per-thread BLAS count (MKL, or SciPy's OpenBLAS; the caller decides,
-and runs :func:`backward_tasks` only while no other thread pool spins) two
-more paths keep ``W`` on the calling thread's core, because
+With a way to set the BLAS thread count (MKL, or SciPy's OpenBLAS; the
+caller decides, and runs :func:`backward_tasks` on one Numba thread while
+another thread pool may still spin) two more paths keep ``W`` on the
+calling thread's core, because
 the caller's next step is usually ``W -= lr * dW`` on that core, and every
 ``W`` line another core has read must first be taken back from it:
 
@@ -39,7 +40,7 @@ after these.
 import numpy as np
 from numba import njit, prange
 
-from ._blas import blas_threads_local, gemm, gemv
+from ._blas import blas_threads_local, gemm, gemv, small_threads_local
 from .config import BLAS_SERIAL_BELOW, PARALLEL, SERIAL
 
 __all__ = ["forward", "backward", "backward_tasks", "forward_naive", "backward_naive"]
@@ -109,9 +110,11 @@ def backward_tasks(dout, x, W, dx, dW):
     into the caller's ``dx`` and fresh ``dW``. Task 0 (the calling thread,
     under OpenMP's static schedule) computes ``dx``, the only one that reads
     ``W``; task 1 ``dW``. With one thread both run here, one after the
-    other. The products are called from inside the ``prange`` region: only
-    while no BLAS pool of another kind is spinning (the caller decides).
+    other: the same bits. The products are called from inside the
+    ``prange`` region, so while a BLAS pool of another kind may still spin
+    the caller runs this on one Numba thread.
     """
+    outer = small_threads_local(1)  # see _blas.small_threads_local
     for task in prange(2):
         old = blas_threads_local(1)
         if task == 0:
@@ -119,6 +122,7 @@ def backward_tasks(dout, x, W, dx, dW):
         else:
             gemm(True, False, 1.0, x, dout, 0.0, dW)
         blas_threads_local(old)
+    small_threads_local(outer)
     db = np.zeros(dout.shape[1], dtype=dout.dtype)
     _sum_rows(dout, db)
     return dx, dW, db

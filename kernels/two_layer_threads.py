@@ -4,9 +4,9 @@ The caller decides when these may run. :func:`step_parallel` calls
 threaded products between its ``prange`` regions: only for a BLAS that
 shares Numba's thread pool (MKL on GNU OpenMP with Numba's ``omp`` layer),
 so nothing spins against anything. :func:`step_split` calls only
-one-thread products from inside its regions: for any BLAS with a
-per-thread count (MKL, or SciPy's OpenBLAS), while no other pool is
-spinning. Measured with SciPy's OpenBLAS, batch 32 (float64): 117 us
+one-thread products from inside its regions: for any BLAS whose thread
+count can be set (MKL, or SciPy's OpenBLAS), on one Numba thread while
+another pool may still spin (the same bits). Measured with SciPy's OpenBLAS, batch 32 (float64): 117 us
 against 171 us for :func:`.two_layer.step`; batch 100: 320 against 387.
 
 * :func:`step_parallel` (large batches): the row passes between the
@@ -28,7 +28,7 @@ and sums in a fixed order.
 import numpy as np
 from numba import njit, prange
 
-from ._blas import blas_threads_local, gemm
+from ._blas import blas_threads_local, gemm, small_threads_local
 from .config import PARALLEL
 from .two_layer import (_bad_labels, _bias_relu_rows, _column_sums, _mean_loss_db2, _rejected,
                         _relu_mask_db1, _sgd_vec, _softmax_dy_rows, _times, _times_t,
@@ -98,6 +98,7 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
     zero = dt.type(0)
     rate = dt.type(lr)
 
+    outer = small_threads_local(1)  # see _blas.small_threads_local
     for c in prange(nblocks):                            # 1, W1 block by block
         r0 = c * D // nblocks
         r1 = (c + 1) * D // nblocks
@@ -133,6 +134,7 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
         if c == 0:  # the small W2 update on the calling thread, which reads W2 next step
             gemm(True, False, -rate, h, dy, one, W2)
         blas_threads_local(old)
+    small_threads_local(outer)
     _sgd_vec(b1, db1, rate)
     _sgd_vec(b2, db2, rate)
     empty = np.empty((0, 0), dtype=dt)

@@ -94,7 +94,7 @@ def test_small_and_large_products_agree_with_numpy():
 
 @pytest.mark.parametrize("layer", ["omp", "workqueue"])
 def test_one_pool_follows_the_layer_numba_launched(layer):
-    # only MKL on Numba's omp pool takes the threaded fused-step kernels; any other layer
+    # only MKL on Numba's omp pool counts as one pool (the fused step_parallel); any other layer
     # (chosen by the user, or launched before scratchprop.numba was imported) must not
     code = ("import numba, numpy as np\n"
             "numba.get_num_threads()  # Numba's threads start before scratchprop.numba is imported\n"
@@ -126,3 +126,35 @@ def test_set_num_threads_overrides_a_thread_local_mkl_count():
     finally:
         B.set_num_threads(old)
     assert _blas_lib.get_num_threads() == old
+
+
+@pytest.mark.parametrize("choice", ["auto", "scipy"])
+def test_threaded_kernels_leave_scipy_openblas_thread_count_alone(choice):
+    # SciPy's OpenBLAS's openblas_set_num_threads_local is process-wide: two prange threads
+    # setting and restoring it at once left it at 1 (every later product on one thread)
+    code = ("import ctypes, numpy as np\n"
+            "import scratchprop.numba as B\n"
+            "from scratchprop import TwoLayerNet\n"
+            "from scratchprop.kernels import _blas_lib\n"
+            "addr = _blas_lib._scipy_openblas_threads_local()\n"
+            "if addr is None:\n"
+            "    print('absent'); raise SystemExit\n"
+            "f = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(addr)\n"
+            "def count():\n"
+            "    old = f(1); f(old); return old\n"
+            "import numba\nB.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))\n"
+            "f(2); assert count() == 2\n"
+            "rng = np.random.default_rng(0)\n"
+            "for N, D in ((300, 300), (2, 784), (32, 784)):\n"
+            "    a = B.Affine(rng.standard_normal((D, 40)), np.zeros(40))\n"
+            "    net = TwoLayerNet(D, 100, 10, backend='numba', seed=0)\n"
+            "    x, t = rng.random((N, D)), np.arange(N) % 10\n"
+            "    for _ in range(50):\n"
+            "        B._last_blas = -1e9  # as after a pause: the one-thread paths may run\n"
+            "        a.backward(a.forward(x)); net.train_step(x, t, 0.1)\n"
+            "print(count())\n")
+    r = _python(code, SCRATCHPROP_BLAS=choice)
+    assert r.returncode == 0, r.stderr
+    if r.stdout.strip() == "absent":
+        pytest.skip("SciPy's BLAS has no openblas_set_num_threads_local")
+    assert r.stdout.split()[-1] == "2"

@@ -46,7 +46,7 @@ _KEYS = ("W1", "b1", "W2", "b2")
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
 _STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas, _one_pool,
-#                     _blas_on_our_threads) of scratchprop.numba
+#                     _on_our_threads, THREADS_LOCAL) of scratchprop.numba
 _WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work, hp) of its last batch shape
 
 
@@ -57,7 +57,7 @@ def _standard(net, W1, b1, W2, b2):
         from . import numba as B
         from .net import TwoLayerNet
         _STANDARD = (TwoLayerNet.loss, TwoLayerNet.predict, B.Affine, B.Relu, B.SoftmaxWithLoss,
-                     B._used_blas, B._one_pool, B._blas_on_our_threads)
+                     B._used_blas, B._one_pool, B._on_our_threads, B._blas_lib.THREADS_LOCAL)
     loss, predict, Affine, Relu, SoftmaxWithLoss = _STANDARD[:5]
     cls = type(net)
     L = net.layers
@@ -162,10 +162,10 @@ def _run(net, prep, t, lr, update):
         W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H = xc.shape[0], W1.shape[1]
     h, s, y, dh, dW1_work, hp = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
-    if update and N > 1 and N * H < _config.STEP_SPLIT_MAX and _STANDARD[7]():
+    if update and N > 1 and N * H < _config.STEP_SPLIT_MAX and _STANDARD[8]:
         # one-thread products on Numba's threads only (see kernels.two_layer_threads)
-        status, loss, dW1, db1, dW2, db2 = _KT.step_split(xc, lab, T, W1, b1, W2, b2, lr, h, hp, s, y,
-                                                          dh, _config.STEP_SPLIT_BLOCKS)
+        status, loss, dW1, db1, dW2, db2 = _STANDARD[7](_KT.step_split, xc, lab, T, W1, b1, W2, b2, lr,
+                                                        h, hp, s, y, dh, _config.STEP_SPLIT_BLOCKS)
     else:
         if N * H >= _config.STEP_PARALLEL_MIN and _STANDARD[6]():  # the BLAS shares Numba's pool
             status, loss, dW1, db1, dW2, db2 = _KT.step_parallel(xc, lab, T, W1, b1, W2, b2, lr, update,

@@ -105,14 +105,24 @@ def _one_pool():
     return _ONE_POOL
 
 
-def _blas_on_our_threads():
-    """Whether a kernel may call one-thread products from its own ``prange`` threads now.
+def _on_our_threads(kernel, *args):
+    """``kernel(*args)``, a kernel whose ``prange`` threads call one-thread BLAS products.
 
-    Needs a per-thread BLAS count (``blas_threads_local``: MKL, or SciPy's
-    OpenBLAS when it has one) and no BLAS pool of another kind still
-    spinning (:func:`_parallel`'s rule).
+    While a BLAS pool of another kind may still spin (:func:`_parallel`'s
+    rule) it runs on one Numba thread: the same work, on fixed blocks, so
+    the same bits, without two pools fighting for the cores. Which kernel
+    runs is decided by sizes only, never by timing, so results do not depend
+    on what ran before (SciPy's OpenBLAS gives slightly different bits on
+    one thread and on two).
     """
-    return _blas_lib.THREADS_LOCAL and (_one_pool() or _clock() - _last_blas >= _config.BLAS_SPIN_S)
+    if _one_pool() or _clock() - _last_blas >= _config.BLAS_SPIN_S:
+        return kernel(*args)
+    n = _numba.get_num_threads()
+    _numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        _numba.set_num_threads(n)
 
 
 def _parallel(n, minimum):
@@ -195,9 +205,9 @@ class Affine:
             args = (_c(dout, dt), _c(x2, dt), _c(W, dt))
             n = dout.size * W.shape[0]
             if (x2.shape[0] > 1 and _config.BLAS_SERIAL_BELOW <= n < _config.AFFINE_ONE_THREAD_BELOW
-                    and _blas_on_our_threads()):
-                dx, self.dW, self.db = _K_affine.backward_tasks(*args, np.empty(x2.shape, dt),
-                                                                np.empty(W.shape, dt))
+                    and _blas_lib.THREADS_LOCAL):
+                dx, self.dW, self.db = _on_our_threads(_K_affine.backward_tasks, *args,
+                                                       np.empty(x2.shape, dt), np.empty(W.shape, dt))
             else:
                 work = self._work
                 if work is None or work.shape != W.shape or work.dtype != dt:

@@ -37,7 +37,8 @@ import numba
 
 __all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "RELU_PARALLEL_MIN", "SOFTMAX_PARALLEL_MIN",
            "PARALLEL_MIN_ELEMENTS", "STEP_PARALLEL_MIN", "STEP_SPLIT_MAX", "STEP_SPLIT_BLOCKS",
-           "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "AFFINE_ONE_THREAD_BELOW", "FEW_ROWS", "TINY", "NCHUNKS",
+           "BLAS_SPIN_S", "BLAS_SERIAL_BELOW", "AFFINE_ONE_THREAD_BELOW",
+           "AFFINE_ONE_THREAD_BELOW_OPENBLAS", "FEW_ROWS", "TINY", "NCHUNKS",
            "CacheWarning", "cache_location", "prefer_threading_layer"]
 
 
@@ -141,6 +142,12 @@ BLAS_SERIAL_BELOW = 1_000_000
 #: also lost on its own: ``Affine.backward`` at batch 1000 2.11 ms against
 #: 1.88 ms threaded (float64), at 10000 float32 15.8 against 12.5 ms.
 AFFINE_ONE_THREAD_BELOW = 10_000_000
+#: The same with SciPy's OpenBLAS, whose one-thread product is slower (784x100 float64 at
+#: batch 100: 269 us on one thread, 187 us NumPy's on two; MKL 180 us on one thread), so a
+#: layer's forward + backward alone stayed faster than NumPy's only below ~6M: measured,
+#: batch 100, 269 + 296 us against NumPy's 187 + 364. In the book's train step (one thread /
+#: threaded): batch 64 571 / 815 us, 100 925 / 916.
+AFFINE_ONE_THREAD_BELOW_OPENBLAS = 6_000_000
 #: A small ``a @ b`` (``b`` not transposed) with at most this many rows goes
 #: to SciPy's OpenBLAS, whichever library takes the rest: MKL packs the whole
 #: ``b`` even for a few rows. Measured, ``x (N, 784) @ W (784, 100)`` on one

@@ -68,9 +68,9 @@ def test_layers_same_bits_run_to_run_and_across_threads(N, force_parallel):
 
 def test_affine_one_thread_products_same_bits_whatever_ran_before(monkeypatch):
     # 300 x 300 x 40 = 3.6M multiply-adds: between BLAS_SERIAL_BELOW and
-    # AFFINE_ONE_THREAD_BELOW, so forward on one BLAS thread and backward_tasks
+    # the one-thread threshold, so forward on one BLAS thread and backward_tasks
     N = 300
-    assert config.BLAS_SERIAL_BELOW <= N * 300 * 40 < config.AFFINE_ONE_THREAD_BELOW
+    assert config.BLAS_SERIAL_BELOW <= N * 300 * 40 < B._one_thread_below()
     x, W, b = rng.standard_normal((N, 300)), rng.standard_normal((300, 40)), rng.standard_normal(40)
     dout = rng.standard_normal((N, 40))
     calls = []
@@ -89,6 +89,7 @@ def test_affine_one_thread_products_same_bits_whatever_ran_before(monkeypatch):
     for other in runs[1:]:
         assert_bits(runs[0], other)
     monkeypatch.setattr(config, "AFFINE_ONE_THREAD_BELOW", 0)  # every product threaded
+    monkeypatch.setattr(config, "AFFINE_ONE_THREAD_BELOW_OPENBLAS", 0)
     threaded = with_threads(2, lambda: run(-1e9))
     if _blas_lib.NAME == "mkl":  # strict CNR: the same bits on one thread or two
         assert_bits(runs[0], threaded)

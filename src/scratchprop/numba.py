@@ -26,7 +26,7 @@ serial code (MKL when installed, else SciPy's OpenBLAS; see
 MKL runs on GNU OpenMP, the same thread pool as Numba's ``omp`` layer;
 OpenBLAS has a pool of its own, so with it the ``prange`` kernels are not
 used while its workers still spin after one of our threaded products.
-Small ``Affine`` layers (``AFFINE_ONE_THREAD_BELOW``) run each product on
+Small ``Affine`` layers (``AFFINE_ONE_THREAD_BELOW*``) run each product on
 one thread instead: the forward on the calling thread, the backward's
 ``dx`` and ``dW`` at once on two (see :mod:`scratchprop.kernels.affine`).
 :func:`set_num_threads` sizes Numba's pool and MKL's; :func:`get_num_threads`
@@ -105,6 +105,13 @@ def _one_pool():
     return _ONE_POOL
 
 
+def _one_thread_below():
+    """``Affine``'s one-thread-products threshold for the kernels' BLAS (see ``kernels.config``)."""
+    if _blas_lib.NAME == "mkl":
+        return _config.AFFINE_ONE_THREAD_BELOW
+    return _config.AFFINE_ONE_THREAD_BELOW_OPENBLAS
+
+
 def _on_our_threads(kernel, *args):
     """``kernel(*args)``, a kernel whose ``prange`` threads call one-thread BLAS products.
 
@@ -176,7 +183,7 @@ class Affine:
         self.x = x2
         dt = W.dtype
         N, (D, M) = x2.shape[0], W.shape
-        one = N * D * M < _config.AFFINE_ONE_THREAD_BELOW and _blas_lib.THREADS_LOCAL
+        one = N * D * M < _one_thread_below() and _blas_lib.THREADS_LOCAL
         threaded = N * D * M >= _config.BLAS_SERIAL_BELOW and not (one and N > 1)
         if (dt == _F64 or dt == _F32) and _plain(x2, dt) and _plain(W, dt) and _plain(b, dt):
             out = _K_affine.forward(x2, W, b, np.empty((N, M), dt), one)
@@ -204,8 +211,8 @@ class Affine:
                                           or np.result_type(dout, W) == np.result_type(x2, dout) == dt):
             args = (_c(dout, dt), _c(x2, dt), _c(W, dt))
             n = dout.size * W.shape[0]
-            if (x2.shape[0] > 1 and _config.BLAS_SERIAL_BELOW <= n < _config.AFFINE_ONE_THREAD_BELOW
-                    and _blas_lib.THREADS_LOCAL):
+            if x2.shape[0] > 1 and _config.BLAS_SERIAL_BELOW <= n < _one_thread_below() \
+                    and _blas_lib.THREADS_LOCAL:
                 dx, self.dW, self.db = _on_our_threads(_K_affine.backward_tasks, *args,
                                                        np.empty(x2.shape, dt), np.empty(W.shape, dt))
             else:

@@ -105,7 +105,7 @@ RELU_PARALLEL_MIN = 1_000_000
 #: (thread start-up under OpenMP ~2 us, i.e. ~25k cheap element operations).
 PARALLEL_MIN_ELEMENTS = 25_000
 SOFTMAX_PARALLEL_MIN = 4_096
-#: The fused net step (``two_layer.step_parallel``) runs its row passes on
+#: The fused net step (``two_layer_threads.step_parallel``) runs its row passes on
 #: Numba's threads from this many hidden activations (``N * H``), and only
 #: when the BLAS shares Numba's pool. Measured, 784-100-10 float64, MKL:
 #: batch 100 (10k) 260 us serial / 287 us parallel, 257 (26k) 613 / 644,
@@ -113,9 +113,10 @@ SOFTMAX_PARALLEL_MIN = 4_096
 STEP_PARALLEL_MIN = 50_000
 #: Below this many hidden activations (``N * H``) the fused SGD step keeps
 #: ``W1``'s rows in :data:`STEP_SPLIT_BLOCKS` fixed blocks, one thread each
-#: (``two_layer_threads.step_split``; same BLAS condition). Measured as
-#: above: batch 8 53 -> 45 us, 32 158 -> 103, 64 214 -> 175, 100 314 -> 271;
-#: batch 257 679 -> 751 (slower).
+#: (``two_layer_threads.step_split``; with MKL, or SciPy's OpenBLAS, whose
+#: thread count can be set). Measured as above: batch 8 53 -> 45 us,
+#: 32 158 -> 103, 64 214 -> 175, 100 314 -> 271; batch 257 679 -> 751
+#: (slower). With SciPy's OpenBLAS: batch 32 171 -> 117, 100 387 -> 320.
 STEP_SPLIT_MAX = 20_000
 #: Row blocks of ``W1`` in ``step_split``: fixed (not the thread count), so
 #: the partial sums, and the results, are the same for any thread count.

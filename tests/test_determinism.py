@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 import scratchprop.numba as B
-from scratchprop import TwoLayerNet
+from scratchprop import TwoLayerNet, _numba_net
 from scratchprop.kernels import _blas_lib, config
 from scratchprop.kernels import relu as K_relu
 from scratchprop.kernels import softmax_loss as K_sl
+from scratchprop.kernels import two_layer_threads as _KT
 
 rng = np.random.default_rng(11)
 MAX_THREADS = numba.config.NUMBA_NUM_THREADS
@@ -104,6 +105,31 @@ def test_fused_net_same_bits_run_to_run_and_across_threads(N):
     runs = [with_threads(n, lambda: net_results(x, t)) for n in (2, 2, 1)]
     for other in runs[1:]:
         assert_bits(runs[0], other)
+
+
+def test_fused_small_batch_steps_same_bits_whatever_ran_before(monkeypatch):
+    # batch 32 takes step_split; right after a threaded product of another pool it runs on
+    # one Numba thread (scratchprop.numba._on_our_threads), never a different kernel
+    x, t = rng.random((32, 784)), rng.integers(0, 10, 32)
+    calls = []
+    real = B._on_our_threads
+    monkeypatch.setattr(B, "_on_our_threads", lambda *a: calls.append(a[0]) or real(*a))
+    monkeypatch.setattr(_numba_net, "_STANDARD", None)  # re-read the hooks
+
+    def steps(last_blas):
+        net = TwoLayerNet(784, 100, 10, backend="numba", seed=0)
+        out = []
+        for _ in range(3):
+            B._last_blas = last_blas() if callable(last_blas) else last_blas
+            out.append(net.train_step(x, t, 0.1))
+        return out + [net.params[k].copy() for k in net.params]
+
+    monkeypatch.setattr(B, "_last_blas", -1e9)
+    quiet = with_threads(2, lambda: steps(-1e9))
+    busy = with_threads(2, lambda: steps(B._clock))
+    assert_bits(quiet, busy)
+    if _blas_lib.THREADS_LOCAL:
+        assert len(calls) == 6 and all(k is _KT.step_split for k in calls)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -36,7 +36,8 @@ def _gemv_sig(dt):
 #: ``int f(int n)``: this thread's BLAS thread count for the next products; returns the old one.
 _THREADS_LOCAL = types.ExternalFunction("scratchprop_blas_threads_local", types.intc(types.intc))
 #: ``old = blas_threads_local(n)`` in ``@njit`` code: the calling thread's products use ``n``
-#: BLAS threads (MKL; a no-op with SciPy's OpenBLAS) until ``blas_threads_local(old)``.
+#: BLAS threads until ``blas_threads_local(old)`` (MKL: per thread; SciPy's OpenBLAS: for the
+#: whole process, see :data:`small_threads_local`; a no-op with neither).
 blas_threads_local = _THREADS_LOCAL
 #: The same for the small-product library (SciPy's OpenBLAS, see ``_blas_lib``).
 _SMALL_THREADS_LOCAL = types.ExternalFunction("scratchprop_small_threads_local", types.intc(types.intc))

@@ -24,9 +24,9 @@ would only fight it (measured: slower at every batch size).
 With a way to set the BLAS thread count (MKL, or SciPy's OpenBLAS; the
 caller decides, and runs :func:`backward_tasks` on one Numba thread while
 another thread pool may still spin) two more paths keep ``W`` on the
-calling thread's core, because
-the caller's next step is usually ``W -= lr * dW`` on that core, and every
-``W`` line another core has read must first be taken back from it:
+calling thread's core, because the caller's next step is usually
+``W -= lr * dW`` on that core, and every ``W`` line another core has read
+must first be taken back from it:
 
 * :func:`forward` with ``one_thread``: the product on one BLAS thread;
 * :func:`backward_tasks`: ``dx = dout @ W.T`` (reads ``W``) on the calling
@@ -50,8 +50,8 @@ __all__ = ["forward", "backward", "backward_tasks", "forward_naive", "backward_n
 def forward(x, W, b, out, one_thread):
     """``x (N, D), W (D, M), b (M,) -> out (N, M)``, written into the caller's ``out``.
 
-    ``one_thread``: the product runs on this thread alone (MKL; a no-op
-    with SciPy's OpenBLAS, see the module docstring).
+    ``one_thread``: the product runs on this thread alone (through
+    ``blas_threads_local``; see the module docstring).
     """
     N = x.shape[0]
     for i in range(N):

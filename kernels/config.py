@@ -132,8 +132,8 @@ BLAS_SPIN_S = 0.2
 #: book net's ``params -= lr * grad``: batch-1 step 156 us with two threads,
 #: 126 us with one); from 16 rows of 784x100 (1.25M) two threads win.
 BLAS_SERIAL_BELOW = 1_000_000
-#: Below this many multiply-adds (``N * D * M``), when the BLAS shares
-#: Numba's pool, ``Affine`` runs each product on one BLAS thread (see
+#: Below this many multiply-adds (``N * D * M``), with MKL, ``Affine``
+#: runs each product on one BLAS thread (see
 #: :mod:`.affine`): ``forward`` on the calling thread, ``backward`` as
 #: ``backward_tasks``. The training step's ``W -= lr * dW`` that follows is
 #: then not slowed by ``W`` lines cached on the other core. Measured, the

@@ -6,8 +6,9 @@ shares Numba's thread pool (MKL on GNU OpenMP with Numba's ``omp`` layer),
 so nothing spins against anything. :func:`step_split` calls only
 one-thread products from inside its regions: for any BLAS whose thread
 count can be set (MKL, or SciPy's OpenBLAS), on one Numba thread while
-another pool may still spin (the same bits). Measured with SciPy's OpenBLAS, batch 32 (float64): 117 us
-against 171 us for :func:`.two_layer.step`; batch 100: 320 against 387.
+another pool may still spin (the same bits). Measured with SciPy's
+OpenBLAS, batch 32 (float64): 117 us against 171 us for
+:func:`.two_layer.step`; batch 100: 320 against 387.
 
 * :func:`step_parallel` (large batches): the row passes between the
   products on Numba's threads; bit-identical to :func:`.two_layer.step`.

@@ -42,6 +42,7 @@ from numba import njit, prange
 
 from ._blas import blas_threads_local, gemm, gemv, small_threads_local
 from .config import BLAS_SERIAL_BELOW, PARALLEL, SERIAL
+from .two_layer import _column_sums
 
 __all__ = ["forward", "backward", "backward_tasks", "forward_naive", "backward_naive"]
 
@@ -98,7 +99,7 @@ def backward(dout, x, W, need_dx, dW_work, dx, dW):
             dW[:] = dW_work
         if need_dx:
             gemm(False, True, 1.0, dout, W, 0.0, dx)
-    _sum_rows(dout, db)
+    _column_sums(dout, db, 0, M)  # row by row: NumPy's order for a C array
     return dx, dW, db
 
 
@@ -123,17 +124,10 @@ def backward_tasks(dout, x, W, dx, dW):
             gemm(True, False, 1.0, x, dout, 0.0, dW)
         blas_threads_local(old)
     small_threads_local(outer)
-    db = np.zeros(dout.shape[1], dtype=dout.dtype)
-    _sum_rows(dout, db)
+    M = dout.shape[1]
+    db = np.zeros(M, dtype=dout.dtype)
+    _column_sums(dout, db, 0, M)
     return dx, dW, db
-
-
-@njit(**SERIAL)
-def _sum_rows(a, out):
-    """``out += a.sum(axis=0)``, one row at a time (NumPy's order for a C array)."""
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            out[j] += a[i, j]
 
 
 # Naive references: plain loops, what the fast kernels are tested against.

@@ -148,6 +148,23 @@ def _softmax_dy_rows(s, b2, labels, T, y, rowloss, lo, hi):
 
 
 @njit(**SERIAL)
+def _second_layer_back(h, W2, b2, labels, T, s, y, dh):
+    """``s = h @ W2 + b2``, softmax ``y``, loss, ``dy`` (over ``s``), ``dh = dy @ W2.T`` masked.
+
+    Returns ``(dy, loss, db1, db2)``; ``W2`` is only read (its update comes later).
+    """
+    N = h.shape[0]
+    _times(h, W2, s)                                     # 2
+    rowloss = np.empty(N)
+    _softmax_dy_rows(s, b2, labels, T, y, rowloss, 0, N)
+    dy = s
+    loss, db2 = _mean_loss_db2(rowloss, dy)
+    _times_t(dy, W2, dh)                                 # 3, before W2 changes
+    db1 = _relu_mask_db1(h, dh)
+    return dy, loss, db1, db2
+
+
+@njit(**SERIAL)
 def _column_sums(a, out, lo, hi):
     """``out[j] += a[i, j]`` for columns ``lo:hi``, rows in order (NumPy's ``axis=0`` order)."""
     for i in range(a.shape[0]):
@@ -251,14 +268,5 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
 
     _times(x, W1, h)                                     # 1
     _bias_relu_rows(h, b1, 0, N)
-
-    _times(h, W2, s)                                     # 2
-    rowloss = np.empty(N)
-    _softmax_dy_rows(s, b2, labels, T, y, rowloss, 0, N)
-    dy = s
-    loss, db2 = _mean_loss_db2(rowloss, dy)
-
-    _times_t(dy, W2, dh)                                 # 3, before W2 changes
-    db1 = _relu_mask_db1(h, dh)
-
+    dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh)
     return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)

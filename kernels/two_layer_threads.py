@@ -32,7 +32,7 @@ from numba import njit, prange
 from ._blas import blas_threads_local, gemm, small_threads_local
 from .config import PARALLEL
 from .two_layer import (_bad_labels, _bias_relu_rows, _column_sums, _mean_loss_db2, _rejected,
-                        _relu_mask_db1, _sgd_vec, _softmax_dy_rows, _times, _times_t,
+                        _second_layer_back, _sgd_vec, _softmax_dy_rows, _times, _times_t,
                         _update_or_gradients)
 
 __all__ = ["step_parallel", "step_split"]
@@ -113,19 +113,8 @@ def step_split(x, labels, T, W1, b1, W2, b2, lr, h, hp, s, y, dh, nblocks):
         for i in range(N):                               # (a block loop inside did not vectorise:
             for j in range(H):                           # 4 us more at batch 32)
                 h[i, j] += hp[c, i, j]
-    for i in range(N):                                   # + b1, ReLU
-        for j in range(H):
-            v = h[i, j] + b1[j]
-            h[i, j] = 0 if v <= 0 else v  # NaN stays NaN
-
-    _times(h, W2, s)                                     # 2
-    rowloss = np.empty(N)
-    _softmax_dy_rows(s, b2, labels, T, y, rowloss, 0, N)
-    dy = s
-    loss, db2 = _mean_loss_db2(rowloss, dy)
-
-    _times_t(dy, W2, dh)                                 # 3, before W2 changes
-    db1 = _relu_mask_db1(h, dh)
+    _bias_relu_rows(h, b1, 0, N)
+    dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh)
 
     for c in prange(nblocks):                            # each block's rows by its own thread
         r0 = c * D // nblocks

@@ -122,7 +122,7 @@ def _on_our_threads(kernel, *args):
     on what ran before (SciPy's OpenBLAS gives slightly different bits on
     one thread and on two).
     """
-    if _one_pool() or _clock() - _last_blas >= _config.BLAS_SPIN_S:
+    if _quiet():
         return kernel(*args)
     n = _numba.get_num_threads()
     _numba.set_num_threads(1)
@@ -140,8 +140,11 @@ def _parallel(n, minimum):
     products (``BLAS_SPIN_S``): the two pools would fight for the cores
     (see :mod:`scratchprop.kernels.config`).
     """
-    if n < minimum:
-        return False
+    return n >= minimum and _quiet()
+
+
+def _quiet():
+    """No BLAS pool of another kind may be spinning: one pool, or our last threaded product is old."""
     return _one_pool() or _clock() - _last_blas >= _config.BLAS_SPIN_S
 
 

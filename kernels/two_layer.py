@@ -187,11 +187,14 @@ def _mean_loss_db2(rowloss, dy):
 def _relu_mask_db1(h, dh):
     """``dh[h <= 0] = 0`` and ``db1`` (column sums of ``dh``, row order) in one pass."""
     db1 = np.zeros(dh.shape[1], dtype=dh.dtype)
+    zero = dh.dtype.type(0)
     for i in range(dh.shape[0]):
         for j in range(dh.shape[1]):
-            if h[i, j] <= 0:
-                dh[i, j] = 0
-            db1[j] += dh[i, j]
+            # an unconditional store: a select, not a branch (the mask is random: 3 us
+            # of mispredictions at 32 x 100 with `if h <= 0: dh = 0`)
+            d = zero if h[i, j] <= 0 else dh[i, j]
+            dh[i, j] = d
+            db1[j] += d
     return db1
 
 

@@ -70,8 +70,7 @@ def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_wor
     for c in prange(nchunks):
         for i in range(c * N // nchunks, (c + 1) * N // nchunks):
             for j in range(H):
-                if h[i, j] <= 0:
-                    dh[i, j] = 0
+                dh[i, j] = 0 if h[i, j] <= 0 else dh[i, j]  # a select (see _relu_mask_db1)
     db1 = np.zeros(H, dtype=dt)
     ncol = min(nchunks, H)
     for c in prange(ncol):

@@ -234,3 +234,45 @@ def test_batch_one_step_with_non_finite_gradient_matches_the_reference():
     for k in KEYS:
         np.testing.assert_array_equal(np.isnan(fast.params[k]), np.isnan(ref.params[k]))
         np.testing.assert_array_equal(np.isinf(fast.params[k]), np.isinf(ref.params[k]))
+
+
+def _other_forms(x, t):
+    """The same batch in forms that ``train_step``'s quick check turns away (see _prepare_common)."""
+    ro = x.copy()
+    ro.flags.writeable = False
+    return {"int32 labels": (x, t.astype(np.int32)), "read-only x": (ro, t),
+            "strided x": (np.repeat(x, 2, axis=1)[:, ::2], t), "list labels": (x, list(t)), "int lr": (x, t)}
+
+
+@pytest.mark.parametrize("form", ["int32 labels", "read-only x", "strided x", "list labels", "int lr"])
+@pytest.mark.parametrize("N", [1, 4, 300])
+def test_train_step_quick_and_full_checks_give_the_same_bits(form, N):
+    a, b = (TwoLayerNet(20, 12, 5, backend="numba", seed=3) for _ in range(2))
+    x, t = rng.random((N, 20)), rng.integers(0, 5, N)
+    x2, t2 = _other_forms(x, t)[form]
+    lr = 1 if form == "int lr" else 1.0
+    assert _numba_net._prepare_common(a, x, t, 1.0) is not None
+    assert _numba_net._prepare_common(b, x2, t2, lr) is None
+    for _ in range(3):
+        assert a.train_step(x, t, 1.0) == b.train_step(x2, t2, lr)
+    for k in KEYS:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert a.lastLayer.t is t and b.lastLayer.t is t2
+
+
+def test_train_step_quick_check_sees_parameters_changed_in_place():
+    ref, fast = net_pair((8, 5, 3))
+    x, t = rng.random((4, 8)), np.array([0, 1, 2, 0])
+    fast.train_step(x, t, 0.1)
+    fast.params["W1"].flags.writeable = False  # after a quick step: the next one must refuse
+    with pytest.raises(ValueError, match="read-only"):
+        fast.train_step(x, t, 0.1)
+    fast.params["W1"].flags.writeable = True
+    ref.train_step(x, t, 0.1)
+    for net in (ref, fast):  # a reshape in place: the reference's error, not a kernel reading past b2
+        net.params["b2"].shape = (1, 3)
+        with pytest.raises(ValueError, match=r"b must have shape \(3,\)"):
+            net.train_step(x, t, 0.1)
+    assert _numba_net._prepare_common(fast, x, t, 0.1) is None
+    for k in KEYS:
+        assert_equiv(fast.params[k], ref.params[k])

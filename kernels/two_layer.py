@@ -36,6 +36,7 @@ from numba import njit
 
 from ._blas import gemm, gemv
 from .config import SERIAL
+from .softmax_loss import labels_out_of_range as _bad_labels
 
 __all__ = ["step"]
 
@@ -196,16 +197,6 @@ def _relu_mask_db1(h, dh):
             dh[i, j] = d
             db1[j] += d
     return db1
-
-
-@njit(**SERIAL)
-def _bad_labels(labels, T, C):
-    """Whether integer labels (``T`` empty) fall outside ``[0, C)``."""
-    if T.shape[0] == 0:
-        for i in range(labels.shape[0]):
-            if labels[i] < 0 or labels[i] >= C:
-                return True
-    return False
 
 
 @njit(**SERIAL)

@@ -183,6 +183,8 @@ def targets(kind, N, C, dtype):
         return labels.astype(np.int8 if C < 100 else np.int64)
     if kind == "labels_N1":
         return labels.reshape(N, 1).astype(np.uint16)
+    if kind == "labels_u64":
+        return labels.astype(np.uint64)
     if kind == "float_labels":
         return labels.astype(np.float64)
     if kind == "onehot":
@@ -198,7 +200,7 @@ def run_swl(M, x, t, dout=1):
 
 
 @pytest.mark.parametrize("how", LAYOUTS)
-@pytest.mark.parametrize("kind", ["labels", "labels_N1", "float_labels", "onehot", "probs"])
+@pytest.mark.parametrize("kind", ["labels", "labels_N1", "labels_u64", "float_labels", "onehot", "probs"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("N", BATCHES)
 def test_softmax_with_loss(N, dtype, kind, how):

@@ -320,7 +320,15 @@ class SoftmaxWithLoss:
         N, C = x2.shape
         dt = x2.dtype
         if dt == _F64 or dt == _F32:
-            self._labels, self._T, lab, T = _targets("SoftmaxWithLoss", t, N, C, dt)
+            if type(t) is np.ndarray and t.shape == (N,) and t.dtype.kind in "iu":
+                # integer labels: checked by one kernel pass (check.targets raises the error)
+                lab = t if t.dtype == np.intp and t.flags.c_contiguous else np.array(t, np.intp)
+                if _K_sl.labels_out_of_range(lab, _NO_T[dt], C):  # uint64 past intp: negative
+                    check.targets("SoftmaxWithLoss", t, N, C, dt)
+                    raise AssertionError("labels_out_of_range rejected labels that check.targets accepts")
+                self._labels, self._T, T = lab, None, _NO_T[dt]
+            else:
+                self._labels, self._T, lab, T = _targets("SoftmaxWithLoss", t, N, C, dt)
             self.t = t
             kernel_in = (_c(x2, dt), lab, T)
             if _parallel(N * C, _config.SOFTMAX_PARALLEL_MIN):
@@ -328,7 +336,7 @@ class SoftmaxWithLoss:
             else:
                 y, loss = _K_sl.forward(*kernel_in)
             self.loss = dt.type(loss)
-            self.y = y.reshape(np.shape(x))
+            self.y = y if x2 is x else y.reshape(np.shape(x))
             return self.loss
         ref = _ref.SoftmaxWithLoss()
         self.loss = ref.forward(x, t)

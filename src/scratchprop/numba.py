@@ -272,7 +272,7 @@ class Relu:
             return out.reshape(x.shape)
         self._mask = mask = x <= 0
         if x.dtype.kind == "f":  # one ufunc instead of copy + boolean assignment (1.2 vs 1.6 us)
-            return np.maximum(x, 0)  # NaN propagates, as in the reference
+            return np.maximum(x, 0.0)  # NaN propagates, as in the reference; 0.0 is weak: x's dtype
         out = x.copy()
         out[mask] = 0
         return out

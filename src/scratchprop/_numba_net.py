@@ -46,6 +46,7 @@ _INTP = np.dtype(np.intp)
 _ND = np.ndarray
 _C_WRITEABLE = 0x0401  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, bits of ndarray.flags.num
 _KEYS = ("W1", "b1", "W2", "b2")
+_LAYER_NAMES = ("Affine1", "Relu1", "Affine2")
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
 _STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas, _one_pool,
@@ -66,13 +67,12 @@ def _standard(net, W1, b1, W2, b2):
     L = net.layers
     if getattr(cls, "loss", None) is not loss or getattr(cls, "predict", None) is not predict:
         return False
-    if not isinstance(L, dict) or len(L) != 3:
+    if not isinstance(L, dict) or tuple(L) != _LAYER_NAMES:
         return False
-    A1, R, A2 = L.get("Affine1"), L.get("Relu1"), L.get("Affine2")
+    A1, R, A2 = L["Affine1"], L["Relu1"], L["Affine2"]
     return (type(A1) is Affine and type(R) is Relu and type(A2) is Affine
             and type(net.lastLayer) is SoftmaxWithLoss
-            and A1.W is W1 and A1.b is b1 and A2.W is W2 and A2.b is b2
-            and list(L) == ["Affine1", "Relu1", "Affine2"])
+            and A1.W is W1 and A1.b is b1 and A2.W is W2 and A2.b is b2)
 
 
 def _prepare(net, x, t):

@@ -2,8 +2,9 @@
 
 One algorithm per module, each with a naive loop version the fast kernel is
 tested against: :mod:`.affine`, :mod:`.relu`, :mod:`.softmax_loss`,
-:mod:`.two_layer` (the fused net step), :mod:`.numgrad` (numerical
-gradient). :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
+:mod:`.two_layer` (the fused net step; :mod:`.two_layer_threads` its
+threaded variants, :mod:`.two_layer_predict` the forward pass alone),
+:mod:`.numgrad` (numerical gradient). :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
 (:mod:`._blas_lib` decides which library: MKL or SciPy's OpenBLAS);
 :mod:`.config` holds every JIT flag and threshold.
 

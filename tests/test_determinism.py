@@ -237,6 +237,26 @@ def test_fused_step_parallel_equals_serial_bit_for_bit(dtype, N, onehot, update)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N", [1, 5, 300, 3000])
+def test_fused_predict_parallel_equals_serial_bit_for_bit_and_the_naive_forward(dtype, N):
+    from scratchprop.kernels import two_layer_predict as K_pred
+    from test_numba_equivalence import assert_equiv
+
+    (D, H, C), x, _, _, params = fused_step_problem(dtype, N, False)
+
+    def run(kernel, *extra):
+        h, s = np.empty((N, H), dtype), np.empty((N, C), dtype)
+        kernel(x, *params, h, s, *extra)
+        return [h, s]
+
+    serial = run(K_pred.predict)
+    for n in (1, 2):
+        assert_bits(serial, with_threads(n, lambda: run(K_pred.predict_parallel, config.NCHUNKS)))
+    for got, want in zip(serial, K_pred.predict_naive(x, *params)):
+        assert_equiv(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("N", [2, 5, 64])
 @pytest.mark.parametrize("onehot", [False, True])
 def test_fused_step_split_same_bits_for_any_thread_count_and_close_to_serial(dtype, N, onehot):

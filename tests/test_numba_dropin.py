@@ -107,12 +107,12 @@ def test_two_layer_net_hooks_agree(N, dtype):
         assert fast.params[k] is fast.layers["Affine1" if k[1] == "1" else "Affine2"].__dict__[k[0]]
 
 
-@pytest.mark.parametrize("case", ["onehot", "probs", "N1_labels", "uint8_x", "f32x_f64net",
-                                  "f64x_f32net", "single_sample", "nd_input", "fortran_x", "readonly_x"])
-def test_two_layer_net_hook_inputs(case):
-    dtype = np.float32 if case == "f64x_f32net" else np.float64
-    ref, fast = net_pair((12, 6, 4), dtype=dtype)
-    N = 5
+HOOK_CASES = ["onehot", "probs", "N1_labels", "uint8_x", "f32x_f64net", "f64x_f32net", "single_sample",
+              "nd_input", "fortran_x", "readonly_x"]
+
+
+def hook_case(case, N=5):
+    """``(x, t)`` of 12 features and 4 classes in the form ``case`` names."""
     x, t = rng.random((N, 12)), rng.integers(0, 4, N)
     if case == "onehot":
         t = np.eye(4)[t]
@@ -134,6 +134,14 @@ def test_two_layer_net_hook_inputs(case):
     elif case == "readonly_x":
         x.flags.writeable = False
         t.flags.writeable = False
+    return x, t
+
+
+@pytest.mark.parametrize("case", HOOK_CASES)
+def test_two_layer_net_hook_inputs(case):
+    dtype = np.float32 if case == "f64x_f32net" else np.float64
+    ref, fast = net_pair((12, 6, 4), dtype=dtype)
+    x, t = hook_case(case)
     g_ref, g_fast = ref.gradient(x, t), fast.gradient(x, t)
     for k in KEYS:
         assert_equiv(g_fast[k], g_ref[k], np.float32 if case == "f64x_f32net" else None)
@@ -142,6 +150,59 @@ def test_two_layer_net_hook_inputs(case):
     for k in KEYS:
         assert_equiv(fast.params[k], ref.params[k])
         assert fast.params[k].dtype == dtype
+
+
+def assert_forward_state_equal(fast, ref):
+    for name in ("Affine1", "Affine2"):
+        a, b = fast.layers[name], ref.layers[name]
+        assert a.original_x_shape == b.original_x_shape
+        assert_equiv(a.x, b.x)
+    np.testing.assert_array_equal(fast.layers["Relu1"].mask, ref.layers["Relu1"].mask)
+
+
+@pytest.mark.parametrize("case", HOOK_CASES + ["N1", "N2", "N300"])
+def test_predict_hook_agrees(case):
+    # TwoLayerNet(backend="numba").predict (and so loss and accuracy) is one fused forward pass
+    dtype = np.float32 if case == "f64x_f32net" else np.float64
+    ref, fast = net_pair((12, 6, 4), dtype=dtype)
+    for k in ("b1", "b2"):  # the biases start at zero: make them count
+        fast.params[k][:] = ref.params[k][:] = rng.standard_normal(ref.params[k].shape)
+    x, t = hook_case(case, int(case[1:])) if case[1:].isdigit() else hook_case(case)
+    tol = np.float32 if case == "f64x_f32net" else None
+    fast.layers["Relu1"].forward(-np.ones((2, 6)))  # a mask left from other data must not survive
+    y_ref, y_fast = ref.predict(x), fast.predict(x)
+    assert y_fast.shape == y_ref.shape and y_fast.dtype == y_ref.dtype
+    assert_equiv(y_fast, y_ref, tol)
+    assert_forward_state_equal(fast, ref)
+    # the state is the layers': backward by hand from here gives the reference's gradients
+    assert_equiv(fast.lastLayer.forward(y_fast, t), ref.lastLayer.forward(y_ref, t), tol, floor=1)
+    d_ref, d_fast = ref.lastLayer.backward(), fast.lastLayer.backward()
+    for name in ("Affine2", "Relu1", "Affine1"):
+        d_ref, d_fast = ref.layers[name].backward(d_ref), fast.layers[name].backward(d_fast)
+        assert_equiv(d_fast, d_ref, tol)
+    for name in ("Affine1", "Affine2"):
+        assert_equiv(fast.layers[name].dW, ref.layers[name].dW, tol)
+    assert_equiv(fast.loss(x, t), ref.loss(x, t), tol, floor=1)
+    assert fast.accuracy(x, t) == ref.accuracy(x, t)
+    again = fast.predict(x)  # fresh arrays: the earlier scores and hidden state are kept
+    assert again is not y_fast and fast.layers["Affine2"].x is not None
+    np.testing.assert_array_equal(again, y_fast)
+
+
+def test_predict_hook_sees_in_place_updates_and_other_nets():
+    ref, fast = net_pair((12, 6, 4))
+    x = rng.random((7, 12))
+    for net in (ref, fast):
+        net.params["W1"] *= -1.5  # in place: the next predict must read it
+    assert_equiv(fast.predict(x), ref.predict(x))
+
+    class Scaled(TwoLayerNet):  # another predict: the hook is not used
+        def predict(self, x):
+            return 2 * super().predict(x)
+
+    ref, fast = Scaled(12, 6, 4, backend="numpy", seed=1), Scaled(12, 6, 4, backend="numba", seed=1)
+    assert_equiv(fast.predict(x), ref.predict(x))
+    assert_equiv(fast.loss(x, np.arange(7) % 4), ref.loss(x, np.arange(7) % 4), floor=1)
 
 
 def test_hook_layer_state_is_sensible():

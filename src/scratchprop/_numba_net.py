@@ -1,7 +1,9 @@
 """The Numba backend's fused :class:`~scratchprop.TwoLayerNet` hooks.
 
-``TwoLayerNet(backend="numba")`` calls :func:`net_gradient` from
-``net.gradient`` and :func:`net_train_step` from ``net.train_step``. Both run
+``TwoLayerNet(backend="numba")`` calls :func:`net_predict` from
+``net.predict`` (so also from ``loss`` and ``accuracy``; the forward pass
+alone, :mod:`scratchprop.kernels.two_layer_predict`), :func:`net_gradient`
+from ``net.gradient`` and :func:`net_train_step` from ``net.train_step``. The last two run
 the whole Affine -> Relu -> Affine -> SoftmaxWithLoss forward and backward
 in one kernel call (:mod:`scratchprop.kernels.two_layer`): five BLAS
 products, the first layer's unused input gradient skipped, bias + ReLU,
@@ -38,6 +40,7 @@ import numpy as np
 from . import _validate as check
 from .kernels import config as _config
 from .kernels import two_layer as _K
+from .kernels import two_layer_predict as _KP
 from .kernels import two_layer_threads as _KT
 
 _F32 = np.dtype(np.float32)
@@ -75,8 +78,8 @@ def _standard(net, W1, b1, W2, b2):
             and A1.W is W1 and A1.b is b1 and A2.W is W2 and A2.b is b2)
 
 
-def _prepare(net, x, t):
-    """Kernel-ready ``(x_shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2)``, or None."""
+def _prepare_input(net, x):
+    """Kernel-ready ``(x_shape, x2, xc, dt, W1, b1, W2, b2)`` for the standard net, or None."""
     p = net.params
     W1, b1, W2, b2 = p.get("W1"), p.get("b1"), p.get("W2"), p.get("b2")
     for a in (W1, b1, W2, b2):
@@ -94,8 +97,7 @@ def _prepare(net, x, t):
         x2 = x
     else:
         x2, x = check.affine_input("Affine", x, W1)  # the first check the layers would fail
-    N = x2.shape[0]
-    if N == 0:
+    if x2.shape[0] == 0:
         return None  # the layers raise the reference's empty-batch error
     if x2.dtype == W1.dtype == b1.dtype == W2.dtype == b2.dtype:
         dt = W1.dtype
@@ -105,6 +107,19 @@ def _prepare(net, x, t):
             return None
     if not (dt == _F64 or dt == _F32):
         return None
+    xc = x2 if x2.dtype == dt and x2.flags.c_contiguous else np.ascontiguousarray(x2, dtype=dt)
+    if not xc.flags.writeable:
+        xc = _readable_alias(xc)
+    return x.shape, x2, xc, dt, W1, b1, W2, b2
+
+
+def _prepare(net, x, t):
+    """Kernel-ready ``(x_shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2)``, or None."""
+    inp = _prepare_input(net, x)
+    if inp is None:
+        return None
+    x_shape, x2, xc, dt, W1, b1, W2, b2 = inp
+    N, C = xc.shape[0], W2.shape[1]
     if type(t) is np.ndarray and t.ndim == 1 and t.shape[0] == N and t.dtype.kind in "iu":
         lab = t if t.dtype == np.intp and t.flags.c_contiguous and t.flags.writeable else np.array(t, np.intp)
         labels, T_ref, T = lab, None, _NO_T[dt]  # range checked by the kernel
@@ -114,10 +129,7 @@ def _prepare(net, x, t):
             lab, T = _NO_LABELS, np.ascontiguousarray(T_ref, dtype=dt)
         else:
             lab, T = np.ascontiguousarray(labels, dtype=np.intp), _NO_T[dt]
-    xc = x2 if x2.dtype == dt and x2.flags.c_contiguous else np.ascontiguousarray(x2, dtype=dt)
-    if not xc.flags.writeable:
-        xc = _readable_alias(xc)
-    return x.shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2
+    return x_shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2
 
 
 def _prepare_common(net, x, t, lr):
@@ -213,18 +225,51 @@ def _run(net, prep, t, lr, update):
         check.targets("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)  # raises the label error
         raise AssertionError("two_layer.step rejected labels that check.targets accepts")
     loss = dt.type(loss)
+    _set_forward_state(net, x2, x_shape, h)
+    last = net.lastLayer
+    last.loss, last.y, last.t = loss, (y.reshape(-1) if len(x_shape) == 1 else y), t
+    last._labels, last._T = labels, T_ref
+    if update:
+        return loss
+    A1, A2 = net.layers["Affine1"], net.layers["Affine2"]
+    A1.dW, A1.db, A2.dW, A2.db = dW1, db1, dW2, db2
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+def _set_forward_state(net, x2, x_shape, h):
+    """The state the layers' forward leaves: ``x2`` the input as ``(N, D)``, ``h`` the ReLU output."""
     L = net.layers
-    A1, R, A2, last = L["Affine1"], L["Relu1"], L["Affine2"], net.lastLayer
+    A1, R, A2 = L["Affine1"], L["Relu1"], L["Affine2"]
     one = len(x_shape) == 1
     A1.x, A1.original_x_shape = x2, x_shape
     R._out, R._mask = (h.reshape(-1) if one else h), None
     A2.x, A2.original_x_shape = h, ((h.shape[1],) if one else h.shape)
-    last.loss, last.y, last.t = loss, (y.reshape(-1) if one else y), t
-    last._labels, last._T = labels, T_ref
-    if update:
-        return loss
-    A1.dW, A1.db, A2.dW, A2.db = dW1, db1, dW2, db2
-    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+
+
+def net_predict(net, x):
+    """``net.predict(x)``: the three layers' forward in one kernel call (:mod:`.kernels.two_layer_predict`).
+
+    Leaves the layers' state as their forward would (``Relu1.mask`` computed
+    on first access); ``h`` and the returned scores are fresh arrays. A net
+    that is not the standard one runs its layers.
+    """
+    inp = _prepare_input(net, x)
+    if inp is None:
+        for layer in net.layers.values():
+            x = layer.forward(x)
+        return x
+    x_shape, x2, xc, dt, W1, b1, W2, b2 = inp
+    W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
+    N, H, C = xc.shape[0], W1.shape[1], W2.shape[1]
+    h, s = np.empty((N, H), dt), np.empty((N, C), dt)
+    if N * H >= _config.STEP_PARALLEL_MIN and _STANDARD[6]():  # the BLAS shares Numba's pool
+        _KP.predict_parallel(xc, W1, b1, W2, b2, h, s, _config.NCHUNKS)
+    else:
+        _KP.predict(xc, W1, b1, W2, b2, h, s)
+    if N * W1.shape[0] * H >= _config.BLAS_SERIAL_BELOW:
+        _STANDARD[5]()  # scratchprop.numba._used_blas: a threaded product just ran
+    _set_forward_state(net, x2, x_shape, h)
+    return s.reshape(C) if len(x_shape) == 1 else s
 
 
 def _generic_gradient(net, x, t):

@@ -3,8 +3,8 @@
 A backend is any module (or object) with ``Affine``, ``Relu``,
 ``SoftmaxWithLoss`` and ``numerical_gradient``. It may also define fast
 paths that :class:`scratchprop.TwoLayerNet` uses when present:
-``net_gradient(net, x, t)``, ``net_train_step(net, x, t, lr)`` and
-``net_numerical_gradient(net, x, t, h)``.
+``net_predict(net, x)``, ``net_gradient(net, x, t)``,
+``net_train_step(net, x, t, lr)`` and ``net_numerical_gradient(net, x, t, h)``.
 """
 import importlib
 

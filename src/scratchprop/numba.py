@@ -16,7 +16,7 @@ kernels do not cover (float16, integer ``dout``, NumPy-scalar ``dout``)
 run the reference's NumPy code.
 
 For :class:`scratchprop.TwoLayerNet` (``backend="numba"``) the module also
-provides the fused hooks :func:`net_gradient` and :func:`net_train_step`
+provides the fused hooks :func:`net_predict`, :func:`net_gradient` and :func:`net_train_step`
 (see :mod:`scratchprop._numba_net`).
 
 Threads: the matrix products run in the BLAS's own pool, called from
@@ -51,7 +51,7 @@ from .kernels import _blas_lib  # noqa: E402
 
 __all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error",
            "numerical_gradient", "set_num_threads", "get_num_threads",
-           "net_gradient", "net_train_step", "net_numerical_gradient"]
+           "net_predict", "net_gradient", "net_train_step", "net_numerical_gradient"]
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -240,7 +240,7 @@ class Relu:
     costs more than those few element operations): the reference's, except
     that a float forward is one ``np.maximum(x, 0)`` (1.2 us instead of 1.6
     us at 400 elements; a ``-0.0`` input may come out as ``-0.0``).
-    After a fused :func:`net_gradient` / :func:`net_train_step`, ``mask`` is
+    After a fused :func:`net_predict` / :func:`net_gradient` / :func:`net_train_step`, ``mask`` is
     computed from the stored output on first access (``out <= 0``).
     """
 
@@ -401,5 +401,5 @@ def numerical_gradient(f, x, h=1e-4):
     return _ref.numerical_gradient(f, x, h)
 
 
-from ._numba_net import net_gradient, net_train_step  # noqa: E402
+from ._numba_net import net_gradient, net_predict, net_train_step  # noqa: E402
 from .numba_numgrad import net_numerical_gradient  # noqa: E402

@@ -1,10 +1,10 @@
 """The Numba backend's fused :class:`~scratchprop.TwoLayerNet` hooks.
 
 ``TwoLayerNet(backend="numba")`` calls :func:`net_predict` from
-``net.predict`` (so also from ``loss`` and ``accuracy``; the forward pass
+``net.predict`` (so also from ``loss`` and ``accuracy``: the forward pass
 alone, :mod:`scratchprop.kernels.two_layer_predict`), :func:`net_gradient`
-from ``net.gradient`` and :func:`net_train_step` from ``net.train_step``. The last two run
-the whole Affine -> Relu -> Affine -> SoftmaxWithLoss forward and backward
+from ``net.gradient`` and :func:`net_train_step` from ``net.train_step``.
+The last two run the whole Affine -> Relu -> Affine -> SoftmaxWithLoss forward and backward
 in one kernel call (:mod:`scratchprop.kernels.two_layer`): five BLAS
 products, the first layer's unused input gradient skipped, bias + ReLU,
 softmax + loss + ``dy`` + ``db2`` and mask + ``db1`` fused; ``train_step``
@@ -17,7 +17,8 @@ the kernel runs; the hot path checks only a few attributes.
 Layer state afterwards, as if the layers had run: ``Affine1.x``,
 ``Affine1.original_x_shape``, ``Affine2.x``, ``Affine2.original_x_shape``,
 ``Relu1.mask`` (computed on first access), ``lastLayer.y``, ``.t``,
-``.loss``. ``net_gradient`` also sets every ``Affine*.dW`` / ``.db``.
+``.loss`` (``net_predict``: the three layers' part of that, in fresh
+arrays). ``net_gradient`` also sets every ``Affine*.dW`` / ``.db``.
 ``net_train_step`` leaves ``dW`` / ``db`` untouched: it never forms the
 weight gradients. ``Affine2.x`` (the hidden activations) and
 ``lastLayer.y`` live in a per-net work area that the next fused call of the

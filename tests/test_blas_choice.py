@@ -106,7 +106,8 @@ def test_one_pool_follows_the_layer_numba_launched(layer):
             "for _ in range(3):\n"
             "    ref.train_step(x, t, 0.1); fast.train_step(x, t, 0.1)\n"
             "assert all(np.allclose(ref.params[k], fast.params[k], rtol=1e-12, atol=1e-14) for k in ref.params)\n"
-            "print(numba.threading_layer(), B._blas_lib.NAME, B._one_pool())\n")
+            "from scratchprop import _numba_pools as P\n"
+            "print(numba.threading_layer(), B._blas_lib.NAME, P.one_pool())\n")
     r = _python(code, NUMBA_THREADING_LAYER=layer)
     assert r.returncode == 0, r.stderr
     got_layer, blas, one_pool = r.stdout.split()
@@ -134,7 +135,7 @@ def test_threaded_kernels_leave_scipy_openblas_thread_count_alone(choice):
     # setting and restoring it at once left it at 1 (every later product on one thread)
     code = ("import ctypes, numpy as np\n"
             "import scratchprop.numba as B\n"
-            "from scratchprop import TwoLayerNet\n"
+            "from scratchprop import TwoLayerNet, _numba_pools as P\n"
             "from scratchprop.kernels import _blas_lib\n"
             "addr = _blas_lib._scipy_openblas_threads_local()\n"
             "if addr is None:\n"
@@ -150,7 +151,7 @@ def test_threaded_kernels_leave_scipy_openblas_thread_count_alone(choice):
             "    net = TwoLayerNet(D, 100, 10, backend='numba', seed=0)\n"
             "    x, t = rng.random((N, D)), np.arange(N) % 10\n"
             "    for _ in range(50):\n"
-            "        B._last_blas = -1e9  # as after a pause: the one-thread paths may run\n"
+            "        P._last_blas = -1e9  # as after a pause: the one-thread paths may run\n"
             "        a.backward(a.forward(x)); net.train_step(x, t, 0.1)\n"
             "print(count())\n")
     r = _python(code, SCRATCHPROP_BLAS=choice)

@@ -16,6 +16,7 @@ import pytest
 
 import scratchprop.numba as B
 from scratchprop import TwoLayerNet, _numba_net
+from scratchprop import _numba_pools as P
 from scratchprop.kernels import _blas_lib, config
 from scratchprop.kernels import relu as K_relu
 from scratchprop.kernels import softmax_loss as K_sl
@@ -71,7 +72,7 @@ def test_affine_one_thread_products_same_bits_whatever_ran_before(monkeypatch):
     # 300 x 300 x 40 = 3.6M multiply-adds: between BLAS_SERIAL_BELOW and
     # the one-thread threshold, so forward on one BLAS thread and backward_tasks
     N = 300
-    assert config.BLAS_SERIAL_BELOW <= N * 300 * 40 < B._one_thread_below()
+    assert config.BLAS_SERIAL_BELOW <= N * 300 * 40 < P.one_thread_below()
     x, W, b = rng.standard_normal((N, 300)), rng.standard_normal((300, 40)), rng.standard_normal(40)
     dout = rng.standard_normal((N, 40))
     calls = []
@@ -79,13 +80,13 @@ def test_affine_one_thread_products_same_bits_whatever_ran_before(monkeypatch):
     monkeypatch.setattr(B._K_affine, "backward_tasks", lambda *a: calls.append(1) or tasks(*a))
 
     def run(last_blas):
-        B._last_blas = last_blas  # -1e9: no BLAS pool spinning; now: one may be (unless one pool)
+        P._last_blas = last_blas  # -1e9: no BLAS pool spinning; now: one may be (unless one pool)
         a = B.Affine(W, b)
         return [a.forward(x), a.backward(dout), a.dW, a.db]
 
-    monkeypatch.setattr(B, "_last_blas", -1e9)
+    monkeypatch.setattr(P, "_last_blas", -1e9)
     runs = [with_threads(2, lambda: run(-1e9)), with_threads(1, lambda: run(-1e9)),
-            with_threads(2, lambda: run(B._clock()))]
+            with_threads(2, lambda: run(P._clock()))]
     assert len(calls) == (3 if _blas_lib.THREADS_LOCAL else 0)
     for other in runs[1:]:
         assert_bits(runs[0], other)
@@ -109,24 +110,24 @@ def test_fused_net_same_bits_run_to_run_and_across_threads(N):
 
 def test_fused_small_batch_steps_same_bits_whatever_ran_before(monkeypatch):
     # batch 32 takes step_split; right after a threaded product of another pool it runs on
-    # one Numba thread (scratchprop.numba._on_our_threads), never a different kernel
+    # one Numba thread (scratchprop._numba_pools.on_our_threads), never a different kernel
     x, t = rng.random((32, 784)), rng.integers(0, 10, 32)
     calls = []
-    real = B._on_our_threads
-    monkeypatch.setattr(B, "_on_our_threads", lambda *a: calls.append(a[0]) or real(*a))
+    real = P.on_our_threads
+    monkeypatch.setattr(P, "on_our_threads", lambda *a: calls.append(a[0]) or real(*a))
     monkeypatch.setattr(_numba_net, "_STANDARD", None)  # re-read the hooks
 
     def steps(last_blas):
         net = TwoLayerNet(784, 100, 10, backend="numba", seed=0)
         out = []
         for _ in range(3):
-            B._last_blas = last_blas() if callable(last_blas) else last_blas
+            P._last_blas = last_blas() if callable(last_blas) else last_blas
             out.append(net.train_step(x, t, 0.1))
         return out + [net.params[k].copy() for k in net.params]
 
-    monkeypatch.setattr(B, "_last_blas", -1e9)
+    monkeypatch.setattr(P, "_last_blas", -1e9)
     quiet = with_threads(2, lambda: steps(-1e9))
-    busy = with_threads(2, lambda: steps(B._clock))
+    busy = with_threads(2, lambda: steps(P._clock))
     assert_bits(quiet, busy)
     if _blas_lib.THREADS_LOCAL:
         assert len(calls) == 6 and all(k is _KT.step_split for k in calls)

@@ -53,8 +53,8 @@ _KEYS = ("W1", "b1", "W2", "b2")
 _LAYER_NAMES = ("Affine1", "Relu1", "Affine2")
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
-_STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, _used_blas, _one_pool,
-#                     _on_our_threads, THREADS_LOCAL) of scratchprop.numba
+_STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, used_blas, one_pool,
+#                     on_our_threads, THREADS_LOCAL) of scratchprop.numba and ._numba_pools
 _WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work, hp) of its last batch shape
 
 
@@ -62,10 +62,11 @@ def _standard(net, W1, b1, W2, b2):
     """True when ``net`` computes exactly Affine(W1, b1) -> Relu -> Affine(W2, b2) -> softmax loss."""
     global _STANDARD
     if _STANDARD is None:
+        from . import _numba_pools as P
         from . import numba as B
         from .net import TwoLayerNet
         _STANDARD = (TwoLayerNet.loss, TwoLayerNet.predict, B.Affine, B.Relu, B.SoftmaxWithLoss,
-                     B._used_blas, B._one_pool, B._on_our_threads, B._blas_lib.THREADS_LOCAL)
+                     P.used_blas, P.one_pool, P.on_our_threads, P._blas_lib.THREADS_LOCAL)
     loss, predict, Affine, Relu, SoftmaxWithLoss = _STANDARD[:5]
     cls = type(net)
     L = net.layers
@@ -221,7 +222,7 @@ def _run(net, prep, t, lr, update):
         else:
             status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y,
                                                        dh, dW1_work)
-        _STANDARD[5]()  # scratchprop.numba._used_blas: threaded products just ran
+        _STANDARD[5]()  # _numba_pools.used_blas: threaded products just ran
     if status:
         check.targets("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)  # raises the label error
         raise AssertionError("two_layer.step rejected labels that check.targets accepts")
@@ -268,7 +269,7 @@ def net_predict(net, x):
     else:
         _KP.predict(xc, W1, b1, W2, b2, h, s)
     if N * W1.shape[0] * H >= _config.BLAS_SERIAL_BELOW:
-        _STANDARD[5]()  # scratchprop.numba._used_blas: a threaded product just ran
+        _STANDARD[5]()  # _numba_pools.used_blas: a threaded product just ran
     _set_forward_state(net, x2, x_shape, h)
     return s.reshape(C) if len(x_shape) == 1 else s
 

@@ -25,16 +25,14 @@ serial code (MKL when installed, else SciPy's OpenBLAS; see
 ``prange`` kernels, used above the sizes in :mod:`scratchprop.kernels.config`.
 MKL runs on GNU OpenMP, the same thread pool as Numba's ``omp`` layer;
 OpenBLAS has a pool of its own, so with it the ``prange`` kernels are not
-used while its workers still spin after one of our threaded products.
+used while its workers still spin after one of our threaded products
+(:mod:`scratchprop._numba_pools` has that rule).
 Small ``Affine`` layers (``AFFINE_ONE_THREAD_BELOW*``) run each product on
 one thread instead: the forward on the calling thread, the backward's
 ``dx`` and ``dW`` at once on two (see :mod:`scratchprop.kernels.affine`).
 :func:`set_num_threads` sizes Numba's pool and MKL's; :func:`get_num_threads`
 is Numba's. Every result is bit-identical for any thread count.
 """
-from time import perf_counter as _clock
-
-import numba as _numba
 import numpy as np
 from numba import get_num_threads
 
@@ -48,6 +46,8 @@ from .kernels import affine as _K_affine  # noqa: E402  (after the threading-lay
 from .kernels import relu as _K_relu  # noqa: E402
 from .kernels import softmax_loss as _K_sl  # noqa: E402
 from .kernels import _blas_lib  # noqa: E402
+from . import _numba_pools as _pools  # noqa: E402
+from ._numba_pools import set_num_threads  # noqa: E402
 
 __all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error",
            "numerical_gradient", "set_num_threads", "get_num_threads",
@@ -57,7 +57,6 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
-_last_blas = -1e9  # perf_counter() of our last threaded BLAS product
 #: Elementwise layers (``Relu``) below this many elements run the reference's
 #: NumPy code: measured faster than a kernel call up to ~300-500 elements.
 NUMPY_BELOW = 512
@@ -68,84 +67,6 @@ def _c(a, dt):
     if a.dtype == dt and a.flags.c_contiguous:
         return a
     return np.ascontiguousarray(a, dtype=dt)
-
-
-def _used_blas():
-    """Note that a kernel just ran threaded BLAS products (see :data:`~.config.BLAS_SPIN_S`)."""
-    global _last_blas
-    _last_blas = _clock()
-
-
-def set_num_threads(n):
-    """Threads for Numba's ``prange`` kernels and, with MKL, for the matrix products.
-
-    Numba's ``set_num_threads`` (1 to ``NUMBA_NUM_THREADS``; it raises
-    otherwise) plus ``MKL_Set_Num_Threads``. SciPy's OpenBLAS follows
-    ``OPENBLAS_NUM_THREADS``.
-    """
-    _numba.set_num_threads(n)
-    _blas_lib.set_num_threads(n)
-
-
-_ONE_POOL = None
-
-
-def _one_pool():
-    """Whether the BLAS's workers are Numba's (MKL on GNU OpenMP with Numba's ``omp`` layer).
-
-    Decided on first use from the layer Numba actually launched: code that
-    started Numba's threads before this module was imported (any parallel
-    function, even ``numba.get_num_threads()``) may have got ``tbb`` or
-    ``workqueue`` instead of ``omp``.
-    """
-    global _ONE_POOL
-    if _ONE_POOL is None:
-        _numba.get_num_threads()  # launches Numba's threads if nothing has yet
-        _ONE_POOL = _blas_lib.NAME == "mkl" and _numba.threading_layer() == "omp"
-    return _ONE_POOL
-
-
-def _one_thread_below():
-    """``Affine``'s one-thread-products threshold for the kernels' BLAS (see ``kernels.config``)."""
-    if _blas_lib.NAME == "mkl":
-        return _config.AFFINE_ONE_THREAD_BELOW
-    return _config.AFFINE_ONE_THREAD_BELOW_OPENBLAS
-
-
-def _on_our_threads(kernel, *args):
-    """``kernel(*args)``, a kernel whose ``prange`` threads call one-thread BLAS products.
-
-    While a BLAS pool of another kind may still spin (:func:`_parallel`'s
-    rule) it runs on one Numba thread: the same work, on fixed blocks, so
-    the same bits, without two pools fighting for the cores. Which kernel
-    runs is decided by sizes only, never by timing, so results do not depend
-    on what ran before (SciPy's OpenBLAS gives slightly different bits on
-    one thread and on two).
-    """
-    if _quiet():
-        return kernel(*args)
-    n = _numba.get_num_threads()
-    _numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        _numba.set_num_threads(n)
-
-
-def _parallel(n, minimum):
-    """Whether ``n`` elements of elementwise work go to the ``prange`` kernel.
-
-    Not below ``minimum`` elements, and, when the BLAS has a pool of its own
-    (OpenBLAS), not while its workers may still spin after one of our
-    products (``BLAS_SPIN_S``): the two pools would fight for the cores
-    (see :mod:`scratchprop.kernels.config`).
-    """
-    return n >= minimum and _quiet()
-
-
-def _quiet():
-    """No BLAS pool of another kind may be spinning: one pool, or our last threaded product is old."""
-    return _one_pool() or _clock() - _last_blas >= _config.BLAS_SPIN_S
 
 
 def _targets(layer, t, N, C, dt):
@@ -186,19 +107,19 @@ class Affine:
         self.x = x2
         dt = W.dtype
         N, (D, M) = x2.shape[0], W.shape
-        one = N * D * M < _one_thread_below() and _blas_lib.THREADS_LOCAL
+        one = N * D * M < _pools.one_thread_below() and _blas_lib.THREADS_LOCAL
         threaded = N * D * M >= _config.BLAS_SERIAL_BELOW and not (one and N > 1)
         if (dt == _F64 or dt == _F32) and _plain(x2, dt) and _plain(W, dt) and _plain(b, dt):
             out = _K_affine.forward(x2, W, b, np.empty((N, M), dt), one)
             if threaded:
-                _used_blas()
+                _pools.used_blas()
         else:
             # NumPy: the product in result_type(x, W), then the bias may widen it
             dt = np.result_type(x2, W)
             if (dt == _F64 or dt == _F32) and np.result_type(dt, b) == dt:
                 out = _K_affine.forward(_c(x2, dt), _c(W, dt), _c(b, dt), np.empty((N, M), dt), one)
                 if threaded:
-                    _used_blas()
+                    _pools.used_blas()
             else:
                 out = np.dot(x2, W) + b
         return out.reshape(W.shape[1]) if x.ndim == 1 else out
@@ -214,9 +135,9 @@ class Affine:
                                           or np.result_type(dout, W) == np.result_type(x2, dout) == dt):
             args = (_c(dout, dt), _c(x2, dt), _c(W, dt))
             n = dout.size * W.shape[0]
-            if x2.shape[0] > 1 and _config.BLAS_SERIAL_BELOW <= n < _one_thread_below() \
+            if x2.shape[0] > 1 and _config.BLAS_SERIAL_BELOW <= n < _pools.one_thread_below() \
                     and _blas_lib.THREADS_LOCAL:
-                dx, self.dW, self.db = _on_our_threads(_K_affine.backward_tasks, *args,
+                dx, self.dW, self.db = _pools.on_our_threads(_K_affine.backward_tasks, *args,
                                                        np.empty(x2.shape, dt), np.empty(W.shape, dt))
             else:
                 work = self._work
@@ -225,7 +146,7 @@ class Affine:
                 dx, self.dW, self.db = _K_affine.backward(*args, True, work, np.empty(x2.shape, dt),
                                                           np.empty(W.shape, dt))
                 if n >= _config.BLAS_SERIAL_BELOW:
-                    _used_blas()
+                    _pools.used_blas()
         else:
             dx = np.dot(dout, W.T)
             self.dW = np.dot(x2.T, dout)
@@ -264,7 +185,7 @@ class Relu:
         if x.size >= NUMPY_BELOW and (x.dtype == _F64 or x.dtype == _F32):
             flat = (x if x.flags.c_contiguous else np.ascontiguousarray(x)).reshape(-1)
             out, mask = np.empty(flat.shape, flat.dtype), np.empty(flat.shape, np.bool_)
-            if _parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
+            if _pools.parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
                 _K_relu.forward_parallel(flat, out, mask, _config.NCHUNKS)
             else:
                 _K_relu.forward(flat, out, mask)
@@ -289,7 +210,7 @@ class Relu:
             flat = (dout if dout.flags.c_contiguous else np.ascontiguousarray(dout)).reshape(-1)
             m = (mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)).reshape(-1)
             dx = np.empty(flat.shape, flat.dtype)
-            if _parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
+            if _pools.parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
                 _K_relu.backward_parallel(flat, m, dx, _config.NCHUNKS)
             else:
                 _K_relu.backward(flat, m, dx)
@@ -331,7 +252,7 @@ class SoftmaxWithLoss:
                 self._labels, self._T, lab, T = _targets("SoftmaxWithLoss", t, N, C, dt)
             self.t = t
             kernel_in = (_c(x2, dt), lab, T)
-            if _parallel(N * C, _config.SOFTMAX_PARALLEL_MIN):
+            if _pools.parallel(N * C, _config.SOFTMAX_PARALLEL_MIN):
                 y, loss = _K_sl.forward_parallel(*kernel_in, _config.NCHUNKS)
             else:
                 y, loss = _K_sl.forward(*kernel_in)
@@ -352,7 +273,7 @@ class SoftmaxWithLoss:
             lab = _NO_LABELS if self._labels is None else _c(self._labels, np.intp)
             T = _NO_T[dt] if self._T is None else _c(self._T, dt)
             args = (_c(y2, dt), lab, T, dt.type(dout), dt.type(N))
-            if _parallel(y2.size, _config.SOFTMAX_PARALLEL_MIN):
+            if _pools.parallel(y2.size, _config.SOFTMAX_PARALLEL_MIN):
                 dx = _K_sl.backward_parallel(*args, _config.NCHUNKS)
             else:
                 dx = _K_sl.backward(*args)
@@ -366,7 +287,7 @@ def softmax(x):
     if x.ndim == 0 or x.size == 0 or not (x.dtype == _F64 or x.dtype == _F32):
         return _ref.softmax(x)
     x2 = _c(x, x.dtype).reshape(-1, x.shape[-1])
-    if _parallel(x2.size, _config.SOFTMAX_PARALLEL_MIN):
+    if _pools.parallel(x2.size, _config.SOFTMAX_PARALLEL_MIN):
         y = _K_sl.softmax_parallel(x2, _config.NCHUNKS)
     else:
         y = _K_sl.softmax(x2)

@@ -171,6 +171,7 @@ def test_predict_hook_agrees(case):
     tol = np.float32 if case == "f64x_f32net" else None
     fast.layers["Relu1"].forward(-np.ones((2, 6)))  # a mask left from other data must not survive
     y_ref, y_fast = ref.predict(x), fast.predict(x)
+    h_first = fast.layers["Affine2"].x
     assert y_fast.shape == y_ref.shape and y_fast.dtype == y_ref.dtype
     assert_equiv(y_fast, y_ref, tol)
     assert_forward_state_equal(fast, ref)
@@ -185,8 +186,9 @@ def test_predict_hook_agrees(case):
     assert_equiv(fast.loss(x, t), ref.loss(x, t), tol, floor=1)
     assert fast.accuracy(x, t) == ref.accuracy(x, t)
     again = fast.predict(x)  # fresh arrays: the earlier scores and hidden state are kept
-    assert again is not y_fast and fast.layers["Affine2"].x is not None
+    assert again is not y_fast and fast.layers["Affine2"].x is not h_first
     np.testing.assert_array_equal(again, y_fast)
+    np.testing.assert_array_equal(fast.layers["Affine2"].x, h_first)
 
 
 def test_predict_hook_sees_in_place_updates_and_other_nets():

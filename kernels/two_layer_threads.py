@@ -38,7 +38,7 @@ from numba import njit, prange
 from ._blas import blas_threads_local, gemm, small_threads_local
 from .config import PARALLEL
 from .two_layer import (_bad_labels, _bias_relu_rows, _mean_loss_db2, _rejected, _relu_mask_db1,
-                        _second_layer_back, _sgd_vec, _softmax_dy_rows, _times, _times_t,
+                        _second_layer_back, _sgd_vec, _softmax_dy_rows, _times,
                         _update_or_gradients)
 
 __all__ = ["step_parallel", "step_split"]
@@ -55,8 +55,7 @@ def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_wor
     order (serially, see above), and the loss from per-row values in row
     order, so the result does not depend on the thread count.
     """
-    N, D = x.shape
-    H = W1.shape[1]
+    N = x.shape[0]
     dt = W1.dtype
     if _bad_labels(labels, T, W2.shape[1]):
         return _rejected(dt)
@@ -72,7 +71,7 @@ def step_parallel(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_wor
     dy = s
     loss, db2 = _mean_loss_db2(rowloss, dy)
 
-    _times_t(dy, W2, dh)                                 # 3, before W2 changes
+    _times(dy, W2, dh, True)                             # 3, before W2 changes
     db1 = _relu_mask_db1(h, dh)  # serial: see the module docstring
 
     return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)

@@ -122,8 +122,8 @@ def _prepare(net, x, t):
         return None
     x_shape, x2, xc, dt, W1, b1, W2, b2 = inp
     N, C = xc.shape[0], W2.shape[1]
-    if type(t) is np.ndarray and t.ndim == 1 and t.shape[0] == N and t.dtype.kind in "iu":
-        lab = t if t.dtype == np.intp and t.flags.c_contiguous and t.flags.writeable else np.array(t, np.intp)
+    lab = check.int_labels(t, N)
+    if lab is not None:
         labels, T_ref, T = lab, None, _NO_T[dt]  # range checked by the kernel
     else:
         labels, T_ref = check.targets("SoftmaxWithLoss", t, N, C, dt)

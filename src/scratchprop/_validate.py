@@ -128,6 +128,21 @@ def targets(layer, t, N, C, dtype):
                      f"to match x with {N} samples of {C} classes; got {_desc(t)}")
 
 
+def int_labels(t, N):
+    """Integer labels ``t (N,)`` as a C-contiguous, writeable ``intp`` array, range NOT checked; else None.
+
+    The common form of :func:`targets`, made kernel-ready without its
+    ``min``/``max`` passes: the caller checks the range in a kernel and calls
+    :func:`targets` for the error. Values past ``intp`` (``uint64``) wrap to
+    negative, so the range check still rejects them.
+    """
+    if type(t) is np.ndarray and t.shape == (N,) and t.dtype.kind in "iu":
+        if t.dtype == np.intp and t.flags.c_contiguous and t.flags.writeable:
+            return t
+        return np.array(t, np.intp)
+    return None
+
+
 def perturbable(name, x):
     """``x`` must be a writeable float ndarray to be perturbed in place."""
     if not isinstance(x, np.ndarray):

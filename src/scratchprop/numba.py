@@ -241,10 +241,9 @@ class SoftmaxWithLoss:
         N, C = x2.shape
         dt = x2.dtype
         if dt == _F64 or dt == _F32:
-            if type(t) is np.ndarray and t.shape == (N,) and t.dtype.kind in "iu":
-                # integer labels: checked by one kernel pass (check.targets raises the error)
-                lab = t if t.dtype == np.intp and t.flags.c_contiguous else np.array(t, np.intp)
-                if _K_sl.labels_out_of_range(lab, _NO_T[dt], C):  # uint64 past intp: negative
+            lab = check.int_labels(t, N)
+            if lab is not None:  # range checked by one kernel pass; check.targets raises the error
+                if _K_sl.labels_out_of_range(lab, _NO_T[dt], C):
                     check.targets("SoftmaxWithLoss", t, N, C, dt)
                     raise AssertionError("labels_out_of_range rejected labels that check.targets accepts")
                 self._labels, self._T, T = lab, None, _NO_T[dt]

@@ -213,8 +213,8 @@ def _run(net, prep, t, lr, update):
     h, s, y, dh, dW1_work, hp = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
     if update and N > 1 and N * H < _config.STEP_SPLIT_MAX and _STANDARD[8]:
         # one-thread products on Numba's threads only (see kernels.two_layer_threads)
-        status, loss, dW1, db1, dW2, db2 = _STANDARD[7](_KT.step_split, xc, lab, T, W1, b1, W2, b2, lr,
-                                                        h, hp, s, y, dh, _config.STEP_SPLIT_BLOCKS)
+        status, loss = _STANDARD[7](_KT.step_split, xc, lab, T, W1, b1, W2, b2, lr,
+                                    h, hp, s, y, dh, _config.STEP_SPLIT_BLOCKS)
     else:
         if N * H >= _config.STEP_PARALLEL_MIN and _STANDARD[6]():  # the BLAS shares Numba's pool
             status, loss, dW1, db1, dW2, db2 = _KT.step_parallel(xc, lab, T, W1, b1, W2, b2, lr, update,

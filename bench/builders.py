@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -309,6 +310,13 @@ BUILDERS = {
 
 # --------------------------------------------------------------------------- runner
 
+#: Seconds of rest before each case is timed. OpenBLAS's idle workers (NumPy's BLAS) spin
+#: for ~0.1 s after a threaded product (``scratchprop.kernels.config.BLAS_SPIN_S``); the
+#: case timed next would share the cores with them. Measured: the book net on Numba layers
+#: (batch 32) timed right after NumPy's took 343-354 us a step, 330-335 us after this pause.
+SETTLE_S = 0.25
+
+
 def run(benchmark, case):
     """Build ``case``, warm it up (JIT) untimed, time it, record its identity in extra_info."""
     if case.backend == "numba":
@@ -326,6 +334,8 @@ def run(benchmark, case):
                 warm()
             benchmark.extra_info.update(case.info())
             benchmark.extra_info.update(_env.thread_info())
+            if not _env.SMOKE:  # let the last case's idle BLAS workers stop spinning (see SETTLE_S)
+                time.sleep(SETTLE_S)
             rounds = case.rounds if built.rounds is None else built.rounds
             if rounds:
                 benchmark.extra_info.update(rounds=rounds, timing=f"pedantic rounds={rounds}")

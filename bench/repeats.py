@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""The train-step ratios of several runs of the same cases, side by side: each run, median, range.
+
+Usage::
+
+    for i in 1 2 3 4 5; do
+        pytest bench/test_train_step.py -k float64 -q --benchmark-json=rep$i.json
+    done
+    python bench/repeats.py rep*.json > repeats.md
+
+One run's ratios move with the machine's phase (a noisy 2-core VM: a case
+can be 10 % slower a minute later). This prints, for every dtype and batch
+of the ``train_step`` group, each run's ratios (every ratio from one run,
+so its cases were timed side by side, seconds apart), and across runs the
+median, min and max. The ratios are those of the issue's targets:
+
+* ``numba/floor``: ``TwoLayerNet(backend="numba").train_step`` over the step's
+  five products through the kernels' BLAS;
+* ``book numpy/numba``: the book's own class on NumPy layers over the same
+  class on Numba layers (a speed-up: above 1 means Numba is faster);
+* ``numpy/numba``: the ``TwoLayerNet`` reference over the fused step (a speed-up);
+* ``numba/torch``: the fused step over torch eager.
+
+Needs only the standard library (and ``report.py`` beside it).
+"""
+import argparse
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import Table, load, md_table  # noqa: E402
+
+#: (column, numerator (api, backend), denominator (api, backend))
+RATIOS = [
+    ("numba/floor", ("TwoLayerNet", "numba"), ("gemm", "kernels")),
+    ("book numpy/numba", ("book", "numpy"), ("book", "numba")),
+    ("numpy/numba", ("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba")),
+    ("numba/torch", ("TwoLayerNet", "numba"), ("torch", "torch")),
+]
+
+
+def run_ratios(path):
+    """``{(dtype, batch): {column: ratio or None}}`` of one run's ``train_step`` group."""
+    _, index = load([path])
+    t = Table(index)
+    out = {}
+    for dtype in t.values("dtype", group="train_step"):
+        for batch in t.values("batch", group="train_step", dtype=dtype):
+            row = {}
+            for name, (na, nb), (da, db) in RATIOS:
+                num = t.median(group="train_step", dtype=dtype, batch=batch, api=na, backend=nb)
+                den = t.median(group="train_step", dtype=dtype, batch=batch, api=da, backend=db)
+                row[name] = num / den if num is not None and den else None
+            out[(dtype, batch)] = row
+    return out
+
+
+def summary(runs):
+    """``[(dtype, batch, column, [per-run ratios], median, min, max)]`` over ``runs`` (run_ratios' results)."""
+    keys = []
+    for r in runs:
+        keys += [k for k in r if k not in keys]
+    rows = []
+    for dtype, batch in keys:
+        for name, _, _ in RATIOS:
+            vals = [r.get((dtype, batch), {}).get(name) for r in runs]
+            have = [v for v in vals if v is not None]
+            if not have:
+                continue
+            rows.append((dtype, batch, name, vals, statistics.median(have), min(have), max(have)))
+    return rows
+
+
+def render(paths):
+    runs = [run_ratios(p) for p in paths]
+    f = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    rows = [[dtype, batch, name, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
+            for dtype, batch, name, vals, med, lo, hi in summary(runs)]
+    head = [f"Train-step ratios over {len(paths)} runs (medians of each run; then across runs).",
+            f"Runs: {', '.join(f'`{p}`' for p in paths)}.", f"`python bench/repeats.py {' '.join(paths)}`", ""]
+    return "\n".join(head + [md_table(["dtype", "batch", "ratio", "median of runs", "range", "each run"],
+                                      rows)])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("json", nargs="+", help="pytest-benchmark JSON files, one per run")
+    args = p.parse_args(argv)
+    sys.stdout.write(render(args.json) + "\n")
+
+
+if __name__ == "__main__":
+    main()

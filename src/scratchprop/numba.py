@@ -55,6 +55,7 @@ __all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error"
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+_BOOL = np.dtype(np.bool_)
 _NO_LABELS = np.empty(0, dtype=np.intp)
 _NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
 #: Elementwise layers (``Relu``) below this many elements run the reference's
@@ -205,19 +206,22 @@ class Relu:
             mask = self.mask  # computed from a fused step's output, or still None
         check.forward_done("Relu", mask)
         dout = check.dout_like("Relu", dout, mask.shape)
-        if dout.size >= NUMPY_BELOW and (dout.dtype == _F64 or dout.dtype == _F32) \
-                and type(mask) is np.ndarray and mask.dtype == np.bool_:
-            flat = (dout if dout.flags.c_contiguous else np.ascontiguousarray(dout)).reshape(-1)
-            m = (mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)).reshape(-1)
-            dx = np.empty(flat.shape, flat.dtype)
-            if _pools.parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
-                _K_relu.backward_parallel(flat, m, dx, _config.NCHUNKS)
+        bool_mask = type(mask) is np.ndarray and mask.dtype is _BOOL
+        if dout.size < NUMPY_BELOW or not bool_mask or not (dout.dtype == _F64 or dout.dtype == _F32):
+            dx = dout.copy()
+            if bool_mask:
+                np.putmask(dx, mask, 0)  # dx[mask] = 0 (same shape): 0.56 instead of 0.63 us at 100
             else:
-                _K_relu.backward(flat, m, dx)
-            return dx.reshape(mask.shape)
-        dx = dout.copy()
-        dx[mask] = 0
-        return dx
+                dx[mask] = 0
+            return dx
+        flat = (dout if dout.flags.c_contiguous else np.ascontiguousarray(dout)).reshape(-1)
+        m = (mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)).reshape(-1)
+        dx = np.empty(flat.shape, flat.dtype)
+        if _pools.parallel(flat.shape[0], _config.RELU_PARALLEL_MIN):
+            _K_relu.backward_parallel(flat, m, dx, _config.NCHUNKS)
+        else:
+            _K_relu.backward(flat, m, dx)
+        return dx.reshape(mask.shape)
 
 
 class SoftmaxWithLoss:

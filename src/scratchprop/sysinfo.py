@@ -138,7 +138,8 @@ def collect(probe=True):
     env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                             "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                                             "NUMBA_THREADING_LAYER", "SCRATCHPROP_BLAS",
-                                            "MKL_CBWR") if k in os.environ]
+                                            "MKL_CBWR", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+           if k in os.environ]
     if env:
         rows.append(("environment", " ".join(env)))
     try:

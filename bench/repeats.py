@@ -4,7 +4,7 @@
 Usage::
 
     for i in 1 2 3 4 5; do
-        pytest bench/test_train_step.py -k float64 -q --benchmark-json=rep$i.json
+        pytest bench/test_train_step.py -k "float64 and not torch" -q --benchmark-json=rep$i.json
     done
     python bench/repeats.py rep*.json > repeats.md
 
@@ -12,14 +12,14 @@ One run's ratios move with the machine's phase (a noisy 2-core VM: a case
 can be 10 % slower a minute later). This prints, for every dtype and batch
 of the ``train_step`` group, each run's ratios (every ratio from one run,
 so its cases were timed side by side, seconds apart), and across runs the
-median, min and max. The ratios are those of the issue's targets:
+median, min and max. The ratios are those of the project's speed targets:
 
 * ``numba/floor``: ``TwoLayerNet(backend="numba").train_step`` over the step's
   five products through the kernels' BLAS;
 * ``book numpy/numba``: the book's own class on NumPy layers over the same
   class on Numba layers (a speed-up: above 1 means Numba is faster);
 * ``numpy/numba``: the ``TwoLayerNet`` reference over the fused step (a speed-up);
-* ``numba/torch``: the fused step over torch eager.
+* ``numba/torch``: the fused step over torch eager (only when the runs timed torch).
 
 Needs only the standard library (and ``report.py`` beside it).
 """

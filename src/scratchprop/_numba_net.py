@@ -51,8 +51,6 @@ _ND = np.ndarray
 _C_WRITEABLE = 0x0401  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, bits of ndarray.flags.num
 _KEYS = ("W1", "b1", "W2", "b2")
 _LAYER_NAMES = ("Affine1", "Relu1", "Affine2")
-_NO_LABELS = np.empty(0, dtype=np.intp)
-_NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
 _STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, used_blas, one_pool,
 #                     on_our_threads, THREADS_LOCAL) of scratchprop.numba and ._numba_pools
 _WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work, hp) of its last batch shape
@@ -122,15 +120,7 @@ def _prepare(net, x, t):
         return None
     x_shape, x2, xc, dt, W1, b1, W2, b2 = inp
     N, C = xc.shape[0], W2.shape[1]
-    lab = check.int_labels(t, N)
-    if lab is not None:
-        labels, T_ref, T = lab, None, _NO_T[dt]  # range checked by the kernel
-    else:
-        labels, T_ref = check.targets("SoftmaxWithLoss", t, N, C, dt)
-        if labels is None:
-            lab, T = _NO_LABELS, np.ascontiguousarray(T_ref, dtype=dt)
-        else:
-            lab, T = np.ascontiguousarray(labels, dtype=np.intp), _NO_T[dt]
+    labels, T_ref, lab, T = check.kernel_targets("SoftmaxWithLoss", t, N, C, dt)  # range: the kernel
     return x_shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2
 
 
@@ -163,7 +153,7 @@ def _prepare_common(net, x, t, lr):
     flags = W1.flags.num & b1.flags.num & W2.flags.num & b2.flags.num & x.flags.num & t.flags.num
     if flags & _C_WRITEABLE != _C_WRITEABLE or not _standard(net, W1, b1, W2, b2):
         return None
-    return x.shape, x, x, t, _NO_T[dt], t, None, dt, W1, b1, W2, b2
+    return x.shape, x, x, t, check.NO_T[dt], t, None, dt, W1, b1, W2, b2
 
 
 class _Alias:
@@ -223,9 +213,8 @@ def _run(net, prep, t, lr, update):
             status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y,
                                                        dh, dW1_work)
         _STANDARD[5]()  # _numba_pools.used_blas: threaded products just ran
-    if status:
-        check.targets("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)  # raises the label error
-        raise AssertionError("two_layer.step rejected labels that check.targets accepts")
+    if status:  # a label outside [0, C)
+        check.label_error("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)
     loss = dt.type(loss)
     _set_forward_state(net, x2, x_shape, h)
     last = net.lastLayer

@@ -128,12 +128,18 @@ def targets(layer, t, N, C, dtype):
                      f"to match x with {N} samples of {C} classes; got {_desc(t)}")
 
 
+#: What the kernels take for "no integer labels" and, per float dtype, "no target rows".
+NO_LABELS = np.empty(0, dtype=np.intp)
+NO_T = {np.dtype(np.float32): np.empty((0, 0), np.float32),
+        np.dtype(np.float64): np.empty((0, 0), np.float64)}
+
+
 def int_labels(t, N):
     """Integer labels ``t (N,)`` as a C-contiguous, writeable ``intp`` array, range NOT checked; else None.
 
     The common form of :func:`targets`, made kernel-ready without its
     ``min``/``max`` passes: the caller checks the range in a kernel and calls
-    :func:`targets` for the error. Values past ``intp`` (``uint64``) wrap to
+    :func:`label_error` for the error. Values past ``intp`` (``uint64``) wrap to
     negative, so the range check still rejects them.
     """
     if type(t) is np.ndarray and t.shape == (N,) and t.dtype.kind in "iu":
@@ -141,6 +147,30 @@ def int_labels(t, N):
             return t
         return np.array(t, np.intp)
     return None
+
+
+def kernel_targets(layer, t, N, C, dtype):
+    """:func:`targets` made kernel-ready: ``(labels or None, T or None, labels_c, T_c)``.
+
+    ``labels_c`` (``intp``) or ``T_c`` (``dtype``, float32 or float64) is the
+    target as a C-contiguous array, the other one an empty placeholder
+    (:data:`NO_LABELS`, :data:`NO_T`). Integer labels ``(N,)`` take
+    :func:`int_labels` and are NOT range-checked: the caller's kernel checks
+    them (``kernels.softmax_loss.labels_out_of_range``), then :func:`label_error`.
+    """
+    lab = int_labels(t, N)
+    if lab is not None:
+        return lab, None, lab, NO_T[dtype]
+    labels, T = targets(layer, t, N, C, dtype)
+    if labels is not None:
+        return labels, None, np.ascontiguousarray(labels, dtype=np.intp), NO_T[dtype]
+    return None, T, NO_LABELS, np.ascontiguousarray(T, dtype=dtype)
+
+
+def label_error(layer, t, N, C, dtype):
+    """Raise :func:`targets`' error for labels that a kernel found outside ``[0, C)``."""
+    targets(layer, t, N, C, dtype)
+    raise AssertionError(f"{layer}: a kernel rejected labels that the checks accept")
 
 
 def perturbable(name, x):

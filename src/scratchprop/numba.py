@@ -56,8 +56,6 @@ __all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error"
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _BOOL = np.dtype(np.bool_)
-_NO_LABELS = np.empty(0, dtype=np.intp)
-_NO_T = {_F32: np.empty((0, 0), dtype=_F32), _F64: np.empty((0, 0), dtype=_F64)}
 #: Elementwise layers (``Relu``) below this many elements run the reference's
 #: NumPy code: measured faster than a kernel call up to ~300-500 elements.
 NUMPY_BELOW = 512
@@ -68,14 +66,6 @@ def _c(a, dt):
     if a.dtype == dt and a.flags.c_contiguous:
         return a
     return np.ascontiguousarray(a, dtype=dt)
-
-
-def _targets(layer, t, N, C, dt):
-    """``check.targets`` made kernel-ready: ``(labels or None, T or None, labels_c, T_c)``."""
-    labels, T = check.targets(layer, t, N, C, dt)
-    if labels is not None:
-        return labels, None, _c(labels, np.intp), _NO_T[dt]
-    return None, T, _NO_LABELS, _c(T, dt)
 
 
 def _plain(a, dt):
@@ -245,15 +235,10 @@ class SoftmaxWithLoss:
         N, C = x2.shape
         dt = x2.dtype
         if dt == _F64 or dt == _F32:
-            lab = check.int_labels(t, N)
-            if lab is not None:  # range checked by one kernel pass; check.targets raises the error
-                if _K_sl.labels_out_of_range(lab, _NO_T[dt], C):
-                    check.targets("SoftmaxWithLoss", t, N, C, dt)
-                    raise AssertionError("labels_out_of_range rejected labels that check.targets accepts")
-                self._labels, self._T, T = lab, None, _NO_T[dt]
-            else:
-                self._labels, self._T, lab, T = _targets("SoftmaxWithLoss", t, N, C, dt)
-            self.t = t
+            labels, T_ref, lab, T = check.kernel_targets("SoftmaxWithLoss", t, N, C, dt)
+            if _K_sl.labels_out_of_range(lab, T, C):  # integer labels: their range in one kernel pass
+                check.label_error("SoftmaxWithLoss", t, N, C, dt)
+            self._labels, self._T, self.t = labels, T_ref, t
             kernel_in = (_c(x2, dt), lab, T)
             if _pools.parallel(N * C, _config.SOFTMAX_PARALLEL_MIN):
                 y, loss = _K_sl.forward_parallel(*kernel_in, _config.NCHUNKS)
@@ -273,8 +258,8 @@ class SoftmaxWithLoss:
         N = y2.shape[0]
         dt = y2.dtype
         if (dt == _F64 or dt == _F32) and type(dout) in (int, float, bool):
-            lab = _NO_LABELS if self._labels is None else _c(self._labels, np.intp)
-            T = _NO_T[dt] if self._T is None else _c(self._T, dt)
+            lab = check.NO_LABELS if self._labels is None else _c(self._labels, np.intp)
+            T = check.NO_T[dt] if self._T is None else _c(self._T, dt)
             args = (_c(y2, dt), lab, T, dt.type(dout), dt.type(N))
             if _pools.parallel(y2.size, _config.SOFTMAX_PARALLEL_MIN):
                 dx = _K_sl.backward_parallel(*args, _config.NCHUNKS)
@@ -308,7 +293,9 @@ def cross_entropy_error(y, t):
     if not (dt == _F64 or dt == _F32):
         return _ref.cross_entropy_error(y, t)
     N, C = y2.shape
-    _, _, lab, T = _targets("cross_entropy_error", t, N, C, dt)
+    _, _, lab, T = check.kernel_targets("cross_entropy_error", t, N, C, dt)
+    if _K_sl.labels_out_of_range(lab, T, C):
+        check.label_error("cross_entropy_error", t, N, C, dt)
     return dt.type(_K_sl.cross_entropy(_c(y2, dt), lab, T))
 
 

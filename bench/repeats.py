@@ -23,13 +23,12 @@ median, min and max. The ratios are those of the project's speed targets:
 
 Needs only the standard library (and ``report.py`` beside it).
 """
-import argparse
 import os
 import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import Table, load, md_table  # noqa: E402
+from report import Table, cli, load, md_table  # noqa: E402
 
 #: (column, numerator (api, backend), denominator (api, backend))
 RATIOS = [
@@ -84,11 +83,7 @@ def render(paths):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("json", nargs="+", help="pytest-benchmark JSON files, one per run")
-    args = p.parse_args(argv)
-    sys.stdout.write(render(args.json) + "\n")
+    cli(__doc__, render, "pytest-benchmark JSON files, one per run", argv)
 
 
 if __name__ == "__main__":

@@ -243,12 +243,17 @@ def render(paths):
     return "\n".join(out)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def cli(doc, render_paths, json_help, argv=None):
+    """The scripts' command line: JSON paths in, ``render_paths(paths)`` (markdown) to stdout."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("json", nargs="+", help="pytest-benchmark JSON file(s)")
+    p.add_argument("json", nargs="+", help=json_help)
     args = p.parse_args(argv)
-    sys.stdout.write(render(args.json) + "\n")
+    sys.stdout.write(render_paths(args.json) + "\n")
+
+
+def main(argv=None):
+    cli(__doc__, render, "pytest-benchmark JSON file(s)", argv)
 
 
 if __name__ == "__main__":

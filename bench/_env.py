@@ -15,7 +15,7 @@ SMOKE = os.environ.get("SCRATCHPROP_BENCH_SMOKE", "").strip().lower() not in (""
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR",
-               "SCRATCHPROP_BLAS", "MKL_CBWR")
+               "SCRATCHPROP_BLAS")
 
 
 # --------------------------------------------------------------------------- backends
@@ -149,15 +149,14 @@ def blas_threads():
 def limit_threads(n, torch_too=False):
     """Run with ``n`` threads in Numba, every loaded BLAS and (optionally) torch; restore after."""
     import numba
-    import scipy.linalg.cython_blas  # noqa: F401 - load SciPy's BLAS (Numba's np.dot uses it) first
 
-    _blas_lib = sys.modules.get("scratchprop.kernels._blas_lib")  # loaded by a numba case only
+    try:  # loaded by Numba itself when SciPy is installed: limit it too
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
 
     old_numba = numba.get_num_threads()
     numba.set_num_threads(n)
-    old_kernels_blas = _blas_lib.get_num_threads() if _blas_lib is not None else None
-    if _blas_lib is not None:
-        _blas_lib.set_num_threads(n)  # MKL, when the kernels use it
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -180,8 +179,6 @@ def limit_threads(n, torch_too=False):
             yield
     finally:
         numba.set_num_threads(old_numba)
-        if old_kernels_blas is not None:
-            _blas_lib.set_num_threads(old_kernels_blas)
         for lib, old in zip(libs, old_blas):
             lib.num_threads = old
         if old_torch is not None:
@@ -193,9 +190,6 @@ def thread_info():
     import numba
 
     info = {"numba_threads": numba.get_num_threads(), "blas_threads": blas_threads()}
-    _blas_lib = sys.modules.get("scratchprop.kernels._blas_lib")  # never load MKL just to ask
-    if _blas_lib is not None:
-        info["kernels_blas_threads"] = _blas_lib.get_num_threads()
     if _TORCH is not None:
         info["torch_threads"] = _TORCH.get_num_threads()
     return info
@@ -227,12 +221,12 @@ def numpy_blas_build():
 
 
 def _kernels_blas():
-    """What ``scratchprop.kernels`` calls for its products (MKL or SciPy's OpenBLAS), and threads."""
-    _blas_lib = sys.modules.get("scratchprop.kernels._blas_lib")
-    if _blas_lib is None:
+    """What ``scratchprop.kernels`` calls for its products, and its threads."""
+    if "scratchprop.kernels._blas" not in sys.modules:
         return "not loaded (no numba case ran)"
-    threads = _blas_lib.get_num_threads()
-    return _blas_lib.DESCRIPTION + (f" ({threads} threads)" if threads else "")
+    from scratchprop import threads
+
+    return threads.describe()
 
 
 def environment():

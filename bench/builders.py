@@ -135,8 +135,8 @@ def _gemm_floor(case):
     """The step's five essential products into preallocated outputs.
 
     ``backend="blas"``: through NumPy's BLAS (the reference's floor);
-    ``backend="kernels"``: through the BLAS the Numba kernels call (MKL or
-    SciPy's OpenBLAS, see ``scratchprop.kernels._blas_lib``), from one
+    ``backend="kernels"``: through the BLAS the Numba kernels call (NumPy's
+    own, see ``scratchprop.kernels._blas``), from one
     ``@njit`` call (the numba backend's floor).
     """
     dt, N = np.dtype(case.dtype), case.batch
@@ -168,8 +168,8 @@ def build_train_step(case):
     if case.api == "gemm":
         info = {"products": "x@W1, h@W2, h.T@dy, dy@W2.T, x.T@dh"}
         if case.backend == "kernels":
-            from scratchprop.kernels import _blas_lib
-            info["blas"] = _blas_lib.DESCRIPTION
+            from scratchprop import threads
+            info["blas"] = threads.describe()
         return Built(_gemm_floor(case), info=info)
     if case.api == "torch":
         return Built(_torch_step(case), check=_finite_loss, info={"peer": "torch eager autograd, addmm"})
@@ -310,10 +310,9 @@ BUILDERS = {
 
 # --------------------------------------------------------------------------- runner
 
-#: Seconds of rest before each case is timed. OpenBLAS's idle workers (NumPy's BLAS) spin
-#: for ~0.1 s after a threaded product (``scratchprop.kernels.config.BLAS_SPIN_S``); the
-#: case timed next would share the cores with them. Measured: the book net on Numba layers
-#: (batch 32) timed right after NumPy's took 343-354 us a step, 330-335 us after this pause.
+#: Seconds of rest before each case is timed: OpenBLAS's idle workers spin for ~0.1 s after
+#: a threaded product, and the case timed next would share the cores with them (see
+#: bench/README.md). ``test_scenarios.py`` times what users do instead: pauses and NumPy work.
 SETTLE_S = 0.25
 
 

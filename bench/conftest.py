@@ -20,16 +20,15 @@ if _ROOT not in sys.path:  # `bench` importable under any --import-mode
 
 from bench import _env  # noqa: E402
 
-try:  # before anything starts Numba's threads, ask for the omp layer as scratchprop.numba does
-    # (without loading MKL: a run of the torch cases alone must not have it in the process)
-    from scratchprop.kernels.config import prefer_threading_layer
+try:  # before anything starts Numba's threads, the layer scratchprop.threads prefers
+    from scratchprop.threads import prefer_threading_layer
     prefer_threading_layer()
 except ImportError:
     pass
 
 _CMD_ENV = ("SCRATCHPROP_BENCH_SMOKE", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
-            "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHPROP_BLAS",
-            "MKL_CBWR", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+            "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHPROP_BLAS",
+            "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def _command(config):

@@ -58,9 +58,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL, prefer_threading_layer
-
-prefer_threading_layer()
+from .config import PARALLEL, SERIAL
 
 TAU = 0.01        #: largest ``|d| * max_k |W2[j, k]|`` the series is used for
 R_TERMS = 10      #: terms of the series of ``K_nj(d)``

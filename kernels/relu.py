@@ -3,18 +3,15 @@
 Arrays are flat (``(n,)``, C order) and float32/float64; the caller reshapes
 and allocates the outputs (with NumPy: huge pages, see :mod:`.affine`).
 NumPy needs three passes for the forward (``x <= 0``, ``x.copy()``,
-``out[mask] = 0``) and two for the backward; these need one each. Every
-element is independent, so the ``*_parallel`` versions split ``[0, n)``
-into :data:`.config.NCHUNKS` fixed spans with ``prange``; results are
-identical to the serial ones bit for bit.
+``out[mask] = 0``) and two for the backward; these need one each, on the
+calling thread (see ``scratchprop.threads``).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .config import PARALLEL, SERIAL
+from .config import SERIAL
 
-__all__ = ["forward", "forward_parallel", "backward", "backward_parallel",
-           "forward_naive", "backward_naive"]
+__all__ = ["forward", "backward", "forward_naive", "backward_naive"]
 
 
 @njit(**SERIAL)
@@ -40,29 +37,11 @@ def forward(x, out, mask):
     return out, mask
 
 
-@njit(**PARALLEL)
-def forward_parallel(x, out, mask, nchunks):
-    """:func:`forward` over ``nchunks`` spans in parallel."""
-    n = x.shape[0]
-    for c in prange(nchunks):
-        _forward_span(x, out, mask, c * n // nchunks, (c + 1) * n // nchunks)
-    return out, mask
-
-
 @njit(**SERIAL)
 def backward(dout, mask, dx):
     """``dout (n,), mask (n,) -> dx (n,)``: ``dout`` with zeros where ``mask``."""
     n = dout.shape[0]
     _backward_span(dout, mask, dx, 0, n)
-    return dx
-
-
-@njit(**PARALLEL)
-def backward_parallel(dout, mask, dx, nchunks):
-    """:func:`backward` over ``nchunks`` spans in parallel."""
-    n = dout.shape[0]
-    for c in prange(nchunks):
-        _backward_span(dout, mask, dx, c * n // nchunks, (c + 1) * n // nchunks)
     return dx
 
 

@@ -11,19 +11,16 @@ both. Per row, as the reference computes it::
     loss_row = -sum(T * ((x - m) - lse)) # targets
 
 Sums run in float64 (float32 inputs included). Row losses are stored and
-then summed in row order, so the mean loss is the same bit for bit for any
-thread count. Rows are independent: ``*_parallel`` splits them into
-:data:`.config.NCHUNKS` fixed spans with ``prange``.
+then summed in row order. Serial on purpose (see ``scratchprop.threads``).
 """
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .config import PARALLEL, SERIAL
+from .config import SERIAL
 
-__all__ = ["forward", "forward_parallel", "backward", "backward_parallel",
-           "softmax", "softmax_parallel", "cross_entropy", "labels_out_of_range", "forward_naive"]
+__all__ = ["forward", "backward", "softmax", "cross_entropy", "labels_out_of_range", "forward_naive"]
 
 
 @njit(**SERIAL)
@@ -89,17 +86,6 @@ def forward(x, labels, T):
     return y, _mean(rowloss)
 
 
-@njit(**PARALLEL)
-def forward_parallel(x, labels, T, nchunks):
-    """:func:`forward` with the rows split over ``nchunks`` spans."""
-    N = x.shape[0]
-    y = np.empty_like(x)
-    rowloss = np.empty(N)
-    for c in prange(nchunks):
-        _forward_rows(x, labels, T, y, rowloss, c * N // nchunks, (c + 1) * N // nchunks)
-    return y, _mean(rowloss)
-
-
 @njit(**SERIAL)
 def _backward_rows(y, labels, T, dout, n, dx, lo, hi):
     C = y.shape[1]
@@ -127,16 +113,6 @@ def backward(y, labels, T, dout, n):
     return dx
 
 
-@njit(**PARALLEL)
-def backward_parallel(y, labels, T, dout, n, nchunks):
-    """:func:`backward` with the rows split over ``nchunks`` spans."""
-    N = y.shape[0]
-    dx = np.empty_like(y)
-    for c in prange(nchunks):
-        _backward_rows(y, labels, T, dout, n, dx, c * N // nchunks, (c + 1) * N // nchunks)
-    return dx
-
-
 @njit(**SERIAL)
 def _softmax_rows(x, y, lo, hi):
     C = x.shape[1]
@@ -156,16 +132,6 @@ def softmax(x):
     """``x (N, C) -> softmax over each row (N, C)``: ``e / sum(e)`` like the reference."""
     y = np.empty_like(x)
     _softmax_rows(x, y, 0, x.shape[0])
-    return y
-
-
-@njit(**PARALLEL)
-def softmax_parallel(x, nchunks):
-    """:func:`softmax` with the rows split over ``nchunks`` spans."""
-    N = x.shape[0]
-    y = np.empty_like(x)
-    for c in prange(nchunks):
-        _softmax_rows(x, y, c * N // nchunks, (c + 1) * N // nchunks)
     return y
 
 

@@ -18,16 +18,10 @@ With ``update`` the SGD step is fused into the weight-gradient products:
 ``W -= lr * (a.T @ d)`` is one ``gemm`` with ``alpha = -lr, beta = 1`` (no
 ``dW`` array, one pass over ``W``); a batch of one uses a rank-1 loop.
 
-Threads: the products run in the BLAS's pool (MKL's or OpenBLAS's, see
-:mod:`._blas_lib`), called from this serial code; the passes stay serial.
-Measured on 2 cores with OpenBLAS, the alternatives lost: a ``prange`` next
-to threaded products fights OpenBLAS's spinning worker (OpenMP layer: 6 ms
-instead of 80 us), and splitting the products over ``prange`` chunks with
-single-threaded BLAS was 1.5-3x slower at every batch size (cross-core
-traffic on the shared weight blocks). Sums here run in row order, so results
-do not depend on Numba's thread count; OpenBLAS splits a product over rows
-and columns, never over the summed dimension, and MKL runs in strict CNR
-mode, so the products do not depend on the BLAS's thread count either.
+Threads: the products run in NumPy's BLAS pool (:mod:`._blas`), called from
+this serial code; the passes stay on the calling thread (see
+``scratchprop.threads``). Sums here run in row order, so results depend
+only on the BLAS's thread count.
 """
 import math
 
@@ -65,8 +59,7 @@ def _sgd_rank1(W, a, d, rate):
 def _times(a, W, out, W_transposed=False):
     """``out = a @ W`` (``a (N, K), W (K, M)``), or ``a @ W.T`` (``W (M, K)``) when ``W_transposed``.
 
-    A batch of one runs as ``gemv``: MKL's ``gemm`` with one row took 19 us
-    for 1x784 @ 784x100, its ``gemv`` 5.3 us.
+    A batch of one runs as ``gemv`` (BLAS's ``gemv`` beats its one-row ``gemm``).
     """
     one, zero = W.dtype.type(1), W.dtype.type(0)
     if a.shape[0] == 1:
@@ -236,9 +229,8 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
     """One forward + backward pass, optionally with the SGD update in place.
 
     ``h (N, H)``, ``s (N, C)``, ``y (N, C)``, ``dh (N, H)``, ``dW1_work (D, H)``
-    are work arrays that the caller reuses across calls (fresh arrays written
-    by two BLAS threads cost page faults and cross-core traffic: 220 us
-    instead of 47 us for a 784x100 ``dW1`` at a batch of 32). On return ``h``
+    are work arrays that the caller reuses across calls (fresh arrays cost
+    page faults every step). On return ``h``
     is the ReLU output and ``y`` the probabilities; the returned ``dW1`` is a
     fresh copy of ``dW1_work``.
 

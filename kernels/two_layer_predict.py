@@ -10,20 +10,15 @@ C-contiguous, one float dtype, into the caller's ``h (N, H)`` and
 in the reference's order (the product, then the bias), as the forward half
 of :func:`.two_layer.step`. Done by the layers one by one, the first
 ``Affine`` fills its output with the bias on one thread before the product
-and ``Relu`` makes a second pass that also writes the mask. Measured for
-``accuracy`` over 10,000 digits (784-100-10, float32, MKL, 2 cores): 5.2 ms
-against 6.1 ms for the three layers' forward.
-
-:func:`predict_parallel` runs the row passes on Numba's threads, for a BLAS
-that shares Numba's pool (see :mod:`.two_layer_threads`); both give the same
-bits: every element is computed by the same expression, whatever the thread.
+and ``Relu`` makes a second pass that also writes the mask. (One pass
+fewer over ``h``; see ``bench/README.md`` for the inference timings.)
 """
-from numba import njit, prange
+from numba import njit
 
-from .config import PARALLEL, SERIAL
+from .config import SERIAL
 from .two_layer import _bias_relu_rows, _times
 
-__all__ = ["predict", "predict_parallel", "predict_naive"]
+__all__ = ["predict", "predict_naive"]
 
 
 @njit(**SERIAL)
@@ -42,19 +37,6 @@ def predict(x, W1, b1, W2, b2, h, s):
     _bias_relu_rows(h, b1, 0, N)
     _times(h, W2, s)
     _bias_rows(s, b2, 0, N)
-    return s
-
-
-@njit(**PARALLEL)
-def predict_parallel(x, W1, b1, W2, b2, h, s, nchunks):
-    """:func:`predict` with the row passes over ``nchunks`` fixed spans on Numba's threads."""
-    N = x.shape[0]
-    _times(x, W1, h)
-    for c in prange(nchunks):
-        _bias_relu_rows(h, b1, c * N // nchunks, (c + 1) * N // nchunks)
-    _times(h, W2, s)
-    for c in prange(nchunks):
-        _bias_rows(s, b2, c * N // nchunks, (c + 1) * N // nchunks)
     return s
 
 

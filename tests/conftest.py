@@ -7,12 +7,8 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests' helper modules (fd, book
 
 
 @pytest.fixture
-def force_parallel(monkeypatch):
-    """Route every elementwise call of the Numba wrappers to the ``prange`` kernels."""
-    import scratchprop.numba as B
-    from scratchprop.kernels import config
+def kernels_always(monkeypatch):
+    """Route even tiny arrays of the Numba wrappers to the kernels (no NumPy path for small sizes)."""
+    from scratchprop import _numba_layers
 
-    monkeypatch.setattr(config, "RELU_PARALLEL_MIN", 0)
-    monkeypatch.setattr(config, "SOFTMAX_PARALLEL_MIN", 0)
-    monkeypatch.setattr(config, "BLAS_SPIN_S", 0.0)
-    monkeypatch.setattr(B, "NUMPY_BELOW", 0)
+    monkeypatch.setattr(_numba_layers, "NUMPY_BELOW", 0)

@@ -1,8 +1,8 @@
-"""The kernels' BLAS (``scratchprop.kernels._blas_lib``): the choice, and both libraries' results.
+"""The kernels' BLAS and the threading model (``scratchprop.kernels._blas``, ``scratchprop.threads``).
 
-The main test run uses whatever ``SCRATCHPROP_BLAS=auto`` picks (MKL where
-the ``mkl`` wheel is installed, as with ``.[test]`` on Linux x86-64). The
-other library can only be chosen in a fresh process, so the equivalence and
+The kernels call NumPy's own OpenBLAS where NumPy's wheel bundles one, so a
+process has one BLAS pool; SciPy's ``cython_blas`` is the fallback. The
+fallback can only be chosen in a fresh process, so the equivalence and
 determinism suites are re-run in a subprocess with ``SCRATCHPROP_BLAS=scipy``.
 """
 import os
@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
-from scratchprop.kernels import _blas_lib  # noqa: E402
+from scratchprop import threads  # noqa: E402
+from scratchprop.kernels import _blas  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
+_NUMPY_BUNDLES_OPENBLAS = any("openblas64" in p for p in
+                              __import__("glob").glob(os.path.dirname(np.__file__) + "*/*"))
 
 
 def _python(code, **env):
@@ -25,39 +28,71 @@ def _python(code, **env):
                           timeout=600)
 
 
-def test_choice_is_reported():
-    assert _blas_lib.NAME in ("mkl", "scipy")
-    assert _blas_lib.DESCRIPTION
-    if _blas_lib.NAME == "mkl":
-        assert "Math Kernel Library" in _blas_lib.DESCRIPTION and _blas_lib.get_num_threads() >= 1
-        if "MKL_CBWR" not in os.environ:  # strict CNR: bit-identical for any thread count
-            assert "CBWR 0x1" in _blas_lib.DESCRIPTION
-    else:
-        assert "OpenBLAS" in _blas_lib.DESCRIPTION and _blas_lib.get_num_threads() is None
+@pytest.mark.skipif(not _NUMPY_BUNDLES_OPENBLAS, reason="this NumPy bundles no OpenBLAS")
+def test_kernels_call_numpys_own_blas():
+    from threadpoolctl import threadpool_info
+
+    assert _blas.NAME == "numpy"
+    numpy_pools = [p for p in threadpool_info() if p["user_api"] == "blas"
+                   and os.path.realpath(p["filepath"]) == _blas.PATH]
+    assert numpy_pools, (_blas.PATH, threadpool_info())
+    assert "numpy" in _blas.PATH
+    assert threads.blas_threads() == numpy_pools[0]["num_threads"]
+
+
+@pytest.mark.skipif(not _NUMPY_BUNDLES_OPENBLAS, reason="this NumPy bundles no OpenBLAS")
+def test_a_training_process_runs_one_pool_only():
+    # the evidence the model rests on: layer and fused steps start no thread and load no
+    # OpenMP runtime. (With SciPy installed, Numba itself loads SciPy's OpenBLAS when it first
+    # compiles or loads a function, whose pool then idles: it is loaded here first.)
+    code = ("import os, numpy as np, numba\n"
+            "from threadpoolctl import threadpool_info\n"
+            "try:\n    import scipy.linalg.cython_blas\nexcept ImportError:\n    pass\n"
+            "numba.njit(lambda a: a + 1)(1)\n"
+            "np.dot(np.ones((300, 300)), np.ones((300, 300)))  # NumPy's pool starts its workers\n"
+            "before = len(os.listdir('/proc/self/task'))\n"
+            "import scratchprop, scratchprop.numba as B\n"
+            "net = scratchprop.TwoLayerNet(784, 100, 10, backend='numba', seed=0)\n"
+            "x, t = np.random.default_rng(0).random((1000, 784)), np.arange(1000) % 10\n"
+            "for _ in range(3):\n"
+            "    net.train_step(x, t, 0.1); net.gradient(x, t); net.accuracy(x, t)\n"
+            "    a = B.Affine(net.params['W1'], net.params['b1']); a.backward(a.forward(x))\n"
+            "after = len(os.listdir('/proc/self/task'))\n"
+            "libs = sorted((p['user_api'], p['internal_api']) for p in threadpool_info())\n"
+            "print(before, after, libs)\n")
+    r = _python(code)
+    assert r.returncode == 0, r.stderr
+    before, after, libs = r.stdout.split(" ", 2)
+    assert int(after) == int(before), r.stdout
+    assert "openmp" not in libs, libs
 
 
 def test_unknown_choice_is_a_clear_error():
     r = _python("import scratchprop.numba", SCRATCHPROP_BLAS="atlas")
     assert r.returncode != 0
-    assert "SCRATCHPROP_BLAS must be auto, mkl or scipy, got 'atlas'" in r.stderr
+    assert "SCRATCHPROP_BLAS must be numpy or scipy, got 'atlas'" in r.stderr
 
 
-def test_scipy_choice_loads_openblas_and_computes():
+def test_scipy_fallback_computes():
     code = ("import numpy as np, scratchprop.numba as B\n"
-            "from scratchprop.kernels import _blas_lib\n"
+            "from scratchprop.kernels import _blas\n"
             "rng = np.random.default_rng(0)\n"
-            "x, W, b = rng.standard_normal((50, 30)), rng.standard_normal((30, 7)), np.zeros(7)\n"
-            "a = B.Affine(W, b); out = a.forward(x); a.backward(np.ones_like(out))\n"
-            "assert np.allclose(out, x @ W) and np.allclose(a.dW, x.T @ np.ones_like(out))\n"
-            "print(_blas_lib.NAME)\n")
+            "for dt in (np.float64, np.float32):\n"
+            "    for N in (1, 50):\n"
+            "        x, W = rng.standard_normal((N, 30)).astype(dt), rng.standard_normal((30, 7)).astype(dt)\n"
+            "        a = B.Affine(W, np.zeros(7, dt)); out = a.forward(x); dx = a.backward(np.ones_like(out))\n"
+            "        tol = dict(rtol=1e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-12, atol=1e-12)\n"
+            "        np.testing.assert_allclose(out, x @ W, **tol)\n"
+            "        np.testing.assert_allclose(a.dW, x.T @ np.ones_like(out), **tol)\n"
+            "        np.testing.assert_allclose(dx, np.ones_like(out) @ W.T, **tol)\n"
+            "print(_blas.NAME)\n")
     r = _python(code, SCRATCHPROP_BLAS="scipy")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["scipy"]
 
 
-@pytest.mark.skipif(_blas_lib.NAME != "mkl", reason="MKL is not installed: the main run already "
-                    "tested SciPy's OpenBLAS")
-def test_equivalence_and_determinism_suites_pass_on_scipy_openblas():
+@pytest.mark.skipif(_blas.NAME != "numpy", reason="the main run already uses the fallback")
+def test_equivalence_and_determinism_suites_pass_on_the_scipy_fallback():
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                         str(TESTS / "test_numba_equivalence.py"), str(TESTS / "test_determinism.py"),
                         str(TESTS / "test_numba_dropin.py")],
@@ -67,37 +102,57 @@ def test_equivalence_and_determinism_suites_pass_on_scipy_openblas():
     assert " passed" in r.stdout and "failed" not in r.stdout
 
 
-def test_mkl_choice_insists():
-    # SCRATCHPROP_BLAS=mkl loads MKL or fails loudly; it never falls back to OpenBLAS
-    r = _python("import scratchprop.numba\nfrom scratchprop.kernels import _blas_lib\n"
-                "print(_blas_lib.NAME)", SCRATCHPROP_BLAS="mkl")
-    if r.returncode == 0:
-        assert r.stdout.split() == ["mkl"]
-    else:
-        assert "ImportError" in r.stderr and _blas_lib.NAME != "mkl", r.stderr
+def test_set_num_threads_sizes_numbas_threads_and_the_one_blas_pool():
+    import numba
 
-
-def test_small_and_large_products_agree_with_numpy():
-    # products below BLAS_SERIAL_BELOW run on one BLAS thread, larger ones threaded
     import scratchprop.numba as B
-    from scratchprop.kernels.config import BLAS_SERIAL_BELOW
-    rng = np.random.default_rng(3)
-    for N in (1, 3, 2 * BLAS_SERIAL_BELOW // (300 * 40)):
-        x, W, b = rng.standard_normal((N, 300)), rng.standard_normal((300, 40)), rng.standard_normal(40)
-        a = B.Affine(W, b)
-        out = a.forward(x)
-        dx = a.backward(np.ones_like(out))
-        np.testing.assert_allclose(out, x @ W + b, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(a.dW, x.T @ np.ones_like(out), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(dx, np.ones_like(out) @ W.T, rtol=1e-12, atol=1e-12)
+    old, old_blas = numba.get_num_threads(), threads.blas_threads()
+    try:
+        B.set_num_threads(1)
+        assert numba.get_num_threads() == 1
+        if old_blas is not None:
+            assert threads.blas_threads() == 1
+    finally:
+        numba.set_num_threads(old)
+        if old_blas is not None:
+            threads._blas_controller().set_num_threads(old_blas)
+    assert threads.blas_threads() == old_blas
+
+
+def test_thresholds_follow_the_stated_model():
+    # a region costs REGION_START_S; it is worth it from ten times that much serial work
+    assert threads.min_elements(5) * 5e-9 == pytest.approx(10 * threads.REGION_START_S, rel=1e-6)
+    assert threads.NUMGRAD_MIN_ELEMENTS == threads.min_elements(5)
+    names = [n for n in vars(threads) if n.isupper() and n.endswith("_MIN_ELEMENTS")]
+    assert names == ["NUMGRAD_MIN_ELEMENTS"]
+
+
+def test_parallel_region_is_serial_when_small_busy_or_single_threaded():
+    import numba
+
+    with threads.parallel_region(10, 100) as threaded:
+        assert not threaded
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        with threads.parallel_region(10**9, 100) as threaded:
+            assert not threaded
+    finally:
+        numba.set_num_threads(old)
+    if old >= 2 and numba.threading_layer() != "omp":
+        with threads.parallel_region(10**9, 100) as outer:
+            assert outer
+            with threads.parallel_region(10**9, 100) as inner:  # another region is running
+                assert not inner
+        with threads.parallel_region(10**9, 100) as again:  # released
+            assert again
 
 
 @pytest.mark.parametrize("layer", ["omp", "workqueue"])
-def test_one_pool_follows_the_layer_numba_launched(layer):
-    # only MKL on Numba's omp pool counts as one pool (the fused step_parallel); any other layer
-    # (chosen by the user, or launched before scratchprop.numba was imported) must not
+def test_any_threading_layer_gives_the_same_results(layer):
+    # the user may choose the layer (or launch Numba's threads first); results must not change
     code = ("import numba, numpy as np\n"
-            "numba.get_num_threads()  # Numba's threads start before scratchprop.numba is imported\n"
+            "numba.get_num_threads()\n"
             "import scratchprop.numba as B\n"
             "from scratchprop import TwoLayerNet\n"
             "ref = TwoLayerNet(20, 8, 4, seed=0)\n"
@@ -106,56 +161,8 @@ def test_one_pool_follows_the_layer_numba_launched(layer):
             "for _ in range(3):\n"
             "    ref.train_step(x, t, 0.1); fast.train_step(x, t, 0.1)\n"
             "assert all(np.allclose(ref.params[k], fast.params[k], rtol=1e-12, atol=1e-14) for k in ref.params)\n"
-            "from scratchprop import _numba_pools as P\n"
-            "print(numba.threading_layer(), B._blas_lib.NAME, P.one_pool())\n")
+            "g = fast.numerical_gradient(x[:3], t[:3])\n"
+            "print(numba.threading_layer())\n")
     r = _python(code, NUMBA_THREADING_LAYER=layer)
     assert r.returncode == 0, r.stderr
-    got_layer, blas, one_pool = r.stdout.split()
-    assert got_layer == layer
-    assert one_pool == str(blas == "mkl" and layer == "omp")
-
-
-@pytest.mark.skipif(_blas_lib.NAME != "mkl", reason="MKL is not the kernels' BLAS")
-def test_set_num_threads_overrides_a_thread_local_mkl_count():
-    # torch.set_num_threads sets MKL's per-thread count, which would otherwise win
-    import scratchprop.numba as B
-    old = _blas_lib.get_num_threads()
-    try:
-        _blas_lib._MKL.MKL_Set_Num_Threads_Local(3)
-        B.set_num_threads(1)
-        assert _blas_lib.get_num_threads() == 1
-    finally:
-        B.set_num_threads(old)
-    assert _blas_lib.get_num_threads() == old
-
-
-@pytest.mark.parametrize("choice", ["auto", "scipy"])
-def test_threaded_kernels_leave_scipy_openblas_thread_count_alone(choice):
-    # SciPy's OpenBLAS's openblas_set_num_threads_local is process-wide: two prange threads
-    # setting and restoring it at once left it at 1 (every later product on one thread)
-    code = ("import ctypes, numpy as np\n"
-            "import scratchprop.numba as B\n"
-            "from scratchprop import TwoLayerNet, _numba_pools as P\n"
-            "from scratchprop.kernels import _blas_lib\n"
-            "addr = _blas_lib._scipy_openblas_threads_local()\n"
-            "if addr is None:\n"
-            "    print('absent'); raise SystemExit\n"
-            "f = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(addr)\n"
-            "def count():\n"
-            "    old = f(1); f(old); return old\n"
-            "import numba\nB.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))\n"
-            "f(2); assert count() == 2\n"
-            "rng = np.random.default_rng(0)\n"
-            "for N, D in ((300, 300), (2, 784), (32, 784)):\n"
-            "    a = B.Affine(rng.standard_normal((D, 40)), np.zeros(40))\n"
-            "    net = TwoLayerNet(D, 100, 10, backend='numba', seed=0)\n"
-            "    x, t = rng.random((N, D)), np.arange(N) % 10\n"
-            "    for _ in range(50):\n"
-            "        P._last_blas = -1e9  # as after a pause: the one-thread paths may run\n"
-            "        a.backward(a.forward(x)); net.train_step(x, t, 0.1)\n"
-            "print(count())\n")
-    r = _python(code, SCRATCHPROP_BLAS=choice)
-    assert r.returncode == 0, r.stderr
-    if r.stdout.strip() == "absent":
-        pytest.skip("SciPy's BLAS has no openblas_set_num_threads_local")
-    assert r.stdout.split()[-1] == "2"
+    assert r.stdout.split() == [layer]

@@ -38,11 +38,11 @@ import weakref
 
 import numpy as np
 
+from . import _numba_layers as _L
 from . import _validate as check
-from .kernels import config as _config
 from .kernels import two_layer as _K
 from .kernels import two_layer_predict as _KP
-from .kernels import two_layer_threads as _KT
+from .net import TwoLayerNet
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -51,24 +51,29 @@ _ND = np.ndarray
 _C_WRITEABLE = 0x0401  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, bits of ndarray.flags.num
 _KEYS = ("W1", "b1", "W2", "b2")
 _LAYER_NAMES = ("Affine1", "Relu1", "Affine2")
-_STANDARD = None  # (TwoLayerNet.loss, .predict, Affine, Relu, SoftmaxWithLoss, used_blas, one_pool,
-#                     on_our_threads, THREADS_LOCAL) of scratchprop.numba and ._numba_pools
-_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work, hp) of its last batch shape
+_LOSS, _PREDICT = TwoLayerNet.loss, TwoLayerNet.predict
+_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work, xbuf) of its last batch shape
 
 
-def _standard(net, W1, b1, W2, b2):
-    """True when ``net`` computes exactly Affine(W1, b1) -> Relu -> Affine(W2, b2) -> softmax loss."""
-    global _STANDARD
-    if _STANDARD is None:
-        from . import _numba_pools as P
-        from . import numba as B
-        from .net import TwoLayerNet
-        _STANDARD = (TwoLayerNet.loss, TwoLayerNet.predict, B.Affine, B.Relu, B.SoftmaxWithLoss,
-                     P.used_blas, P.one_pool, P.on_our_threads, P._blas_lib.THREADS_LOCAL)
-    loss, predict, Affine, Relu, SoftmaxWithLoss = _STANDARD[:5]
+_NUMBA_LAYERS = (_L.Affine, _L.Relu, _L.SoftmaxWithLoss)
+
+
+def _standard(net, W1, b1, W2, b2, layers=_NUMBA_LAYERS):
+    """True when ``net`` computes exactly Affine(W1, b1) -> Relu -> Affine(W2, b2) -> softmax loss.
+
+    The one "is this the standard net?" test of the fused hooks, the numerical
+    gradient's included: the class's ``loss``/``predict`` (and no instance
+    override), the layers' names, order and classes (``layers``: the Numba
+    backend's, whose state the fused hooks set), and the parameters the
+    layers hold are these very arrays.
+    """
+    Affine, Relu, SoftmaxWithLoss = layers
     cls = type(net)
     L = net.layers
-    if getattr(cls, "loss", None) is not loss or getattr(cls, "predict", None) is not predict:
+    if getattr(cls, "loss", None) is not _LOSS or getattr(cls, "predict", None) is not _PREDICT:
+        return False
+    d = getattr(net, "__dict__", None)
+    if d is None or "loss" in d or "predict" in d:
         return False
     if not isinstance(L, dict) or tuple(L) != _LAYER_NAMES:
         return False
@@ -76,6 +81,18 @@ def _standard(net, W1, b1, W2, b2):
     return (type(A1) is Affine and type(R) is Relu and type(A2) is Affine
             and type(net.lastLayer) is SoftmaxWithLoss
             and A1.W is W1 and A1.b is b1 and A2.W is W2 and A2.b is b2)
+
+
+def standard_params(net, layers=_NUMBA_LAYERS):
+    """``(W1, b1, W2, b2)`` when ``net`` is the standard net (see :func:`_standard`), else None."""
+    p = getattr(net, "params", None)
+    if not isinstance(p, dict):
+        return None
+    W = p.get("W1"), p.get("b1"), p.get("W2"), p.get("b2")
+    try:
+        return W if _standard(net, *W, layers=layers) else None
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
 def _prepare_input(net, x):
@@ -107,9 +124,11 @@ def _prepare_input(net, x):
             return None
     if not (dt == _F64 or dt == _F32):
         return None
-    xc = x2 if x2.dtype == dt and x2.flags.c_contiguous else np.ascontiguousarray(x2, dtype=dt)
-    if not xc.flags.writeable:
-        xc = _readable_alias(xc)
+    if x2.dtype == dt and x2.flags.c_contiguous:
+        xc = x2 if x2.flags.writeable else _readable_alias(x2)
+    else:  # converted into the net's reused buffer: no fresh allocation per step
+        xc = _x_buffer(net, x2.shape, dt)
+        np.copyto(xc, x2, casting="unsafe")  # dt is NumPy's promotion of x2's dtype
     return x.shape, x2, xc, dt, W1, b1, W2, b2
 
 
@@ -181,18 +200,25 @@ def _c(a, dt):
 
 
 def _workspace(net, N, D, H, C, dt):
-    """``h, s, y, dh, dW1_work, hp`` for this net and shape, reused from the last call when they fit.
-
-    ``hp`` (``step_split``'s partial products) is only sized for the batches that use it.
-    """
+    """``h, s, y, dh, dW1_work`` for this net and shape, reused from the last call when they fit."""
     ws = _WORKSPACES.get(net)
     if ws is None or ws[0].shape != (N, H) or ws[1].shape != (N, C) or ws[4].shape != (D, H) \
             or ws[0].dtype != dt:
-        nh = N if N * H < _config.STEP_SPLIT_MAX else 0
-        ws = (np.empty((N, H), dt), np.empty((N, C), dt), np.empty((N, C), dt), np.empty((N, H), dt),
-              np.empty((D, H), dt), np.empty((_config.STEP_SPLIT_BLOCKS, nh, H), dt))
+        ws = [np.empty((N, H), dt), np.empty((N, C), dt), np.empty((N, C), dt), np.empty((N, H), dt),
+              np.empty((D, H), dt), None]
         _WORKSPACES[net] = ws
     return ws
+
+
+_X_BUFFERS = weakref.WeakKeyDictionary()  # net -> its converted input of the last batch shape
+
+
+def _x_buffer(net, shape, dt):
+    """The net's buffer for a converted input (float32 images with float64 weights, say)."""
+    buf = _X_BUFFERS.get(net)
+    if buf is None or buf.shape != shape or buf.dtype != dt:
+        _X_BUFFERS[net] = buf = np.empty(shape, dt)
+    return buf
 
 
 def _run(net, prep, t, lr, update):
@@ -200,19 +226,9 @@ def _run(net, prep, t, lr, update):
     if not update:
         W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H = xc.shape[0], W1.shape[1]
-    h, s, y, dh, dW1_work, hp = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
-    if update and N > 1 and N * H < _config.STEP_SPLIT_MAX and _STANDARD[8]:
-        # one-thread products on Numba's threads only (see kernels.two_layer_threads)
-        status, loss = _STANDARD[7](_KT.step_split, xc, lab, T, W1, b1, W2, b2, lr,
-                                    h, hp, s, y, dh, _config.STEP_SPLIT_BLOCKS)
-    else:
-        if N * H >= _config.STEP_PARALLEL_MIN and _STANDARD[6]():  # the BLAS shares Numba's pool
-            status, loss, dW1, db1, dW2, db2 = _KT.step_parallel(xc, lab, T, W1, b1, W2, b2, lr, update,
-                                                                 h, s, y, dh, dW1_work, _config.NCHUNKS)
-        else:
-            status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y,
-                                                       dh, dW1_work)
-        _STANDARD[5]()  # _numba_pools.used_blas: threaded products just ran
+    h, s, y, dh, dW1_work, _ = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
+    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh,
+                                               dW1_work)
     if status:  # a label outside [0, C)
         check.label_error("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)
     loss = dt.type(loss)
@@ -253,12 +269,7 @@ def net_predict(net, x):
     W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H, C = xc.shape[0], W1.shape[1], W2.shape[1]
     h, s = np.empty((N, H), dt), np.empty((N, C), dt)
-    if N * H >= _config.STEP_PARALLEL_MIN and _STANDARD[6]():  # the BLAS shares Numba's pool
-        _KP.predict_parallel(xc, W1, b1, W2, b2, h, s, _config.NCHUNKS)
-    else:
-        _KP.predict(xc, W1, b1, W2, b2, h, s)
-    if N * W1.shape[0] * H >= _config.BLAS_SERIAL_BELOW:
-        _STANDARD[5]()  # _numba_pools.used_blas: a threaded product just ran
+    _KP.predict(xc, W1, b1, W2, b2, h, s)
     _set_forward_state(net, x2, x_shape, h)
     return s.reshape(C) if len(x_shape) == 1 else s
 

@@ -48,10 +48,12 @@ import numpy as np
 
 from . import _validate as check
 from . import numpy as _ref
+from ._numba_net import standard_params
 
 __all__ = ["net_numerical_gradient", "float32_tolerance"]
 
 _KEYS = ("W1", "b1", "W2", "b2")
+_NCHUNKS = 16  # W1's rows in fixed blocks, whatever the thread count
 
 
 def float32_tolerance(loss, h=1e-4, dtype=np.float32):
@@ -92,28 +94,11 @@ def _fast_path_ok(net, h):
         return False
     if not np.isfinite(h) or h == 0 or np.dtype(type(h)).itemsize > 8:
         return False
-    try:
-        from .net import TwoLayerNet
-        cls = type(net)
-        if cls.loss is not TwoLayerNet.loss or cls.predict is not TwoLayerNet.predict:
-            return False
-        if "loss" in vars(net) or "predict" in vars(net):
-            return False
-        if tuple(net.params_key) != _KEYS:
-            return False
-        B = net.backend
-        layers = net.layers
-        if list(layers.keys()) != ["Affine1", "Relu1", "Affine2"]:
-            return False
-        a1, r1, a2 = layers["Affine1"], layers["Relu1"], layers["Affine2"]
-        if (type(a1) is not B.Affine or type(a2) is not B.Affine or type(r1) is not B.Relu
-                or type(net.lastLayer) is not B.SoftmaxWithLoss):
-            return False
-        P = net.params
-        if a1.W is not P["W1"] or a1.b is not P["b1"] or a2.W is not P["W2"] or a2.b is not P["b2"]:
-            return False
-        arrays = [P[k] for k in _KEYS]
-    except (AttributeError, KeyError, TypeError):
+    if tuple(getattr(net, "params_key", ())) != _KEYS:
+        return False
+    # the loss is computed from the parameters alone: the reference's layers or ours
+    arrays = standard_params(net, _layer_classes(net))
+    if arrays is None:
         return False
     if not all(isinstance(a, np.ndarray) for a in arrays):
         return True  # let the reference's checks raise their errors
@@ -122,6 +107,17 @@ def _fast_path_ok(net, h):
             if np.may_share_memory(arrays[a], arrays[b]):
                 return False
     return True
+
+
+def _layer_classes(net):
+    """The net's backend's ``(Affine, Relu, SoftmaxWithLoss)`` if it is ours (numpy or numba)."""
+    from . import _numba_layers
+
+    B = getattr(net, "backend", None)
+    for ours in (_ref, _numba_layers):
+        if getattr(B, "Affine", None) is ours.Affine:
+            return ours.Affine, ours.Relu, ours.SoftmaxWithLoss
+    return (None, None, None)
 
 
 def _reference_loop(net, x, t, h):
@@ -242,28 +238,6 @@ def _prepare(net, x, t, h):
                 T=Tf, tsum=tsum, Bsum=Bsum, TW=TW, wmax=wmax, kappa=kappa, kappa1=kappa1, pert=pert, W2=W2)
 
 
-_layer_ok = None
-
-
-def _threads_ok(work):
-    """Whether ``work`` elements of the ``W1`` block go to the ``prange`` kernel.
-
-    As in :mod:`scratchprop.numba`: not below ``PARALLEL_MIN_ELEMENTS``, not
-    with one thread, and never under the OpenMP layer, whose spinning pool
-    fights OpenBLAS's for the cores (measured on 2 busy cores: 11 ms instead
-    of 0.7 ms for the 784-100-10 ``W1`` block).
-    """
-    global _layer_ok
-    from .kernels.config import PARALLEL_MIN_ELEMENTS
-    import numba
-
-    if work < PARALLEL_MIN_ELEMENTS or numba.get_num_threads() < 2:
-        return False
-    if _layer_ok is None:
-        _layer_ok = numba.threading_layer() != "omp"
-    return _layer_ok
-
-
 def _run(net, prep, h, force_exact=False):
     """Run the kernels and form ``(f(+h) - f(-h)) / (2 * h)`` in the reference's dtypes.
 
@@ -272,7 +246,7 @@ def _run(net, prep, h, force_exact=False):
     return both losses and NumPy rounds them to the score dtype and divides
     exactly as the reference does.
     """
-    from .kernels.config import NCHUNKS
+    from .threads import NUMGRAD_MIN_ELEMENTS, parallel_region
 
     K, ct, pert = prep["K"], prep["ct"], prep["pert"]
     hd = float(h)
@@ -292,10 +266,11 @@ def _run(net, prep, h, force_exact=False):
     o0, o1, direct = pending["W1"]
     args = (c["xf"], W, Wp, Wm, add, hd, c["a1"], c["hb"], c["kappa"], c["wmax"], c["sh"], c["p"],
             c["W2"], c["TW"], c["tsum"], c["log_m0"], c["Bsum"], o0, o1, two_h, direct)
-    if _threads_ok(N * D * H):
-        K.grad_w1(*args, min(NCHUNKS, D), force_exact)
-    else:
-        K.grad_w1_serial(*args, force_exact)
+    with parallel_region(N * D * H, NUMGRAD_MIN_ELEMENTS) as threaded:
+        if threaded:  # fixed row blocks: the same bits as the serial kernel
+            K.grad_w1(*args, min(_NCHUNKS, D), force_exact)
+        else:
+            K.grad_w1_serial(*args, force_exact)
     W, Wp, Wm, add = pert["b1"]
     o0, o1, direct = pending["b1"]
     K.grad_b1(c["z1"], W, Wp, Wm, add, hd, c["hb"], c["sh"], c["p"], c["W2"], c["TW"], c["tsum"],

@@ -64,17 +64,22 @@ def blas_thread_label():
             return f"BLAS {max(counts)}"
     except Exception:  # noqa: BLE001 - threadpoolctl absent or failing: fall back to the environment
         pass
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         if os.environ.get(var):
             return f"BLAS {os.environ[var]} ({var})"
     return f"BLAS default (up to {os.cpu_count()})"
 
 
 def kernels_blas():
-    """``(name, description, threads or None)`` of the BLAS the Numba kernels call."""
-    from .kernels import _blas_lib
+    """``(name, library path, threads or None)`` of the BLAS the Numba kernels call.
 
-    return _blas_lib.NAME, _blas_lib.DESCRIPTION, _blas_lib.get_num_threads()
+    ``name`` is ``"numpy"`` (NumPy's own OpenBLAS: one pool with the user's
+    NumPy, see :mod:`scratchprop.threads`) or ``"scipy"`` (the fallback).
+    """
+    from . import threads
+    from .kernels import _blas
+
+    return _blas.NAME, _blas.PATH, threads.blas_threads()
 
 
 def numba_threads(probe=True):
@@ -136,9 +141,8 @@ def collect(probe=True):
     rows.append(("BLAS (runtime)", "; ".join(runtime) if runtime else
                  "threadpoolctl not installed" if runtime is None else "none found"))
     env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                            "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                                            "NUMBA_THREADING_LAYER", "SCRATCHPROP_BLAS",
-                                            "MKL_CBWR", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                                            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER",
+                                            "SCRATCHPROP_BLAS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
            if k in os.environ]
     if env:
         rows.append(("environment", " ".join(env)))

@@ -1,0 +1,155 @@
+"""When the Numba backend uses threads, and why: the whole model, in one place.
+
+The problem. A user's process always runs NumPy, and NumPy's OpenBLAS keeps
+a pool of worker threads that spin for a while after each threaded product
+(OpenBLAS 0.3: up to ~0.1 s). Any second pool that wants the cores then
+(Numba's OpenMP workers, MKL's, another OpenBLAS) is starved, and starves
+it in turn: on two cores a 0.1 ms step became 2-15 ms next to NumPy work.
+GNU OpenMP's idle workers spin too, and slow the user's next NumPy product
+the same way. ``bench/THREADS.md`` has the measurements and the commands.
+
+The model, three rules:
+
+1. **Matrix products run in NumPy's own BLAS pool.** The kernels call the
+   OpenBLAS bundled with NumPy (:mod:`scratchprop.kernels._blas`), threaded
+   exactly as the user's ``np.dot`` is. There is one BLAS pool in the
+   process; whichever of us ran last leaves it warm for the other.
+2. **Everything else runs on the calling thread.** The passes around the
+   products (bias, ReLU, softmax, loss, masks, updates) are memory-bound
+   and fused into one or two sweeps; measured here, two threads never beat
+   one for them up to 1M elements (a region costs a wake-up or a fight with
+   the BLAS pool, more than the sweep).
+3. **Numba's threads only for long, BLAS-free regions**, ``parallel across
+   the batch`` (or across rows of a weight matrix): a region runs on Numba's
+   threads when its work is at least ``*_MIN_ELEMENTS`` (below), Numba has
+   two or more threads, no other thread is inside one of our regions, and
+   the threading layer does not spin (not ``omp``). Results are the same
+   bits either way (fixed chunks, sums in a fixed order).
+
+Thresholds follow from one model: a region must cost at most a tenth of the
+serial work it splits. Starting one costs :data:`REGION_START_S` (waking
+sleeping workers); a kernel's serial cost per element is stated beside its
+threshold. They are passed to kernels as arguments, never read inside
+``@njit`` code, so the on-disk cache cannot hold a stale value.
+
+The threading layer: unless the user chose one (``NUMBA_THREADING_LAYER`` or
+``..._PRIORITY``) or Numba's threads already run, ``workqueue`` is preferred:
+its idle workers sleep instead of spinning, so they never starve the user's
+NumPy. It cannot run two regions at once; :func:`parallel_region` never asks
+it to.
+"""
+import os
+import threading
+
+import numba as _numba
+
+__all__ = ["REGION_START_S", "NUMGRAD_MIN_ELEMENTS", "min_elements", "prefer_threading_layer",
+           "parallel_region", "set_num_threads", "get_num_threads", "blas_threads", "describe"]
+
+#: Seconds to start a region on sleeping workers (``workqueue``; measured 80-160 us here).
+REGION_START_S = 150e-6
+
+
+def min_elements(ns_per_element, payoff=10):
+    """Elements from which a region's serial work is ``payoff`` times :data:`REGION_START_S`."""
+    return round(payoff * REGION_START_S / (ns_per_element * 1e-9))
+
+
+#: The numerical gradient's ``W1`` block: ~5 ns per element (a short series per hidden unit).
+NUMGRAD_MIN_ELEMENTS = min_elements(5)
+
+_REGION = threading.Lock()
+_LAYER_OK = None
+
+
+def prefer_threading_layer():
+    """Put ``workqueue`` first in Numba's threading-layer priority, unless already decided."""
+    from numba.np.ufunc import parallel
+
+    user = os.environ.get("NUMBA_THREADING_LAYER") or os.environ.get("NUMBA_THREADING_LAYER_PRIORITY")
+    if not user and not parallel._is_initialized and str(_numba.config.THREADING_LAYER) == "default":
+        _numba.config.THREADING_LAYER_PRIORITY = ["workqueue", "omp", "tbb"]
+    return list(_numba.config.THREADING_LAYER_PRIORITY)
+
+
+prefer_threading_layer()
+
+
+class _Serial:
+    def __enter__(self):
+        return False
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Parallel:
+    def __enter__(self):
+        return True
+
+    def __exit__(self, *exc):
+        _REGION.release()
+        return False
+
+
+def parallel_region(n_elements, min_elements):
+    """``with parallel_region(n, MIN) as threaded:``: whether this region may use Numba's threads.
+
+    True only when ``n_elements >= min_elements``, Numba has two or more
+    threads, its layer is not ``omp`` (whose idle workers spin against the
+    BLAS pool) and no other thread is inside one of our regions; the caller
+    then runs the ``prange`` kernel, else the serial one (the same bits).
+    """
+    global _LAYER_OK
+    if n_elements < min_elements or _numba.get_num_threads() < 2:
+        return _Serial()
+    if _LAYER_OK is None:
+        _LAYER_OK = _numba.threading_layer() != "omp"
+    if not _LAYER_OK or not _REGION.acquire(blocking=False):
+        return _Serial()
+    return _Parallel()
+
+
+def _blas_controller():
+    """threadpoolctl's handle on the kernels' BLAS (NumPy's pool), or ``None``."""
+    from threadpoolctl import ThreadpoolController
+
+    from .kernels import _blas
+
+    pools = ThreadpoolController().select(user_api="blas")
+    if _blas.NAME == "numpy":
+        mine = [p for p in pools.lib_controllers if os.path.realpath(p.filepath) == _blas.PATH]
+        if mine:
+            return mine[0]
+    return None
+
+
+def set_num_threads(n):
+    """Threads for Numba's regions and for the BLAS pool (NumPy's, so the user's products too).
+
+    ``n`` from 1 to ``NUMBA_NUM_THREADS`` (Numba raises otherwise).
+    """
+    _numba.set_num_threads(n)
+    ctl = _blas_controller()
+    if ctl is not None:
+        ctl.set_num_threads(n)
+
+
+def get_num_threads():
+    """Numba's thread count (regions of rule 3)."""
+    return _numba.get_num_threads()
+
+
+def blas_threads():
+    """Threads of the kernels' BLAS pool, or ``None`` when not known."""
+    ctl = _blas_controller()
+    return None if ctl is None else ctl.num_threads
+
+
+def describe():
+    """One line: the kernels' BLAS and its threads (for ``scratchprop info`` and the benchmarks)."""
+    from .kernels import _blas
+
+    n = blas_threads()
+    where = "NumPy's OpenBLAS (one pool with NumPy)" if _blas.NAME == "numpy" else _blas.PATH
+    return f"{where}, {n if n is not None else '?'} threads"

@@ -57,9 +57,9 @@ def backward(dout, x, W, need_dx, dx, dW):
         if need_dx:
             gemv(False, 1.0, W, dout[0], 0.0, dx[0])
     else:
-        gemm(True, False, 1.0, x, dout, 0.0, dW)
-        if need_dx:
+        if need_dx:  # dx first: dW, which the caller's update reads next, is then the warmer
             gemm(False, True, 1.0, dout, W, 0.0, dx)
+        gemm(True, False, 1.0, x, dout, 0.0, dW)
     _column_sums(dout, db, 0, M)  # row by row: NumPy's order for a C array
     return dx, dW, db
 

@@ -66,6 +66,7 @@ def test_train_reaches_accuracy_and_prints_the_notebook_lines(trained):
                      "mnist (bundled): 8330 train / 1670 test", "samples/s", "threads BLAS",
                      "wrote checkpoint"):
         assert fragment in out
+    assert re.search(r"wall time after the first step: train_step \d+%, evaluation \d+%, other \d+%", out)
     # not a terminal: no progress bar at all
     assert trained["err"] == "" and "\r" not in out and "it/s" not in out
 

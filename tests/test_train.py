@@ -153,3 +153,26 @@ def test_progress_bar_draws_only_on_a_terminal():
     bar.clear()
     assert tty.getvalue().endswith("\r")
     assert ProgressBar(stream=FakeTTY(), enabled=False).enabled is False
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_float32_images_give_the_bits_of_converting_first(mnist, backend, dtype):
+    # batches are gathered from the float32 set and promoted by the net's first product
+    (x, t), (xt, tt) = mnist
+    nets = [TwoLayerNet(784, 16, 10, backend=backend, dtype=dtype, seed=0) for _ in range(2)]
+    for net, data in zip(nets, ((x, xt), (x.astype(dtype), xt.astype(dtype)))):
+        train(net, (data[0], t), (data[1], tt), iters=30, batch_size=32, lr=0.1, seed=3)
+    for k in nets[0].params:
+        assert nets[0].params[k].tobytes() == nets[1].params[k].tobytes(), k
+
+
+def test_train_reports_where_the_time_went(mnist):
+    train_data, test_data = mnist
+    result = train(small_net(), train_data, test_data, epochs=2, batch_size=100, lr=0.1, seed=0)
+    assert result.eval_seconds > 0 and result.step_seconds > 0 and result.other_seconds >= 0
+    parts = result.step_seconds + result.eval_seconds + result.prepare_seconds + result.other_seconds
+    assert parts == pytest.approx(result.seconds, rel=1e-9)
+    split = result.split()
+    assert split.startswith("train_step ") and ", evaluation " in split and ", other " in split
+    assert sum(int(p.split()[-1].rstrip("%")) for p in split.split(", ")) in (99, 100, 101)

@@ -205,6 +205,7 @@ def cmd_train(args):
     print(f"throughput: {result.samples_per_second:,.0f} samples/s (SGD steps {result.step_seconds:.2f} s"
           f", first {result.first_step_seconds:.3g} s not counted) | backend {net.backend_name}, "
           f"{net.dtype}, threads {threads}")
+    print(f"wall time after the first step: {result.split()}")
     wrote = [f"{what} {p}" for what, p in (("checkpoint", args.save), ("metrics", args.metrics),
                                           ("plot", args.plot)) if p]
     if wrote:

@@ -35,6 +35,7 @@ if SMOKE:
     GRADCHECK_SIZES, GRADCHECK_BATCH = (16, 8, 4), 3
     THREAD_BATCH = 32
     COMPILE_BATCH = 4
+    SCENARIO_BATCHES = (1, 4)
 else:
     BATCHES = (1, 32, 100, 1000, 10000)
     # the layers also at a batch of 4: a few rows are where BLAS libraries differ most
@@ -43,6 +44,7 @@ else:
     GRADCHECK_SIZES, GRADCHECK_BATCH = SIZES, 3      # the notebook's gradient_check.py
     THREAD_BATCH = 10000
     COMPILE_BATCH = 100
+    SCENARIO_BATCHES = (1, 32, 1000)
 
 
 def _sz(sizes):
@@ -55,7 +57,7 @@ def _sz(sizes):
 class Case:
     """One benchmark.
 
-    group    layers | train_step | inference | gradcheck | compile | threads
+    group    layers | train_step | inference | gradcheck | compile | threads | scenario
     case     what is timed: "Affine.forward", "train_step", "accuracy",
              "numerical_gradient", "gradient", "cold_cache", ...
     api      layer | TwoLayerNet | book (the user's notebook class) | torch | gemm | subprocess
@@ -167,8 +169,22 @@ def _thread_cases():
                 yield Case("threads", "train_step", api, backend, dtype, THREAD_BATCH, threads=n)
 
 
+def _scenario_cases():
+    # see bench/scenarios.py; float64 weights throughout, "dtype" is the images'
+    for batch in SCENARIO_BATCHES:
+        for scenario in ("back_to_back", "alternate", "np_dot", "pause_10ms", "f32_images"):
+            for api in ("TwoLayerNet", "book"):
+                for backend in ("numpy", "numba"):
+                    dtype = "float32" if scenario == "f32_images" else "float64"
+                    yield Case("scenario", scenario, api, backend, dtype, batch)
+        yield Case("scenario", "user_dot", "numpy", "none", "float64", batch)
+        for api in ("TwoLayerNet", "book"):
+            for backend in ("numpy", "numba"):
+                yield Case("scenario", "user_dot", api, backend, "float64", batch)
+
+
 CASES = [*_layer_cases(), *_train_cases(), *_inference_cases(), *_gradcheck_cases(),
-         *_compile_cases(), *_thread_cases()]
+         *_compile_cases(), *_thread_cases(), *_scenario_cases()]
 
 
 def cases(group):

@@ -213,7 +213,59 @@ def section_threads(t):
                   *(f"speed-up x{n}" for n in counts[1:])], rows)
 
 
-SECTIONS = [("layers", "Layers", section_layers), ("train_step", "Train step", section_train),
+def _scen(t, **match):
+    """``(median, worst 0.5 s window)`` of one scenario case, or ``(None, None)``."""
+    found = list(t.rows(group="scenario", **match))
+    if len(found) != 1:
+        return None, None
+    e = found[0][1].get("extra_info", {})
+    return e.get("median_s", found[0][1]["stats"]["median"]), e.get("worst_window_s")
+
+
+def _mw(pair):
+    m, w = pair
+    return "-" if m is None else f"{fmt_time(m)} ({fmt_time(w)})"
+
+
+def section_scenarios(t):
+    rows = []
+    for batch in t.values("batch", group="scenario"):
+        base = {api: _scen(t, case="back_to_back", api=api, backend="numba", batch=batch)[0]
+                for api in ("TwoLayerNet", "book")}
+        for case in t.values("case", group="scenario", batch=batch):
+            if case == "user_dot":
+                continue
+            row = [case, batch]
+            for api in ("TwoLayerNet", "book"):
+                ref, ours = (_scen(t, case=case, api=api, backend=b, batch=batch) for b in ("numpy", "numba"))
+                row += [_mw(ref), _mw(ours), fmt_ratio(ref[0], ours[0]),
+                        fmt_ratio(ours[0], base[api]) if case != "back_to_back" else "1"]
+            rows.append(row)
+    scen = md_table(["scenario", "batch", "TwoLayerNet numpy", "TwoLayerNet numba", "speed-up",
+                     "numba / its back to back", "book+numpy", "book+numba", "speed-up",
+                     "numba / its back to back"], rows)
+    rows = []
+    for batch in t.values("batch", group="scenario", case="user_dot"):
+        alone = _scen(t, case="user_dot", api="numpy", backend="none", batch=batch)
+        row = [batch, _mw(alone)]
+        for api in ("TwoLayerNet", "book"):
+            for backend in ("numpy", "numba"):
+                got = _scen(t, case="user_dot", api=api, backend=backend, batch=batch)
+                row += [_mw(got), fmt_ratio(got[0], alone[0])]
+        rows.append(row)
+    user = md_table(["batch", "np.dot alone", "after TwoLayerNet numpy", "slow-down",
+                     "after TwoLayerNet numba", "slow-down", "after book+numpy", "slow-down",
+                     "after book+numba", "slow-down"], rows)
+    text = ("The train step as users run it (`bench/scenarios.py`), 784-100-10, float64 weights. "
+            "Each cell: median (worst 0.5 s window). *speed-up* = numpy / numba in that scenario; "
+            "*numba / its back to back* = what the scenario costs the numba step. *alternate*: "
+            "each backend's step alternates with the other's, so its numpy column is also the "
+            "user's NumPy work next to ours. The second table times the user's own `np.dot` "
+            "(1000x784 @ 784x100) right after a step of each kind.")
+    return text, scen + "\n\n" + user
+
+
+SECTIONS = [("scenario", "Speed in a user's process", section_scenarios), ("layers", "Layers", section_layers), ("train_step", "Train step", section_train),
             ("inference", "Inference", section_inference), ("gradcheck", "Gradient check", section_gradcheck),
             ("compile", "Start-up and JIT compile", section_compile), ("threads", "Thread scaling", section_threads)]
 

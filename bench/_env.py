@@ -224,9 +224,11 @@ def _kernels_blas():
     """What ``scratchprop.kernels`` calls for its products, and its threads."""
     if "scratchprop.kernels._blas" not in sys.modules:
         return "not loaded (no numba case ran)"
-    from scratchprop import threads
-
-    return threads.describe()
+    try:
+        from scratchprop import threads
+        return threads.describe()
+    except Exception as exc:  # noqa: BLE001 - an older scratchprop (bench/THREADS.md times one)
+        return f"unknown ({type(exc).__name__})"
 
 
 def environment():

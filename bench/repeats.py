@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The train-step ratios of several runs of the same cases, side by side: each run, median, range.
+"""The ratios of several runs of the same cases, side by side: each run, median, range.
 
 Usage::
 
@@ -20,6 +20,11 @@ median, min and max. The ratios are those of the project's speed targets:
   class on Numba layers (a speed-up: above 1 means Numba is faster);
 * ``numpy/numba``: the ``TwoLayerNet`` reference over the fused step (a speed-up);
 * ``numba/torch``: the fused step over torch eager (only when the runs timed torch).
+
+Runs of the ``scenario`` group (``bench/test_scenarios.py``) get a second
+table: per scenario, batch and net, the speed-up (numpy / numba in that
+scenario) and what the scenario costs the numba step (its median over its
+own back-to-back median, from the same run).
 
 Needs only the standard library (and ``report.py`` beside it).
 """
@@ -71,15 +76,57 @@ def summary(runs):
     return rows
 
 
+def _scenario_median(t, **match):
+    found = list(t.rows(group="scenario", **match))
+    if len(found) != 1:
+        return None
+    bench = found[0][1]
+    return (bench.get("extra_info") or {}).get("median_s", bench["stats"]["median"])
+
+
+def scenario_ratios(path):
+    """``{(scenario, batch, api, column): ratio or None}`` of one run's ``scenario`` group."""
+    _, index = load([path])
+    t = Table(index)
+    out = {}
+    for batch in t.values("batch", group="scenario"):
+        for case in t.values("case", group="scenario", batch=batch):
+            if case in ("user_dot", "train"):
+                continue
+            for api in ("TwoLayerNet", "book"):
+                ref, ours, b2b = (_scenario_median(t, case=c, api=api, backend=b, batch=batch)
+                                  for c, b in ((case, "numpy"), (case, "numba"), ("back_to_back", "numba")))
+                out[(case, batch, api, "speed-up")] = ref / ours if ref and ours else None
+                out[(case, batch, api, "numba / back to back")] = ours / b2b if ours and b2b else None
+    return out
+
+
 def render(paths):
     runs = [run_ratios(p) for p in paths]
     f = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
     rows = [[dtype, batch, name, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
             for dtype, batch, name, vals, med, lo, hi in summary(runs)]
-    head = [f"Train-step ratios over {len(paths)} runs (medians of each run; then across runs).",
+    head = [f"Ratios over {len(paths)} runs (medians of each run; then across runs).",
             f"Runs: {', '.join(f'`{p}`' for p in paths)}.", f"`python bench/repeats.py {' '.join(paths)}`", ""]
-    return "\n".join(head + [md_table(["dtype", "batch", "ratio", "median of runs", "range", "each run"],
-                                      rows)])
+    out = head
+    if rows:
+        out += ["Train step:", "", md_table(["dtype", "batch", "ratio", "median of runs", "range",
+                                             "each run"], rows), ""]
+    scen = [scenario_ratios(p) for p in paths]
+    keys = []
+    for r in scen:
+        keys += [k for k in r if k not in keys]
+    srows = []
+    for key in keys:
+        vals = [r.get(key) for r in scen]
+        have = [v for v in vals if v is not None]
+        if have:
+            srows.append([*key, f(statistics.median(have)), f"{f(min(have))} - {f(max(have))}",
+                          " ".join(f(v) for v in vals)])
+    if srows:
+        out += ["Scenarios (`bench/scenarios.py`):", "", md_table(
+            ["scenario", "batch", "net", "ratio", "median of runs", "range", "each run"], srows)]
+    return "\n".join(out)
 
 
 def main(argv=None):

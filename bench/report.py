@@ -233,7 +233,7 @@ def section_scenarios(t):
         base = {api: _scen(t, case="back_to_back", api=api, backend="numba", batch=batch)[0]
                 for api in ("TwoLayerNet", "book")}
         for case in t.values("case", group="scenario", batch=batch):
-            if case == "user_dot":
+            if case in ("user_dot", "train"):
                 continue
             row = [case, batch]
             for api in ("TwoLayerNet", "book"):
@@ -256,13 +256,25 @@ def section_scenarios(t):
     user = md_table(["batch", "np.dot alone", "after TwoLayerNet numpy", "slow-down",
                      "after TwoLayerNet numba", "slow-down", "after book+numpy", "slow-down",
                      "after book+numba", "slow-down"], rows)
+    rows = []
+    for backend in ("numpy", "numba"):
+        found = [b for i, b in t.rows(group="scenario", case="train", backend=backend)]
+        if found:
+            e = found[0].get("extra_info", {})
+            rows.append([backend, e.get("epochs", "?"), fmt_time(e.get("wall_s")),
+                         f"{e.get('samples_per_wall_s', 0):,.0f}", f"{e.get('step_share', 0):.0%}",
+                         f"{e.get('eval_share', 0):.0%}", f"{e.get('other_share', 0):.0%}"])
+    train = md_table(["backend", "epochs", "wall (quickest of 3)", "samples/s of wall", "train_step",
+                      "evaluation", "other"], rows) if rows else ""
     text = ("The train step as users run it (`bench/scenarios.py`), 784-100-10, float64 weights. "
             "Each cell: median (worst 0.5 s window). *speed-up* = numpy / numba in that scenario; "
             "*numba / its back to back* = what the scenario costs the numba step. *alternate*: "
             "each backend's step alternates with the other's, so its numpy column is also the "
             "user's NumPy work next to ours. The second table times the user's own `np.dot` "
-            "(1000x784 @ 784x100) right after a step of each kind.")
-    return text, scen + "\n\n" + user
+            "(1000x784 @ 784x100) right after a step of each kind. The third is the training loop of "
+            "`scratchprop train` end to end on the bundled data (defaults: batch 100, lr 0.1; "
+            "shares of the wall time after the first step).")
+    return text, scen + "\n\n" + user + ("\n\n" + train if train else "")
 
 
 SECTIONS = [("scenario", "Speed in a user's process", section_scenarios), ("layers", "Layers", section_layers), ("train_step", "Train step", section_train),

@@ -135,3 +135,35 @@ def run(benchmark, case):
     benchmark.extra_info.update(rounds=rounds, window_s=WINDOW_S, windows=len(wins),
                                 median_s=float(np.median(durations)), worst_window_s=worst,
                                 timing=f"pedantic rounds={rounds}, scenario work untimed in setup")
+
+
+def run_train(benchmark, backend):
+    """``scratchprop train``'s loop end to end (bundled data, defaults, 5 epochs; 1 in smoke)."""
+    import scratchprop
+    from scratchprop.data import load_mnist
+    from scratchprop.train import train
+
+    if backend == "numba":
+        _env.numba_backend()
+    (x, t), (xt, tt) = load_mnist()
+    epochs = 1 if _env.SMOKE else 5
+    warm = scratchprop.TwoLayerNet(784, 100, 10, backend=backend, seed=0)
+    train(warm, (x[:200], t[:200]), (xt[:100], tt[:100]), iters=2, seed=0)  # JIT, imports
+    results = []
+
+    def run():
+        net = scratchprop.TwoLayerNet(784, 100, 10, backend=backend, seed=0)
+        results.append(train(net, (x, t), (xt, tt), epochs=epochs, batch_size=100, lr=0.1, seed=0))
+
+    benchmark.group = "scenario train end to end"
+    benchmark.extra_info.update(group="scenario", case="train", api="TwoLayerNet", backend=backend,
+                                dtype="float64", batch=100, sizes="784-100-10", threads=0,
+                                epochs=epochs, smoke=_env.SMOKE)
+    benchmark.extra_info.update(_env.thread_info())
+    benchmark.pedantic(run, rounds=1 if _env.SMOKE else 3, iterations=1)
+    r = min(results, key=lambda r: r.seconds)  # the quickest run's split
+    wall = r.seconds - r.first_step_seconds - r.prepare_seconds
+    benchmark.extra_info.update(
+        samples_per_wall_s=r.samples / r.seconds, wall_s=r.seconds,
+        step_share=(r.step_seconds - r.first_step_seconds) / wall, eval_share=r.eval_seconds / wall,
+        other_share=r.other_seconds / wall, split=r.split())

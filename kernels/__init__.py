@@ -2,11 +2,12 @@
 
 One algorithm per module, each with a naive loop version the fast kernel is
 tested against: :mod:`.affine`, :mod:`.relu`, :mod:`.softmax_loss`,
-:mod:`.two_layer` (the fused net step; :mod:`.two_layer_threads` its
-threaded variants, :mod:`.two_layer_predict` the forward pass alone),
+:mod:`.two_layer` (the fused net step; :mod:`.two_layer_predict` the
+forward pass alone),
 :mod:`.numgrad` (numerical gradient). :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
-(:mod:`._blas_lib` decides which library: MKL or SciPy's OpenBLAS);
-:mod:`.config` holds every JIT flag and threshold.
+(NumPy's own OpenBLAS, so one thread pool with the user's NumPy);
+:mod:`.config` holds every JIT flag. When kernels may use threads is decided by the
+callers (``scratchprop.threads``) and passed in as arguments.
 
 Kernels are leaves: they import only NumPy, Numba and each other, never
 ``scratchprop``; validation and dtype promotion happen in the callers.

@@ -46,3 +46,23 @@ def test_a_case_missing_from_one_run(tmp_path):
     assert rows["numba/floor"] == ([pytest.approx(1.125), None], pytest.approx(1.125))
     assert "book numpy/numba" not in rows  # no run had both cases
     assert "1.12 -" in repeats.render(paths)
+
+
+def test_scenario_ratios_per_run(tmp_path):
+    def case(scenario, api, backend, median):
+        return {"name": f"{scenario}-{api}-{backend}", "stats": {"median": 1.0},
+                "extra_info": {"group": "scenario", "case": scenario, "api": api, "backend": backend,
+                               "dtype": "float64", "batch": 32, "sizes": "784-100-10", "threads": 2,
+                               "median_s": median}}
+    benches = [case("back_to_back", "TwoLayerNet", "numpy", 400e-6),
+               case("back_to_back", "TwoLayerNet", "numba", 100e-6),
+               case("pause_10ms", "TwoLayerNet", "numpy", 600e-6),
+               case("pause_10ms", "TwoLayerNet", "numba", 300e-6)]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"benchmarks": benches}))
+    got = repeats.scenario_ratios(str(path))
+    assert got[("back_to_back", 32, "TwoLayerNet", "speed-up")] == pytest.approx(4.0)
+    assert got[("pause_10ms", 32, "TwoLayerNet", "speed-up")] == pytest.approx(2.0)
+    assert got[("pause_10ms", 32, "TwoLayerNet", "numba / back to back")] == pytest.approx(3.0)
+    assert got[("pause_10ms", 32, "book", "speed-up")] is None
+    assert "| pause_10ms | 32 | TwoLayerNet | numba / back to back | 3 | 3 - 3 | 3 |" in repeats.render([str(path)])

@@ -42,9 +42,9 @@ def test_affine_bad_dout():
 
 
 @pytest.mark.parametrize("layer, call", [
-    (Affine(W, b), lambda l: l.backward(np.zeros((1, 3)))),
-    (Relu(), lambda l: l.backward(np.zeros(3))),
-    (SoftmaxWithLoss(), lambda l: l.backward()),
+    (Affine(W, b), lambda lay: lay.backward(np.zeros((1, 3)))),
+    (Relu(), lambda lay: lay.backward(np.zeros(3))),
+    (SoftmaxWithLoss(), lambda lay: lay.backward()),
 ])
 def test_backward_before_forward(layer, call):
     with pytest.raises(ValueError, match=r"backward\(\) called before forward\(\)"):

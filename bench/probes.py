@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Two small probes behind ``scratchprop.threads`` (see ``bench/THREADS.md``).
+
+``python bench/probes.py cache``
+    Three ``x @ W`` products (784x100 float64 ``W``, 627 KB) back to back,
+    and after a pause: a sleep or a busy wait of 0.1, 1 and 10 ms. If a busy
+    wait costs as much as a sleep, the slowdown is the cache losing ``W``
+    during the pause, not a thread pool falling asleep.
+``NUMBA_THREADING_LAYER=omp python bench/probes.py regions``
+    Numba's cost of a ``prange`` region under the chosen layer: an empty
+    region, a ReLU pass serial and parallel (10k-1M elements), each back to
+    back and right after a threaded ``np.dot``; and the ``np.dot`` right after
+    a region.
+"""
+import sys
+import time
+
+import numpy as np
+
+
+def _median_us(fn, before=None, n=300):
+    ts = []
+    for _ in range(n):
+        if before is not None:
+            before()
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return f"{np.median(ts) * 1e6:8.1f} us"
+
+
+def cache():
+    rng = np.random.default_rng(0)
+    W, x, out = rng.random((784, 100)), rng.random(784), np.empty(100)
+
+    def three():
+        for _ in range(3):
+            np.dot(x, W, out=out)
+
+    def busy(s):
+        end = time.perf_counter() + s
+        while time.perf_counter() < end:
+            pass
+
+    print("3 x (784 @ 784x100), median of 300:")
+    print("  back to back      ", _median_us(three))
+    for s in (0.0001, 0.001, 0.01):
+        print(f"  after {s * 1e3:4g} ms sleep  ", _median_us(three, lambda: time.sleep(s)))
+        print(f"  after {s * 1e3:4g} ms busy   ", _median_us(three, lambda: busy(s)))
+
+
+def regions():
+    import numba
+    from numba import njit, prange
+
+    @njit(parallel=True, nogil=True)
+    def relu_par(x, out, nch):
+        n = x.shape[0]
+        for c in prange(nch):
+            for i in range(c * n // nch, (c + 1) * n // nch):
+                v = x[i]
+                out[i] = 0 if v <= 0 else v
+
+    @njit(nogil=True)
+    def relu_ser(x, out):
+        for i in range(x.shape[0]):
+            v = x[i]
+            out[i] = 0 if v <= 0 else v
+
+    @njit(parallel=True, nogil=True)
+    def empty(a, nch):
+        for c in prange(nch):
+            a[c] += 1.0
+
+    rng = np.random.default_rng(0)
+    A, B = rng.random((1000, 784)), rng.random((784, 100))
+    dot = lambda: np.dot(A, B)  # noqa: E731
+    e = np.zeros(16)
+    empty(e, 16)
+    print(f"layer {numba.threading_layer()}, {numba.get_num_threads()} threads")
+    print("empty region: back to back", _median_us(lambda: empty(e, 16)),
+          "| after np.dot", _median_us(lambda: empty(e, 16), dot, 100))
+    print("np.dot 1000x784 @ 784x100: back to back", _median_us(dot, n=50),
+          "| after a region", _median_us(dot, lambda: empty(e, 16), 50))
+    for n in (10_000, 100_000, 1_000_000):
+        x, out = rng.standard_normal(n), np.empty(n)
+        relu_par(x, out, 16)
+        relu_ser(x, out)
+        print(f"ReLU {n:>9,}: serial {_median_us(lambda: relu_ser(x, out))}"
+              f" | parallel {_median_us(lambda: relu_par(x, out, 16))}"
+              f" | after np.dot: serial {_median_us(lambda: relu_ser(x, out), dot, 100)}"
+              f", parallel {_median_us(lambda: relu_par(x, out, 16), dot, 100)}")
+
+
+if __name__ == "__main__":
+    which = sys.argv[1] if len(sys.argv) > 1 else ""
+    if which not in ("cache", "regions"):
+        raise SystemExit(__doc__)
+    (cache if which == "cache" else regions)()

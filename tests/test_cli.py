@@ -178,6 +178,23 @@ def test_gradcheck_numba_passes(capsys):
 
 
 @needs_numba
+@pytest.mark.parametrize("seed", ["1", "3", "4", "7", "12", "14", "15"])
+def test_gradcheck_passes_at_the_seeds_that_crossed_a_kink(capsys, seed):
+    # each of these seeds puts a hidden unit within h of its ReLU kink: FAILED before
+    rc, out, err = run(capsys, "gradcheck", "--seed", seed)
+    assert rc == 0, out + err
+    assert f"seed {seed}" in out.splitlines()[0] and f"seed: {seed}" in out
+    assert "kinks: W1 has" in out and "left out of the verdict" in out and "gradient check PASSED" in out
+
+
+@needs_numba
+def test_gradcheck_prints_the_seed_it_drew(capsys):
+    rc, out, err = run(capsys, "gradcheck")
+    seed = re.search(r", seed (\d+)$", out.splitlines()[0])
+    assert seed and f"seed: {seed.group(1)}" in out
+
+
+@needs_numba
 def test_train_numba_backend(tmp_path, capsys):
     rc, out, err = run(capsys, "train", "--backend", "numba", "--threads", "1", "--epochs", "2",
                        "--hidden", "50", "--seed", "1", "--dtype", "float32", "--save", tmp_path / "m.npz")

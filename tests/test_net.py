@@ -116,3 +116,39 @@ def test_load_params_copies_in_place():
     np.testing.assert_array_equal(W1, other.params["W1"])
     with pytest.raises(ValueError, match=r"W2 must have shape \(3, 2\)"):
         net.load_params({**other.params, "W2": np.zeros((2, 2))})
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("lr, error, message", [
+    (float("nan"), ValueError, "lr must be finite, got nan"),
+    (float("inf"), ValueError, "lr must be finite, got inf"),
+    (-float("inf"), ValueError, "lr must be finite, got -inf"),
+    (np.float32("nan"), ValueError, "lr must be finite"),
+    (np.full(100, 0.1), TypeError, "lr must be one real number (an int or float), got an array of shape (100,)"),
+    ("0.1", TypeError, "got str '0.1'"),
+    (True, TypeError, "got bool True"),
+    (0.1 + 0j, TypeError, "got complex"),
+    (None, TypeError, "got NoneType None"),
+])
+def test_a_bad_lr_raises_before_any_parameter_moves(backend, lr, error, message):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    net = scratchprop.TwoLayerNet(20, 8, 3, backend=backend, seed=0)
+    before = {k: v.copy() for k, v in net.params.items()}
+    x, t = np.random.default_rng(0).random((5, 20)), np.array([0, 1, 2, 0, 1])
+    with pytest.raises(error) as exc:
+        net.train_step(x, t, lr)
+    assert str(exc.value).startswith("TwoLayerNet.train_step: ") and message in str(exc.value)
+    for k in before:
+        assert net.params[k].tobytes() == before[k].tobytes(), k
+
+
+@pytest.mark.parametrize("lr", [0.1, 1, np.float32(0.1), np.float64(0.1), np.int64(1), np.array(0.1), -0.05, 0.0])
+def test_every_real_lr_gives_the_reference_step(lr):
+    pytest.importorskip("numba")
+    nets = [scratchprop.TwoLayerNet(20, 8, 3, backend=b, seed=0) for b in ("numpy", "numba")]
+    x, t = np.random.default_rng(0).random((5, 20)), np.array([0, 1, 2, 0, 1])
+    for net in nets:
+        net.train_step(x, t, lr)
+    for k in nets[0].params:
+        np.testing.assert_allclose(nets[1].params[k], nets[0].params[k], rtol=1e-12, atol=1e-15)

@@ -183,3 +183,17 @@ def perturbable(name, x):
                         f"cannot hold x + h), got {_desc(x)}")
     if not x.flags.writeable:
         raise ValueError(f"numerical_gradient: {name} is read-only; it is perturbed in place")
+
+
+def learning_rate(where, lr):
+    """``lr`` must be one finite real number: a Python ``int``/``float``, a NumPy integer or
+    floating scalar, or a 0-d array of one. Checked before any parameter is touched, so a bad
+    ``lr`` never leaves a net half updated."""
+    real = (isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, (bool, np.bool_))) \
+        or (type(lr) is np.ndarray and lr.ndim == 0 and lr.dtype.kind in "iuf")
+    if not real:
+        what = (f"an array of shape {lr.shape} ({lr.dtype})" if isinstance(lr, np.ndarray)
+                else f"{type(lr).__name__} {lr!r}")
+        raise TypeError(f"{where}: lr must be one real number (an int or float), got {what}")
+    if not math.isfinite(float(lr)):
+        raise ValueError(f"{where}: lr must be finite, got {float(lr)!r}")

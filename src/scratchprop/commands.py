@@ -222,14 +222,17 @@ def cmd_gradcheck(args):
     (x_train, t_train), _ = load_data(args.data, dataset)
     if args.batch > len(x_train):
         raise CLIError(f"--batch {args.batch} exceeds the {len(x_train)} training samples")
+    from .train import new_seed
+
+    seed = args.seed if args.seed is not None else new_seed()  # printed: a failure can be rerun
     net = TwoLayerNet(x_train.shape[1], args.hidden, N_CLASSES, backend=args.backend,
-                      dtype=args.dtype, seed=args.seed)
+                      dtype=args.dtype, seed=seed)
     x = x_train[:args.batch].astype(net.dtype)
     print(f"gradient check: TwoLayerNet {x.shape[1]}-{args.hidden}-{N_CLASSES}, first {args.batch} "
-          f"{dataset} training samples, backend {net.backend_name}, {net.dtype}", flush=True)
+          f"{dataset} training samples, backend {net.backend_name}, {net.dtype}, seed {seed}", flush=True)
     # a JIT backend's first call loads or compiles its kernels: time the second (the NumPy
     # reference's numerical gradient takes seconds, and has nothing to warm up)
-    report = gradcheck(net, x, t_train[:args.batch], warmup=net.backend_name != "numpy")
+    report = gradcheck(net, x, t_train[:args.batch], warmup=net.backend_name != "numpy", seed=seed)
     print(report)
     return 0 if report.passed else 1
 

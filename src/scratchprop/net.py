@@ -6,6 +6,8 @@ import numpy as np
 from . import _validate as check
 from .backends import backend_name, get_backend
 
+_INF = float("inf")
+
 
 class TwoLayerNet:
     """Affine -> Relu -> Affine -> SoftmaxWithLoss, with the notebook's surface.
@@ -138,7 +140,13 @@ class TwoLayerNet:
         }
 
     def train_step(self, x, t, lr):
-        """One SGD step: ``params[k] -= lr * gradient(x, t)[k]`` in place; returns the loss."""
+        """One SGD step: ``params[k] -= lr * gradient(x, t)[k]`` in place; returns the loss.
+
+        ``lr`` is one finite real number (see :func:`scratchprop._validate.learning_rate`);
+        anything else raises before a parameter is touched, on every backend.
+        """
+        if type(lr) is not float or not -_INF < lr < _INF:  # the common case in one test
+            check.learning_rate("TwoLayerNet.train_step", lr)
         fast = getattr(self.backend, "net_train_step", None)
         if fast is not None:
             return fast(self, x, t, lr)

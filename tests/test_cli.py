@@ -216,7 +216,9 @@ def test_train_numba_backend(tmp_path, capsys):
     (["train", "--hidden", "-1"], "--hidden: must be a positive integer"),
     (["train", "--lr", "0"], "--lr: must be a positive number"),
     (["train", "--lr", "nan"], "--lr: must be a positive number"),
-    (["train", "--seed", "x"], "--seed: invalid int value"),
+    (["train", "--seed", "x"], "--seed: must be an integer >= 0, got 'x'"),
+    (["train", "--seed", "-1"], "--seed: must be an integer >= 0, got '-1'"),
+    (["gradcheck", "--seed", "-1"], "--seed: must be an integer >= 0, got '-1'"),
     (["train", "--backend", "torch"], "invalid choice: 'torch'"),
     (["train", "--dataset", "cifar10"], "invalid choice: 'cifar10'"),
     (["train", "--dtype", "float16"], "invalid choice: 'float16'"),
@@ -240,6 +242,61 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, args, fragment):
     assert rc == 2 and out == ""
     assert_one_error_line(err, fragment)
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def _idx_set(root, train_shape, test_shape):
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    for split, shape in (("train", train_shape), ("test", test_shape)):
+        write_idx(root / FILE_STEMS[f"{split}_images"], rng.integers(0, 256, shape))
+        write_idx(root / FILE_STEMS[f"{split}_labels"], rng.integers(0, 10, shape[0]))
+    return root
+
+
+@pytest.mark.parametrize("command", ["train", "gradcheck"])
+@pytest.mark.parametrize("train_shape, test_shape, fragment", [
+    ((0, 28, 28), (10, 28, 28), "the training set has no images"),
+    ((20, 28, 28), (0, 28, 28), "the test set has no images"),
+    ((20, 10, 10), (10, 28, 28), "training images have 100 pixels but test images 784"),
+])
+def test_bad_data_sets_exit_2_before_any_step(capsys, tmp_path, command, train_shape, test_shape, fragment):
+    root = _idx_set(tmp_path / "d", train_shape, test_shape)
+    rc, out, err = run(capsys, command, "--backend", "numpy", "--data", root)
+    assert rc == 2 and "epoch" not in out
+    assert_one_error_line(err, str(root), fragment)
+
+
+def test_an_idx_header_whose_dimensions_overflow_int64_is_rejected(capsys, tmp_path):
+    root = _idx_set(tmp_path / "d", (20, 28, 28), (10, 28, 28))
+    # 320 * 107367629 * 536903681 = 2**64 + 64: an int64 product wraps to the 64 bytes present
+    dims = np.array([320, 107367629, 536903681], dtype=">u4").tobytes()
+    path = root / FILE_STEMS["train_images"]
+    path.write_bytes(b"\x00\x00\x08\x03" + dims + bytes(64))
+    rc, out, err = run(capsys, "train", "--backend", "numpy", "--data", root)
+    assert rc == 2
+    assert_one_error_line(err, str(path))
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+    ("rng_state", [1, 2], "rng_state is not a NumPy generator state"),
+    ("rng_state", {"bit_generator": "PCG64"}, "rng_state is not a NumPy generator state"),
+    ("seed", -3, "seed must be an integer >= 0, got -3"),
+    ("epoch", "2", "epoch must be an integer >= 0, got '2'"),
+    ("seconds", float("nan"), "seconds must be a number >= 0"),
+])
+def test_a_checkpoint_with_a_bad_field_exits_2(capsys, tmp_path, field, value, fragment):
+    from scratchprop.checkpoint import save_checkpoint
+
+    ck = tmp_path / "m.npz"
+    assert run(capsys, "train", "--backend", "numpy", "--hidden", "10", "--iters", "5", "--seed", "0",
+               "--save", ck, "--quiet")[0] == 0
+    good = load_checkpoint(ck)
+    net = good.make_net("numpy")
+    save_checkpoint(ck, net, {**good.meta, field: value}, loss=good.loss)
+    rc, out, err = run(capsys, "train", "--backend", "numpy", "--resume", ck, "--iters", "5")
+    assert rc == 2 and out == ""
+    assert_one_error_line(err, str(ck), fragment)
 
 
 def test_fashion_mnist_without_data_explains_how_to_get_it(capsys, monkeypatch, tmp_path):

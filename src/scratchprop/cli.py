@@ -31,6 +31,17 @@ def positive(kind):
     return parse
 
 
+def seed(text):
+    """A seed: an integer >= 0 (NumPy's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
 def build_parser():
     p = Parser(prog="scratchprop", description="The 'Deep Learning from Scratch' chapter-5 two-layer "
                "net on NumPy or Numba: train it, check its gradients, evaluate checkpoints.",
@@ -70,7 +81,7 @@ def build_parser():
     t.add_argument("--hidden", type=positive(int), metavar="H",
                    help="hidden units (default: 100, as the notebook)")
     t.add_argument("--dtype", choices=("float32", "float64"), help="parameter dtype (default: float64)")
-    t.add_argument("--seed", type=int, help="seed for the weights and the batches (default: random, printed)")
+    t.add_argument("--seed", type=seed, help="seed for the weights and the batches (default: random, printed)")
     t.add_argument("--threads", type=int, metavar="N", help="numba threads, 1..NUMBA_NUM_THREADS "
                    "(--backend numba only)")
     t.add_argument("--save", metavar="FILE.npz", help="write a checkpoint after every epoch (atomically)")
@@ -91,7 +102,7 @@ def build_parser():
                     "evaluations per parameter)")
     gc.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                     help="parameter dtype (default: float64)")
-    gc.add_argument("--seed", type=int, help="weight seed (default: random)")
+    gc.add_argument("--seed", type=seed, help="weight seed (default: random, printed)")
 
     e = sub.add_parser("evaluate", help="train/test loss and accuracy of a checkpoint",
                        description="Load a checkpoint and print its loss and accuracy on the "

@@ -71,7 +71,15 @@ def load_data(root, dataset):
                        f"dataset-fashion-mnist package ({DEBIAN_FASHION_MNIST_DIR})")
     if root is not None and not Path(root).is_dir():
         raise CLIError(f"--data {root}: no such directory")
-    return load_mnist(root, dataset=dataset)
+    (x, t), (xt, tt) = load_mnist(root, dataset=dataset)
+    where = f"--data {root}" if root is not None else dataset
+    for name, images in (("training", x), ("test", xt)):
+        if len(images) == 0:
+            raise CLIError(f"{where}: the {name} set has no images")
+    if x.shape[1:] != xt.shape[1:]:
+        raise CLIError(f"{where}: training images have {x.shape[1]} pixels but test images "
+                       f"{xt.shape[1]}: the two sets must have the same image size")
+    return (x, t), (xt, tt)
 
 
 def check_output(option, path):

@@ -90,6 +90,28 @@ class TrainState:
         missing = [k for k in keys if k not in meta]
         if missing:
             raise ValueError(f"checkpoint metadata lacks {', '.join(missing)}")
+        def whole(name, low):
+            v = meta[name]
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"checkpoint metadata: {name} must be an integer >= {low}, got {v!r}")
+
+        whole("seed", 0)
+        whole("batch_size", 1)
+        whole("train_size", 1)
+        whole("iteration", 0)
+        whole("epoch", 0)
+        if not isinstance(meta["history"], list) or not all(isinstance(r, dict) for r in meta["history"]):
+            raise ValueError("checkpoint metadata: history must be a list of rows")
+        rng_state = meta["rng_state"]
+        if rng_state is not None:
+            try:  # exactly what train() will do with it, so a bad state fails here, on load
+                np.random.default_rng(0).bit_generator.state = rng_state
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"checkpoint metadata: rng_state is not a NumPy generator state "
+                                 f"({type(exc).__name__}: {exc})") from None
+        seconds = meta["seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ValueError(f"checkpoint metadata: seconds must be a number >= 0, got {seconds!r}")
         loss = [float(v) for v in loss]
         if len(loss) != meta["iteration"]:
             raise ValueError(f"loss history has {len(loss)} entries for {meta['iteration']} iterations")

@@ -17,6 +17,7 @@ file, what was expected and what was found.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -120,7 +121,7 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None) -> np.ndarray:
             f"{n_dims} dimension(s), found {len(data)}"
         )
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=n_dims, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # Python ints: a crafted header cannot overflow it
     found = len(data) - header_len
     if found != expected:
         shape = "x".join(map(str, dims))

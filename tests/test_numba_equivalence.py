@@ -330,3 +330,23 @@ def test_layer_chain_property(N, D, H, C, dtype, seed):
     # least the data's, 1 (floor=1), not the small result's
     for got, want in zip(*results):
         assert_equiv(got, want, floor=1.0)
+
+
+@pytest.mark.parametrize("x", [np.array(-2.0), np.array(3.0), np.array(1.5, np.float32),
+                               np.arange(-3, 3, dtype=">f8"), np.arange(-300, 300, dtype=">f4").reshape(20, 30)],
+                         ids=["0d-neg", "0d-pos", "0d-f32", "big-endian", "big-endian-2d"])
+def test_relu_output_types_match_the_reference(x):
+    ref, fast = P.Relu(), B.Relu()
+    for got, want in ((fast.forward(x), ref.forward(x)), (fast.backward(np.ones_like(x)), ref.backward(np.ones_like(x)))):
+        assert type(got) is type(want) and got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(0, 784), (0, 4, 196)])
+def test_affine_empty_batch_matches_the_reference(shape):
+    W, b = data((784, 10), np.float64), data((10,), np.float64)
+    got, want = run_affine(B, np.zeros(shape), W, b, np.zeros((0, 10))), \
+        run_affine(P, np.zeros(shape), W, b, np.zeros((0, 10)))
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)

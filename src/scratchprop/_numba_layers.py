@@ -91,7 +91,7 @@ class Affine:
         check.forward_done("Affine", self.x)
         x2, W = self.x, self.W
         out_shape = (W.shape[1],) if len(self.original_x_shape) == 1 else (x2.shape[0], W.shape[1])
-        dout = check.dout_like("Affine", dout, out_shape).reshape(x2.shape[0], -1)
+        dout = check.dout_like("Affine", dout, out_shape).reshape(x2.shape[0], W.shape[1])
         dt = dout.dtype
         if (dt == _F64 or dt == _F32) and (dt == W.dtype == x2.dtype
                                           or np.result_type(dout, W) == np.result_type(x2, dout) == dt):
@@ -142,7 +142,9 @@ class Relu:
             return out.reshape(x.shape)
         self._mask = mask = x <= 0
         if x.dtype.kind == "f":  # one ufunc instead of copy + boolean assignment (1.2 vs 1.6 us)
-            return np.maximum(x, 0.0)  # NaN propagates, as in the reference; 0.0 is weak: x's dtype
+            # NaN propagates, as in the reference; into an array like x: its dtype (byte order
+            # included) and a 0-d array for a 0-d input, as the reference's copy
+            return np.maximum(x, 0.0, out=np.empty_like(x))
         out = x.copy()
         out[mask] = 0
         return out

@@ -5,9 +5,12 @@ import gzip
 import importlib.util
 import io
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -418,3 +421,58 @@ def test_import_scratchprop_stays_cheap():
             "print(sorted(m for m in ('numba', 'matplotlib', 'scratchprop.numba') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+@pytest.mark.parametrize("option, name", [("--save", "m.npz"), ("--metrics", "m.csv"), ("--plot", "p.png")])
+def test_an_output_that_cannot_be_written_exits_2_before_training(capsys, option, name):
+    pytest.importorskip("matplotlib")
+    target = f"/proc/{name}"  # a directory nobody can create files in, root included
+    rc, out, err = run(capsys, "train", "--backend", "numpy", "--iters", "5", option, target)
+    assert rc == 2 and out == ""
+    assert_one_error_line(err, f"{option} {target}: cannot write in /proc")
+    assert ".tmp" not in err
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda p: p.mkdir(), "a directory; give a file name"),
+    (lambda p: os.mkfifo(p), "not a regular file"),
+])
+def test_an_output_that_is_not_a_regular_file_is_refused(capsys, tmp_path, make, fragment):
+    target = tmp_path / "m.npz"
+    make(target)
+    rc, out, err = run(capsys, "train", "--backend", "numpy", "--iters", "5", "--save", target)
+    assert rc == 2
+    assert_one_error_line(err, f"--save {target}: {fragment}")
+
+
+def test_a_device_is_never_replaced(capsys):
+    rc, out, err = run(capsys, "train", "--backend", "numpy", "--iters", "5", "--save", "/dev/null")
+    assert rc == 2 and "not a regular file" in err
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_symlinked_output_is_written_through(capsys, tmp_path):
+    real = tmp_path / "real.npz"
+    link = tmp_path / "link.npz"
+    link.symlink_to(real)
+    rc, out, err = run(capsys, "train", "--backend", "numpy", "--hidden", "10", "--iters", "5",
+                       "--seed", "0", "--save", link, "--quiet")
+    assert rc == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert load_checkpoint(real).meta["iteration"] == 5
+
+
+def test_stale_temp_files_of_ours_are_removed_on_the_next_write(capsys, tmp_path):
+    stale, fresh, other = (tmp_path / ".m.npz.abc123.tmp", tmp_path / ".m.npz.def456.tmp",
+                           tmp_path / ".other.npz.abc.tmp")
+    for p in (stale, fresh, other):
+        p.write_bytes(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    rc, out, err = run(capsys, "train", "--backend", "numpy", "--hidden", "10", "--iters", "5",
+                       "--seed", "0", "--save", tmp_path / "m.npz", "--quiet")
+    assert rc == 0, err
+    assert not stale.exists()           # ours, left by a killed run: gone
+    assert fresh.exists()               # ours but recent: maybe another run's, kept
+    assert other.exists()               # not this file's: kept

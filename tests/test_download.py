@@ -132,7 +132,7 @@ def test_truncated_transfer_leaves_nothing(tmp_path, server, payloads):
     mirror = server.serve("short", payloads)
     with pytest.raises(DataError, match=NAMES[0]):
         download("mnist", tmp_path, mirrors=[mirror], checksums=md5s(payloads), timeout=5)
-    assert list(raw_dir(tmp_path).iterdir()) == []
+    assert not raw_dir(tmp_path).exists()  # nothing, not even the directories it made
 
 
 def test_next_mirror_after_404_or_bad_checksum(tmp_path, server, payloads):
@@ -176,7 +176,22 @@ def test_unreachable_mirror_gives_offline_message(tmp_path, payloads):
     msg = str(info.value)
     assert NAMES[0] in msg and urls[0] + NAMES[0] in msg and urls[1] + "/" + NAMES[0] in msg
     assert "cannot connect" in msg and "offline" in msg
-    assert list(raw_dir(tmp_path).iterdir()) == []
+    # the directories the failed download created are gone; the root it was given stays
+    assert not raw_dir(tmp_path).exists() and not raw_dir(tmp_path).parent.exists()
+    assert tmp_path.is_dir()
+
+
+def test_a_failed_download_removes_only_the_directories_it_created(tmp_path, payloads):
+    root = tmp_path / "new" / "data"
+    keep = raw_dir(tmp_path / "old")
+    keep.mkdir(parents=True)
+    (keep / "mine.txt").write_text("x")
+    urls = [f"http://127.0.0.1:{_free_port()}/"]
+    for where in (root, tmp_path / "old"):
+        with pytest.raises(DataError):
+            download("mnist", where, mirrors=urls, checksums=md5s(payloads), timeout=2)
+    assert not (tmp_path / "new").exists()  # all of it was ours
+    assert (keep / "mine.txt").read_text() == "x"  # not ours: untouched
 
 
 def test_silent_server_times_out(tmp_path, payloads):
@@ -186,7 +201,7 @@ def test_silent_server_times_out(tmp_path, payloads):
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
         with pytest.raises(DataError, match="timed out"):
             download("mnist", tmp_path, mirrors=[url], checksums=md5s(payloads), timeout=0.3)
-    assert list(raw_dir(tmp_path).iterdir()) == []
+    assert not raw_dir(tmp_path).exists()
 
 
 def test_argument_errors_and_defaults(tmp_path):

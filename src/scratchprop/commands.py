@@ -83,9 +83,13 @@ def load_data(root, dataset):
 
 
 def check_output(option, path):
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise CLIError(f"{option} {path}: directory {parent} does not exist")
+    """Before any work: ``path`` can be written (see ``_atomic.check_writable``); else exit 2."""
+    from ._atomic import check_writable
+
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise CLIError(f"{option} {exc}") from None
 
 
 def cmd_train(args):

@@ -17,6 +17,7 @@ other names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -159,8 +160,6 @@ def download(dataset: str, root: str | os.PathLike, *,
         Files already completed stay in place; no partial or unverified
         file is ever left under a final name.
     """
-    import http.client
-    import urllib.error
 
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
@@ -172,10 +171,24 @@ def download(dataset: str, root: str | os.PathLike, *,
         _hasher(expected)  # reject malformed checksums before any network use
     say = log or (lambda message: None)
     target = Path(root) / DATASETS[dataset] / "raw"
+    created = [p for p in (target, *target.parents) if not p.exists()]  # ours to remove on failure
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create download directory {target}: {exc}") from None
+    try:
+        return _download_all(dataset, target, checksums, mirrors, timeout, say)
+    except BaseException:
+        for d in created:  # deepest first; only while empty: nothing of anyone's is removed
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
+def _download_all(dataset, target, checksums, mirrors, timeout, say):
+    import http.client
+    import urllib.error
+
 
     paths = []
     for name, expected in checksums.items():

@@ -28,7 +28,7 @@ import warnings
 
 import numba
 
-__all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "CacheWarning", "cache_location"]
+__all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "CacheWarning", "cache_location", "guard_cache"]
 
 
 class CacheWarning(RuntimeWarning):
@@ -83,3 +83,60 @@ _COMMON = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")
 SERIAL = dict(_COMMON)
 #: ``njit`` flags of a kernel with a ``prange`` loop.
 PARALLEL = dict(_COMMON, parallel=True)
+
+
+_WARNED_CORRUPT = []
+
+
+def _forget(cache_file):
+    """Remove one function's index and data files (ours: in this folder's cache)."""
+    import glob
+
+    index = cache_file._index_path
+    stem = os.path.basename(index)[:-len(".nbi")]
+    for path in [index, *glob.glob(os.path.join(os.path.dirname(index), glob.escape(stem) + ".*.nbc"))]:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _guarded(cache, method):
+    original = getattr(cache, method)
+
+    def call(*args):
+        try:
+            return original(*args)
+        except Exception as exc:  # a corrupt or truncated cache file: never a broken install
+            _forget(cache._cache_file)
+            if not _WARNED_CORRUPT:
+                _WARNED_CORRUPT.append(1)
+                warnings.warn(f"scratchprop.kernels: a Numba cache file in {cache._cache_path} was "
+                              f"unreadable ({type(exc).__name__}); removed it, the kernel compiles "
+                              f"again", CacheWarning, stacklevel=3)
+            if method == "load_overload":
+                return None  # Numba compiles, then saves a fresh entry
+            try:
+                return original(*args)
+            except Exception:  # noqa: BLE001 - still unwritable: run uncached
+                return None
+
+    setattr(cache, method, call)
+
+
+def guard_cache(namespace):
+    """Make the cached kernels in ``namespace`` (a module's ``globals()``) survive a corrupt cache.
+
+    Numba raises on every later call when a cache file cannot be unpickled
+    (a truncated write, a disk error). Each kernel module calls this last:
+    such a file is removed with one :class:`CacheWarning`, and the kernel is
+    compiled again and re-cached.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    for obj in list(namespace.values()):
+        cache = getattr(obj, "_cache", None) if isinstance(obj, Dispatcher) else None
+        if cache is not None and hasattr(cache, "_cache_file") and not getattr(cache, "_guarded", False):
+            _guarded(cache, "load_overload")
+            _guarded(cache, "save_overload")
+            cache._guarded = True

@@ -58,7 +58,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL
+from .config import PARALLEL, SERIAL, guard_cache
 
 TAU = 0.01        #: largest ``|d| * max_k |W2[j, k]|`` the series is used for
 R_TERMS = 10      #: terms of the series of ``K_nj(d)``
@@ -361,3 +361,6 @@ def grad_b2(z2, s, W, Wp, Wm, add_h, hd, kappa1, sh, p, T, tsum, log_m0, Bsum,
         else:
             out0[k] = fp
             out1[k] = fm
+
+
+guard_cache(globals())

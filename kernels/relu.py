@@ -9,7 +9,7 @@ calling thread (see ``scratchprop.threads``).
 import numpy as np
 from numba import njit
 
-from .config import SERIAL
+from .config import SERIAL, guard_cache
 
 __all__ = ["forward", "backward", "forward_naive", "backward_naive"]
 
@@ -58,3 +58,6 @@ def forward_naive(x):
 def backward_naive(dout, mask):
     """Element loop: ``dout (n,), mask (n,) -> dx``."""
     return np.array([0 if m else d for d, m in zip(dout, mask)], dtype=dout.dtype)
+
+
+guard_cache(globals())

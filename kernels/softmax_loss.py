@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .config import SERIAL
+from .config import SERIAL, guard_cache
 
 __all__ = ["forward", "backward", "softmax", "cross_entropy", "labels_out_of_range", "forward_naive"]
 
@@ -162,3 +162,6 @@ def forward_naive(x, labels=None, T=None):
         y[i] = np.exp(log_y)
         total -= log_y[labels[i]] if T is None else sum(T[i] * log_y)
     return y, total / N
+
+
+guard_cache(globals())

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import gemm, gemv
-from .config import SERIAL
+from .config import SERIAL, guard_cache
 from .softmax_loss import labels_out_of_range as _bad_labels
 
 __all__ = ["step"]
@@ -249,3 +249,6 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
     _bias_relu_rows(h, b1, 0, N)
     dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh)
     return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)
+
+
+guard_cache(globals())

@@ -476,3 +476,46 @@ def test_stale_temp_files_of_ours_are_removed_on_the_next_write(capsys, tmp_path
     assert not stale.exists()           # ours, left by a killed run: gone
     assert fresh.exists()               # ours but recent: maybe another run's, kept
     assert other.exists()               # not this file's: kept
+
+
+@needs_numba
+@pytest.mark.parametrize("env, fragment", [
+    ({"NUMBA_NUM_THREADS": "0"}, "NUMBA_NUM_THREADS=0: must be a positive integer"),
+    ({"NUMBA_NUM_THREADS": "abc"}, "NUMBA_NUM_THREADS=abc: must be a positive integer"),
+    ({"NUMBA_THREADING_LAYER": "bogus"}, "NUMBA_THREADING_LAYER=bogus: Numba cannot start its threads"),
+])
+def test_a_bad_numba_environment_is_one_line(tmp_path, env, fragment):
+    res = subprocess.run([sys.executable, "-m", "scratchprop", "train", "--iters", "2", "--quiet"],
+                         env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert_one_error_line(res.stderr, fragment)
+
+
+@needs_numba
+@pytest.mark.parametrize("delay", [0.15, 0.6, 1.5])
+def test_ctrl_c_at_any_time_is_one_line_and_exit_130(tmp_path, delay):
+    # start-up (imports, JIT cache), the first step, or inside a compiled kernel mid-training
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "scratchprop", "train", "--iters", "100000", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scratchprop: interrupted"), err
+
+
+def test_an_interrupt_inside_a_kernel_counts_as_ctrl_c():
+    from scratchprop.cli import interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemError("CPUDispatcher(...) returned a result with an exception set")
+    except SystemError as exc:
+        assert interrupted(exc)
+    assert not interrupted(SystemError("something else")) and not interrupted(ValueError())

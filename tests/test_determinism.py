@@ -181,3 +181,39 @@ def test_fused_predict_equals_the_naive_forward(dtype, N):
     K_pred.predict(x, *params, h, s)
     for got, want in zip((h, s), K_pred.predict_naive(x, *params)):
         assert_equiv(got, want)
+
+
+@pytest.mark.parametrize("which", ["nbi", "nbc"])
+def test_a_corrupt_cache_file_warns_once_recompiles_and_heals(tmp_path, which):
+    code = (
+        "import warnings\n"
+        "import numpy as np\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import scratchprop\n"
+        "    from scratchprop.kernels import config\n"
+        "    net = scratchprop.TwoLayerNet(30, 8, 4, backend='numba', seed=0)\n"
+        "    x, t = np.random.default_rng(0).random((5, 30)), np.arange(5) % 4\n"
+        "    loss = float(net.train_step(x, t, 0.1))\n"
+        "mine = [str(m.message) for m in w if issubclass(m.category, config.CacheWarning)]\n"
+        "print('LOSS', repr(loss), 'WARNINGS', len(mine), mine[0] if mine else '')\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run():
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    first = run()
+    assert "WARNINGS 0" in first
+    files = [p for p in (tmp_path / "cache").rglob(f"*.{which}") if "two_layer" in p.name]
+    assert files
+    for p in files:
+        p.write_bytes(b"\x80\x04 not a pickle")
+    second = run()
+    assert "WARNINGS 1 " in second and "unreadable" in second and "compiles again" in second
+    assert second.split()[1] == first.split()[1]  # the same loss
+    third = run()  # healed: no warning, the same loss
+    assert "WARNINGS 0" in third and third.split()[1] == first.split()[1]

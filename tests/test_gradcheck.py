@@ -8,7 +8,7 @@ import scratchprop
 import scratchprop.tolerances  # noqa: F401
 from scratchprop.data import load_mnist
 
-gradcheck_mod = importlib.import_module("scratchprop.gradcheck")  # the name is also the function
+gradcheck_mod = importlib.import_module("scratchprop._gradcheck")
 
 
 def small_net(**kw):

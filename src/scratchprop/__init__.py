@@ -1,11 +1,26 @@
 """scratchprop: the book's chapter-5 backprop layers, with a drop-in Numba backend.
 
-``import scratchprop`` is cheap: it does not import numba. The Numba backend
-(``scratchprop.numba``) is imported on demand.
+``import scratchprop`` is cheap: it imports neither NumPy nor Numba until a
+name below is first used (so the command line answers Ctrl-C with one line
+even while it starts). The Numba backend (``scratchprop.numba``) is imported
+on demand.
 """
-from .backends import BACKENDS, get_backend
-from .gradcheck import GradcheckReport, gradcheck
-from .net import TwoLayerNet
-
 __version__ = "0.1.0"
 __all__ = ["TwoLayerNet", "gradcheck", "GradcheckReport", "get_backend", "BACKENDS", "__version__"]
+
+_LAZY = {"TwoLayerNet": ".net", "gradcheck": "._gradcheck", "GradcheckReport": "._gradcheck",
+         "get_backend": ".backends", "BACKENDS": ".backends"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'scratchprop' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

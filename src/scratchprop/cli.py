@@ -7,14 +7,13 @@ stderr, no traceback); 130 interrupted.
 import argparse
 import sys
 
-from .backends import BACKENDS
-from .checkpoint import CheckpointError
-from .commands import CLIError, one_line
-from .data import DATASETS, DataError
+# Nothing heavy at import: NumPy and the rest load inside main(), where Ctrl-C is one line.
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
+        from .commands import CLIError
+
         raise CLIError(message)
 
 
@@ -43,6 +42,9 @@ def seed(text):
 
 
 def build_parser():
+    from .backends import BACKENDS
+    from .data import DATASETS
+
     p = Parser(prog="scratchprop", description="The 'Deep Learning from Scratch' chapter-5 two-layer "
                "net on NumPy or Numba: train it, check its gradients, evaluate checkpoints.",
                epilog="Without --data, the bundled 10,000-digit real MNIST subset is used "
@@ -130,6 +132,31 @@ def build_parser():
 def main(argv=None):
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     try:
+        return _main(argv)
+    except (KeyboardInterrupt, SystemError) as exc:
+        if not interrupted(exc):
+            raise
+        print("scratchprop: interrupted", file=sys.stderr)
+        return 130
+
+
+def interrupted(exc):
+    """Whether ``exc`` is a Ctrl-C: a KeyboardInterrupt, or the SystemError a compiled kernel
+    returns when the interrupt arrives while it runs ("returned a result with an exception set")."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _main(argv):
+    from .checkpoint import CheckpointError
+    from .commands import CLIError, one_line
+    from .data import DataError
+
+    try:
         args = build_parser().parse_args(argv)
         from . import commands
         return getattr(commands, "cmd_" + args.command)(args)
@@ -141,6 +168,4 @@ def main(argv=None):
         return 1
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
-    except KeyboardInterrupt:
-        print("scratchprop: interrupted", file=sys.stderr)
-        return 130
+

@@ -4,6 +4,7 @@ Each takes the parsed arguments and returns the exit status; user errors are
 raised as :class:`CLIError` (or ``DataError`` / ``CheckpointError``) and
 printed by :func:`scratchprop.cli.main` as one line.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,31 @@ def one_line(text):
     return out
 
 
+_NUMBA_ENV = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY")
+
+
+def _start_numba():
+    """Import Numba and start its threads now, so a bad environment is one line, not a traceback."""
+    count = os.environ.get("NUMBA_NUM_THREADS")
+    if count is not None and not (count.strip().isdigit() and int(count) > 0):
+        raise CLIError(f"NUMBA_NUM_THREADS={count}: must be a positive integer; unset it or fix it")
+    try:
+        import numba
+
+        from . import threads  # noqa: F401 - the threading-layer preference, before the launch
+        numba.get_num_threads()  # launches Numba's threads: a bad count or layer fails here
+    except ImportError as exc:
+        raise CLIError(f"--backend numba needs numba, which is not importable ({exc}); "
+                       "try --backend numpy") from None
+    except (ValueError, RuntimeError, OSError) as exc:
+        env = [f"{k}={os.environ[k]}" for k in _NUMBA_ENV if k in os.environ]
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if env:
+            raise CLIError(f"{' '.join(env)}: Numba cannot start its threads with this setting "
+                           f"({first}); unset it or fix it") from None
+        raise CLIError(f"Numba cannot start its threads ({first})") from None
+
+
 def setup_backend(name, threads=None):
     """Check ``--threads``, import the chosen backend (only that one); returns a threads label."""
     from .backends import get_backend
@@ -36,11 +62,11 @@ def setup_backend(name, threads=None):
     if threads is not None and name != "numba":
         raise CLIError("--threads applies to --backend numba only (NumPy's BLAS follows "
                        "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS)")
+    if name == "numba":
+        _start_numba()
     if threads is not None:
-        try:
-            import numba
-        except ImportError as exc:
-            raise CLIError(f"--threads needs numba, which is not importable ({exc})") from None
+        import numba
+
         top = numba.config.NUMBA_NUM_THREADS
         if not 1 <= threads <= top:
             raise CLIError(f"--threads must be between 1 and {top} (NUMBA_NUM_THREADS), got {threads}")
@@ -198,7 +224,11 @@ def cmd_train(args):
     try:
         result = train(net, (x_train, t_train), (x_test, t_test), epochs=epochs, iters=iters,
                        batch_size=batch_size, lr=lr, state=state, on_step=on_step, on_epoch=on_epoch)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as exc:
+        from .cli import interrupted
+
+        if not interrupted(exc):
+            raise
         bar.clear()
         saved = f"; {args.save} holds epoch {saved_epoch[-1]}" if saved_epoch else ""
         print(f"scratchprop: interrupted at iteration {state.iteration}{saved}", file=sys.stderr)
@@ -226,7 +256,7 @@ def cmd_train(args):
 
 
 def cmd_gradcheck(args):
-    from .gradcheck import gradcheck
+    from ._gradcheck import gradcheck
     from .net import TwoLayerNet
 
     setup_backend(args.backend)

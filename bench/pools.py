@@ -38,7 +38,8 @@ def _cpu_ms():
     return out
 
 
-def _median_us(fn, before=None, n=200):
+def median_us(fn, before=None, n=200):
+    """Median microseconds of ``fn()``, each call after ``before()`` (untimed)."""
     ts = []
     for _ in range(n):
         if before is not None:
@@ -77,10 +78,10 @@ def main(argv=None):
 
     n = args.steps
     print(f"\nbatch {args.batch}, medians of {n}:")
-    print(f"  numba step, back to back          {_median_us(step, n=n):8.0f} us")
-    print(f"  numba step, after a NumPy step    {_median_us(step, user, n):8.0f} us")
-    print(f"  NumPy step, back to back          {_median_us(user, n=n):8.0f} us")
-    print(f"  NumPy step, after a numba step    {_median_us(user, step, n):8.0f} us")
+    print(f"  numba step, back to back          {median_us(step, n=n):8.0f} us")
+    print(f"  numba step, after a NumPy step    {median_us(step, user, n):8.0f} us")
+    print(f"  NumPy step, back to back          {median_us(user, n=n):8.0f} us")
+    print(f"  NumPy step, after a numba step    {median_us(user, step, n):8.0f} us")
 
     step()
     user()

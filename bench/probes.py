@@ -12,21 +12,18 @@
     back and right after a threaded ``np.dot``; and the ``np.dot`` right after
     a region.
 """
+import os
 import sys
 import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pools import median_us  # noqa: E402
 
-def _median_us(fn, before=None, n=300):
-    ts = []
-    for _ in range(n):
-        if before is not None:
-            before()
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return f"{np.median(ts) * 1e6:8.1f} us"
+
+def _us(fn, before=None, n=300):
+    return f"{median_us(fn, before, n):8.1f} us"
 
 
 def cache():
@@ -43,10 +40,10 @@ def cache():
             pass
 
     print("3 x (784 @ 784x100), median of 300:")
-    print("  back to back      ", _median_us(three))
+    print("  back to back      ", _us(three))
     for s in (0.0001, 0.001, 0.01):
-        print(f"  after {s * 1e3:4g} ms sleep  ", _median_us(three, lambda: time.sleep(s)))
-        print(f"  after {s * 1e3:4g} ms busy   ", _median_us(three, lambda: busy(s)))
+        print(f"  after {s * 1e3:4g} ms sleep  ", _us(three, lambda: time.sleep(s)))
+        print(f"  after {s * 1e3:4g} ms busy   ", _us(three, lambda: busy(s)))
 
 
 def regions():
@@ -78,18 +75,18 @@ def regions():
     e = np.zeros(16)
     empty(e, 16)
     print(f"layer {numba.threading_layer()}, {numba.get_num_threads()} threads")
-    print("empty region: back to back", _median_us(lambda: empty(e, 16)),
-          "| after np.dot", _median_us(lambda: empty(e, 16), dot, 100))
-    print("np.dot 1000x784 @ 784x100: back to back", _median_us(dot, n=50),
-          "| after a region", _median_us(dot, lambda: empty(e, 16), 50))
+    print("empty region: back to back", _us(lambda: empty(e, 16)),
+          "| after np.dot", _us(lambda: empty(e, 16), dot, 100))
+    print("np.dot 1000x784 @ 784x100: back to back", _us(dot, n=50),
+          "| after a region", _us(dot, lambda: empty(e, 16), 50))
     for n in (10_000, 100_000, 1_000_000):
         x, out = rng.standard_normal(n), np.empty(n)
         relu_par(x, out, 16)
         relu_ser(x, out)
-        print(f"ReLU {n:>9,}: serial {_median_us(lambda: relu_ser(x, out))}"
-              f" | parallel {_median_us(lambda: relu_par(x, out, 16))}"
-              f" | after np.dot: serial {_median_us(lambda: relu_ser(x, out), dot, 100)}"
-              f", parallel {_median_us(lambda: relu_par(x, out, 16), dot, 100)}")
+        print(f"ReLU {n:>9,}: serial {_us(lambda: relu_ser(x, out))}"
+              f" | parallel {_us(lambda: relu_par(x, out, 16))}"
+              f" | after np.dot: serial {_us(lambda: relu_ser(x, out), dot, 100)}"
+              f", parallel {_us(lambda: relu_par(x, out, 16), dot, 100)}")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ _C_WRITEABLE = 0x0401  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, bits of n
 _KEYS = ("W1", "b1", "W2", "b2")
 _LAYER_NAMES = ("Affine1", "Relu1", "Affine2")
 _LOSS, _PREDICT = TwoLayerNet.loss, TwoLayerNet.predict
-_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work, xbuf) of its last batch shape
+_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work) of its last batch shape
 
 
 _NUMBA_LAYERS = (_L.Affine, _L.Relu, _L.SoftmaxWithLoss)
@@ -204,8 +204,8 @@ def _workspace(net, N, D, H, C, dt):
     ws = _WORKSPACES.get(net)
     if ws is None or ws[0].shape != (N, H) or ws[1].shape != (N, C) or ws[4].shape != (D, H) \
             or ws[0].dtype != dt:
-        ws = [np.empty((N, H), dt), np.empty((N, C), dt), np.empty((N, C), dt), np.empty((N, H), dt),
-              np.empty((D, H), dt), None]
+        ws = (np.empty((N, H), dt), np.empty((N, C), dt), np.empty((N, C), dt), np.empty((N, H), dt),
+              np.empty((D, H), dt))
         _WORKSPACES[net] = ws
     return ws
 
@@ -226,7 +226,7 @@ def _run(net, prep, t, lr, update):
     if not update:
         W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H = xc.shape[0], W1.shape[1]
-    h, s, y, dh, dW1_work, _ = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
+    h, s, y, dh, dW1_work = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
     status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh,
                                                dW1_work)
     if status:  # a label outside [0, C)

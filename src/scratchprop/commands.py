@@ -4,8 +4,11 @@ Each takes the parsed arguments and returns the exit status; user errors are
 raised as :class:`CLIError` (or ``DataError`` / ``CheckpointError``) and
 printed by :func:`scratchprop.cli.main` as one line.
 """
+import contextlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .checkpoint import CheckpointError
@@ -28,6 +31,42 @@ def one_line(text):
         if part:
             out += part if not out else (" " if out.endswith(":") else "; ") + part
     return out
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold a Ctrl-C that arrives while Numba imports, compiles or loads kernels until that is done.
+
+    Inside those, a KeyboardInterrupt can be swallowed (llvmlite's ctypes
+    callbacks print "Exception ignored" and carry on) or turn into another
+    error; held, it is raised here afterwards and ends the run with one line.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hit = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if hit:
+        raise KeyboardInterrupt
+
+
+def warm_up(net):
+    """Load (or compile) the kernels a run of ``net`` uses, with Ctrl-C held (see above)."""
+    if net.backend_name != "numba":
+        return
+    import numpy as np
+
+    from .net import TwoLayerNet
+
+    with deferred_interrupt():
+        tiny = TwoLayerNet(4, 3, 2, backend="numba", dtype=net.dtype, seed=0)
+        x, t = np.zeros((2, 4), net.dtype), np.array([0, 1])
+        tiny.train_step(x, t, 0.1)
+        tiny.loss(x, t)
 
 
 _NUMBA_ENV = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY")
@@ -63,7 +102,8 @@ def setup_backend(name, threads=None):
         raise CLIError("--threads applies to --backend numba only (NumPy's BLAS follows "
                        "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS)")
     if name == "numba":
-        _start_numba()
+        with deferred_interrupt():
+            _start_numba()
     if threads is not None:
         import numba
 
@@ -71,7 +111,8 @@ def setup_backend(name, threads=None):
         if not 1 <= threads <= top:
             raise CLIError(f"--threads must be between 1 and {top} (NUMBA_NUM_THREADS), got {threads}")
     try:
-        get_backend(name)
+        with deferred_interrupt():
+            get_backend(name)
     except ImportError as exc:
         raise CLIError(f"backend {name!r} is not available ({exc}); try --backend numpy") from None
     from .sysinfo import blas_thread_label
@@ -180,6 +221,7 @@ def cmd_train(args):
                           dtype=args.dtype or "float64", seed=seed)
         state = TrainState(seed=seed, batch_size=batch_size, train_size=len(x_train))
         lr = args.lr or 0.1
+    warm_up(net)
     epochs, iters = args.epochs, args.iters
     if epochs is None and iters is None:
         iters = 10000
@@ -293,6 +335,7 @@ def cmd_evaluate(args):
         raise CLIError(f"checkpoint {args.model} is a {D}-{H}-{C} net but the {dataset} data has "
                        f"{x_train.shape[1]} features and {N_CLASSES} classes")
     net = ckpt.make_net(args.backend)
+    warm_up(net)
     print(f"model {args.model}: TwoLayerNet {D}-{H}-{C}, {ckpt.dtype}, trained on "
           f"{meta.get('dataset', '?')} for {meta.get('epoch', '?')} epochs ({meta.get('iteration', '?')} "
           f"iterations, backend {meta.get('backend', '?')}); evaluating on {dataset} with {net.backend_name}")

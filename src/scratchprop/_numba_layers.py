@@ -142,8 +142,10 @@ class Relu:
             return out.reshape(x.shape)
         self._mask = mask = x <= 0
         if x.dtype.kind == "f":  # one ufunc instead of copy + boolean assignment (1.2 vs 1.6 us)
-            # NaN propagates, as in the reference; into an array like x: its dtype (byte order
-            # included) and a 0-d array for a 0-d input, as the reference's copy
+            # NaN propagates, as in the reference; a 0-d or byte-swapped x gets an array like it
+            # (the reference's copy keeps both), others the plain ufunc (0.3 us less)
+            if x.ndim and x.dtype.isnative:
+                return np.maximum(x, 0.0)
             return np.maximum(x, 0.0, out=np.empty_like(x))
         out = x.copy()
         out[mask] = 0

@@ -33,7 +33,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import Table, cli, load, md_table  # noqa: E402
+from report import Table, cli, load, md_table, scenario_median  # noqa: E402
 
 #: (column, numerator (api, backend), denominator (api, backend))
 RATIOS = [
@@ -60,28 +60,28 @@ def run_ratios(path):
     return out
 
 
-def summary(runs):
-    """``[(dtype, batch, column, [per-run ratios], median, min, max)]`` over ``runs`` (run_ratios' results)."""
+def spread(runs):
+    """``[(key, [per-run value], median, min, max)]`` over ``runs``, dicts of ratios keyed alike.
+
+    Keys in first-seen order; a key no run has a value for is left out.
+    """
     keys = []
     for r in runs:
         keys += [k for k in r if k not in keys]
     rows = []
-    for dtype, batch in keys:
-        for name, _, _ in RATIOS:
-            vals = [r.get((dtype, batch), {}).get(name) for r in runs]
-            have = [v for v in vals if v is not None]
-            if not have:
-                continue
-            rows.append((dtype, batch, name, vals, statistics.median(have), min(have), max(have)))
+    for key in keys:
+        vals = [r.get(key) for r in runs]
+        have = [v for v in vals if v is not None]
+        if have:
+            rows.append((key, vals, statistics.median(have), min(have), max(have)))
     return rows
 
 
-def _scenario_median(t, **match):
-    found = list(t.rows(group="scenario", **match))
-    if len(found) != 1:
-        return None
-    bench = found[0][1]
-    return (bench.get("extra_info") or {}).get("median_s", bench["stats"]["median"])
+def summary(runs):
+    """``[(dtype, batch, column, [per-run ratios], median, min, max)]`` over ``runs`` (run_ratios' results)."""
+    flat = [{(dtype, batch, name): v for (dtype, batch), row in r.items() for name, v in row.items()}
+            for r in runs]
+    return [(*key, vals, med, lo, hi) for key, vals, med, lo, hi in spread(flat)]
 
 
 def scenario_ratios(path):
@@ -94,7 +94,7 @@ def scenario_ratios(path):
             if case in ("user_dot", "train"):
                 continue
             for api in ("TwoLayerNet", "book"):
-                ref, ours, b2b = (_scenario_median(t, case=c, api=api, backend=b, batch=batch)
+                ref, ours, b2b = (scenario_median(t, case=c, api=api, backend=b, batch=batch)[0]
                                   for c, b in ((case, "numpy"), (case, "numba"), ("back_to_back", "numba")))
                 out[(case, batch, api, "speed-up")] = ref / ours if ref and ours else None
                 out[(case, batch, api, "numba / back to back")] = ours / b2b if ours and b2b else None
@@ -112,17 +112,8 @@ def render(paths):
     if rows:
         out += ["Train step:", "", md_table(["dtype", "batch", "ratio", "median of runs", "range",
                                              "each run"], rows), ""]
-    scen = [scenario_ratios(p) for p in paths]
-    keys = []
-    for r in scen:
-        keys += [k for k in r if k not in keys]
-    srows = []
-    for key in keys:
-        vals = [r.get(key) for r in scen]
-        have = [v for v in vals if v is not None]
-        if have:
-            srows.append([*key, f(statistics.median(have)), f"{f(min(have))} - {f(max(have))}",
-                          " ".join(f(v) for v in vals)])
+    srows = [[*key, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
+             for key, vals, med, lo, hi in spread([scenario_ratios(p) for p in paths])]
     if srows:
         out += ["Scenarios (`bench/scenarios.py`):", "", md_table(
             ["scenario", "batch", "net", "ratio", "median of runs", "range", "each run"], srows)]

@@ -213,7 +213,7 @@ def section_threads(t):
                   *(f"speed-up x{n}" for n in counts[1:])], rows)
 
 
-def _scen(t, **match):
+def scenario_median(t, **match):
     """``(median, worst 0.5 s window)`` of one scenario case, or ``(None, None)``."""
     found = list(t.rows(group="scenario", **match))
     if len(found) != 1:
@@ -230,14 +230,14 @@ def _mw(pair):
 def section_scenarios(t):
     rows = []
     for batch in t.values("batch", group="scenario"):
-        base = {api: _scen(t, case="back_to_back", api=api, backend="numba", batch=batch)[0]
+        base = {api: scenario_median(t, case="back_to_back", api=api, backend="numba", batch=batch)[0]
                 for api in ("TwoLayerNet", "book")}
         for case in t.values("case", group="scenario", batch=batch):
             if case in ("user_dot", "train"):
                 continue
             row = [case, batch]
             for api in ("TwoLayerNet", "book"):
-                ref, ours = (_scen(t, case=case, api=api, backend=b, batch=batch) for b in ("numpy", "numba"))
+                ref, ours = (scenario_median(t, case=case, api=api, backend=b, batch=batch) for b in ("numpy", "numba"))
                 row += [_mw(ref), _mw(ours), fmt_ratio(ref[0], ours[0]),
                         fmt_ratio(ours[0], base[api]) if case != "back_to_back" else "1"]
             rows.append(row)
@@ -246,11 +246,11 @@ def section_scenarios(t):
                      "numba / its back to back"], rows)
     rows = []
     for batch in t.values("batch", group="scenario", case="user_dot"):
-        alone = _scen(t, case="user_dot", api="numpy", backend="none", batch=batch)
+        alone = scenario_median(t, case="user_dot", api="numpy", backend="none", batch=batch)
         row = [batch, _mw(alone)]
         for api in ("TwoLayerNet", "book"):
             for backend in ("numpy", "numba"):
-                got = _scen(t, case="user_dot", api=api, backend=backend, batch=batch)
+                got = scenario_median(t, case="user_dot", api=api, backend=backend, batch=batch)
                 row += [_mw(got), fmt_ratio(got[0], alone[0])]
         rows.append(row)
     user = md_table(["batch", "np.dot alone", "after TwoLayerNet numpy", "slow-down",

@@ -29,6 +29,17 @@ _BOOL = np.dtype(np.bool_)
 NUMPY_BELOW = 512
 
 
+def converted(x, dt, buf):
+    """``x`` in a C-contiguous array of ``dt``: ``x`` itself, else copied into ``buf`` (reused when
+    its shape and dtype fit, else a new one). ``dt`` is NumPy's promotion of ``x``'s dtype."""
+    if x.dtype == dt and x.flags.c_contiguous:
+        return x
+    if buf is None or buf.shape != x.shape or buf.dtype != dt:
+        buf = np.empty(x.shape, dt)
+    np.copyto(buf, x, casting="unsafe")
+    return buf
+
+
 def _c(a, dt):
     """``a`` as a C-contiguous array of ``dt``; no copy when it already is one."""
     if a.dtype == dt and a.flags.c_contiguous:
@@ -71,20 +82,12 @@ class Affine:
         if not ((dt == _F64 or dt == _F32) and np.result_type(dt, b) == dt):
             out = np.dot(x2, W) + b
         else:
-            xk = self._kernel_input(x2, dt)
+            xk = converted(x2, dt, self._xbuf)
+            if xk is not x2:
+                self._xbuf = xk
             self._xk = (x2, xk)
             out = _K_affine.forward(xk, _c(W, dt), _c(b, dt), np.empty((N, M), dt))
         return out.reshape(M) if x.ndim == 1 else out
-
-    def _kernel_input(self, x2, dt):
-        """``x2`` as a C-contiguous ``dt`` array: itself, or converted into the layer's buffer."""
-        if x2.dtype == dt and x2.flags.c_contiguous:
-            return x2
-        buf = self._xbuf
-        if buf is None or buf.shape != x2.shape or buf.dtype != dt:
-            self._xbuf = buf = np.empty(x2.shape, dt)
-        np.copyto(buf, x2, casting="unsafe")  # dt is NumPy's promotion of x2's dtype
-        return buf
 
     def backward(self, dout):
         """``dout (N, M) -> dx`` in the input's original shape; sets ``dW (D, M)``, ``db (M,)``."""

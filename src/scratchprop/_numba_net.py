@@ -53,6 +53,7 @@ _KEYS = ("W1", "b1", "W2", "b2")
 _LAYER_NAMES = ("Affine1", "Relu1", "Affine2")
 _LOSS, _PREDICT = TwoLayerNet.loss, TwoLayerNet.predict
 _WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work) of its last batch shape
+_X_BUFFERS = weakref.WeakKeyDictionary()  # net -> its converted input of the last batch shape (reused)
 
 
 _NUMBA_LAYERS = (_L.Affine, _L.Relu, _L.SoftmaxWithLoss)
@@ -124,11 +125,11 @@ def _prepare_input(net, x):
             return None
     if not (dt == _F64 or dt == _F32):
         return None
-    if x2.dtype == dt and x2.flags.c_contiguous:
-        xc = x2 if x2.flags.writeable else _readable_alias(x2)
-    else:  # converted into the net's reused buffer: no fresh allocation per step
-        xc = _x_buffer(net, x2.shape, dt)
-        np.copyto(xc, x2, casting="unsafe")  # dt is NumPy's promotion of x2's dtype
+    xc = _L.converted(x2, dt, _X_BUFFERS.get(net))  # a converted input goes into the net's buffer
+    if xc is not x2:
+        _X_BUFFERS[net] = xc
+    elif not xc.flags.writeable:
+        xc = _readable_alias(xc)
     return x.shape, x2, xc, dt, W1, b1, W2, b2
 
 
@@ -208,17 +209,6 @@ def _workspace(net, N, D, H, C, dt):
               np.empty((D, H), dt))
         _WORKSPACES[net] = ws
     return ws
-
-
-_X_BUFFERS = weakref.WeakKeyDictionary()  # net -> its converted input of the last batch shape
-
-
-def _x_buffer(net, shape, dt):
-    """The net's buffer for a converted input (float32 images with float64 weights, say)."""
-    buf = _X_BUFFERS.get(net)
-    if buf is None or buf.shape != shape or buf.dtype != dt:
-        _X_BUFFERS[net] = buf = np.empty(shape, dt)
-    return buf
 
 
 def _run(net, prep, t, lr, update):

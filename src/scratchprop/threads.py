@@ -40,6 +40,7 @@ its idle workers sleep instead of spinning, so they never starve the user's
 NumPy. It cannot run two regions at once; :func:`parallel_region` never asks
 it to.
 """
+import contextlib
 import os
 import threading
 
@@ -77,23 +78,7 @@ def prefer_threading_layer():
 prefer_threading_layer()
 
 
-class _Serial:
-    def __enter__(self):
-        return False
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _Parallel:
-    def __enter__(self):
-        return True
-
-    def __exit__(self, *exc):
-        _REGION.release()
-        return False
-
-
+@contextlib.contextmanager
 def parallel_region(n_elements, min_elements):
     """``with parallel_region(n, MIN) as threaded:``: whether this region may use Numba's threads.
 
@@ -103,13 +88,15 @@ def parallel_region(n_elements, min_elements):
     then runs the ``prange`` kernel, else the serial one (the same bits).
     """
     global _LAYER_OK
-    if n_elements < min_elements or _numba.get_num_threads() < 2:
-        return _Serial()
-    if _LAYER_OK is None:
+    threaded = n_elements >= min_elements and _numba.get_num_threads() >= 2
+    if threaded and _LAYER_OK is None:
         _LAYER_OK = _numba.threading_layer() != "omp"
-    if not _LAYER_OK or not _REGION.acquire(blocking=False):
-        return _Serial()
-    return _Parallel()
+    threaded = threaded and _LAYER_OK and _REGION.acquire(blocking=False)
+    try:
+        yield threaded
+    finally:
+        if threaded:
+            _REGION.release()
 
 
 def _blas_controller():

@@ -3,6 +3,7 @@
 Self-contained on purpose (no dependency on code under ``tests/`` or on
 ``scratchprop.sysinfo``), so the benchmarks keep working while those change.
 """
+
 import contextlib
 import ctypes
 import importlib
@@ -13,12 +14,19 @@ import sys
 
 SMOKE = os.environ.get("SCRATCHPROP_BENCH_SMOKE", "").strip().lower() not in ("", "0", "false", "no")
 
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-               "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR",
-               "SCRATCHPROP_BLAS")
+_THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "NUMBA_THREADING_LAYER",
+    "NUMBA_CACHE_DIR",
+    "SCRATCHPROP_BLAS",
+)
 
 
 # --------------------------------------------------------------------------- backends
+
 
 def numba_backend():
     """``scratchprop.numba``, or ``pytest.skip`` while the module does not exist yet.
@@ -60,6 +68,7 @@ def torch():
 
 
 # --------------------------------------------------------------------------- threads
+
 
 def default_threads():
     """The thread count every backend runs with unless a case says otherwise (Numba's)."""
@@ -119,7 +128,9 @@ def _loaded_openblas():
             continue
         for prefix in ("scipy_openblas_", "openblas_"):
             for suffix in _SUFFIXES:
-                if hasattr(lib, f"{prefix}get_num_threads{suffix}") and hasattr(lib, f"{prefix}set_num_threads{suffix}"):
+                if hasattr(lib, f"{prefix}get_num_threads{suffix}") and hasattr(
+                    lib, f"{prefix}set_num_threads{suffix}"
+                ):
                     libs.append(_OpenBLAS(p, lib, prefix, suffix))
                     break
             else:
@@ -133,10 +144,19 @@ def blas_libraries():
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return [{"path": lib.path, "version": lib.version, "threads": lib.num_threads}
-                for lib in _loaded_openblas()]
-    return [{"path": p.get("filepath"), "version": f"{p.get('internal_api')} {p.get('version')}",
-             "threads": p.get("num_threads")} for p in threadpool_info() if p.get("user_api") == "blas"]
+        return [
+            {"path": lib.path, "version": lib.version, "threads": lib.num_threads}
+            for lib in _loaded_openblas()
+        ]
+    return [
+        {
+            "path": p.get("filepath"),
+            "version": f"{p.get('internal_api')} {p.get('version')}",
+            "threads": p.get("num_threads"),
+        }
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    ]
 
 
 def blas_threads():
@@ -197,6 +217,7 @@ def thread_info():
 
 # --------------------------------------------------------------------------- versions
 
+
 def _dist_version(name):
     try:
         return importlib.metadata.version(name)
@@ -226,6 +247,7 @@ def _kernels_blas():
         return "not loaded (no numba case ran)"
     try:
         from scratchprop import threads
+
         return threads.describe()
     except Exception as exc:  # noqa: BLE001 - an older scratchprop (bench/THREADS.md times one)
         return f"unknown ({type(exc).__name__})"
@@ -248,8 +270,10 @@ def environment():
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "python": platform.python_version(),
-        "versions": {name: _dist_version(name) for name in
-                     ("scratchprop", "numpy", "numba", "llvmlite", "scipy", "torch", "pytest-benchmark")},
+        "versions": {
+            name: _dist_version(name)
+            for name in ("scratchprop", "numpy", "numba", "llvmlite", "scipy", "torch", "pytest-benchmark")
+        },
         "numpy_blas": numpy_blas_build(),
         "blas_runtime": blas_libraries(),
         "numba_threads": numba.get_num_threads(),

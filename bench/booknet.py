@@ -5,6 +5,7 @@ import swapped), loaded here by path so that the tests and the benchmarks time
 and check the very same code, and ``pytest bench`` does not need ``tests/`` to
 be a package.
 """
+
 import importlib.util
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import numpy as np
 __all__ = ["book_net_class", "book_net"]
 
 _spec = importlib.util.spec_from_file_location(
-    "scratchprop_tests_booknet", Path(__file__).resolve().parent.parent / "tests" / "booknet.py")
+    "scratchprop_tests_booknet", Path(__file__).resolve().parent.parent / "tests" / "booknet.py"
+)
 _book = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_book)
 
@@ -37,6 +39,6 @@ def book_net(layers, input_size, hidden_size, output_size, *, dtype=np.float64, 
     if dtype != np.float64:
         for key in ("W1", "b1", "W2", "b2"):
             net.params[key] = net.params[key].astype(dtype)
-        net.layers['Affine1'].W, net.layers['Affine1'].b = net.params['W1'], net.params['b1']
-        net.layers['Affine2'].W, net.layers['Affine2'].b = net.params['W2'], net.params['b2']
+        net.layers["Affine1"].W, net.layers["Affine1"].b = net.params["W1"], net.params["b1"]
+        net.layers["Affine2"].W, net.layers["Affine2"].b = net.params["W2"], net.params["b2"]
     return net

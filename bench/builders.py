@@ -1,4 +1,5 @@
 """How each benchmark case is built, warmed up and timed (the table is ``cases.py``)."""
+
 import contextlib
 import functools
 import json
@@ -16,19 +17,19 @@ import numpy as np
 from . import _env
 from .cases import LR, PARAMS, inputs
 
-
 # --------------------------------------------------------------------------- builders
+
 
 @dataclass
 class Built:
-    fn: object                         # what is timed
-    warmup: object = None              # called before timing (JIT compile); default fn
+    fn: object  # what is timed
+    warmup: object = None  # called before timing (JIT compile); default fn
     n_warmup: int = 1
-    setup: object = None               # pedantic setup (per round), e.g. a fresh cache dir
-    check: object = None               # called with fn's result afterwards (not timed)
+    setup: object = None  # pedantic setup (per round), e.g. a fresh cache dir
+    check: object = None  # called with fn's result afterwards (not timed)
     info: dict = field(default_factory=dict)
     cleanup: object = None
-    rounds: int = None                 # overrides case.rounds (decided at build time)
+    rounds: int = None  # overrides case.rounds (decided at build time)
 
 
 def _finite_loss(loss):
@@ -40,15 +41,17 @@ def _scratch_net(case, sizes=None):
 
     if case.backend == "numba":
         _env.numba_backend()  # skip cleanly while scratchprop.numba does not exist
-    return scratchprop.TwoLayerNet(*(sizes or case.sizes), backend=case.backend,
-                                   dtype=np.dtype(case.dtype), seed=0)
+    return scratchprop.TwoLayerNet(
+        *(sizes or case.sizes), backend=case.backend, dtype=np.dtype(case.dtype), seed=0
+    )
 
 
 def _book_net(case, sizes=None):
     from .booknet import book_net
 
-    return book_net(_env.backend_module(case.backend), *(sizes or case.sizes),
-                    dtype=np.dtype(case.dtype), seed=0)
+    return book_net(
+        _env.backend_module(case.backend), *(sizes or case.sizes), dtype=np.dtype(case.dtype), seed=0
+    )
 
 
 def build_layer(case):
@@ -85,10 +88,12 @@ def _torch_params(case, sizes=None):
     D, H, C = sizes or case.sizes
     tdt = getattr(torch, case.dtype)
     g = torch.Generator().manual_seed(0)
-    params = [(0.01 * torch.randn(D, H, generator=g, dtype=tdt)).requires_grad_(),
-              torch.zeros(H, dtype=tdt, requires_grad=True),
-              (0.01 * torch.randn(H, C, generator=g, dtype=tdt)).requires_grad_(),
-              torch.zeros(C, dtype=tdt, requires_grad=True)]
+    params = [
+        (0.01 * torch.randn(D, H, generator=g, dtype=tdt)).requires_grad_(),
+        torch.zeros(H, dtype=tdt, requires_grad=True),
+        (0.01 * torch.randn(H, C, generator=g, dtype=tdt)).requires_grad_(),
+        torch.zeros(C, dtype=tdt, requires_grad=True),
+    ]
     return torch, params
 
 
@@ -113,10 +118,11 @@ def _torch_step(case):
     return step
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernels_five_products():
     """An ``@njit`` function running the five products through the kernels' own BLAS calls."""
     from numba import njit
+
     from scratchprop.kernels._blas import gemm
 
     @njit(nogil=True)
@@ -154,11 +160,11 @@ def _gemm_floor(case):
         return lambda: five(*args)
 
     def floor():
-        mm(x, W1, out=a1)           # forward, layer 1
-        mm(h, W2, out=a2)           # forward, layer 2
-        mm(h.T, dy, out=dW2)        # dW2
-        mm(dy, W2.T, out=dh_out)    # dx of layer 2
-        mm(x.T, dh, out=dW1)        # dW1
+        mm(x, W1, out=a1)  # forward, layer 1
+        mm(h, W2, out=a2)  # forward, layer 2
+        mm(h.T, dy, out=dW2)  # dW2
+        mm(dy, W2.T, out=dh_out)  # dx of layer 2
+        mm(x.T, dh, out=dW1)  # dW1
 
     return floor
 
@@ -169,6 +175,7 @@ def build_train_step(case):
         info = {"products": "x@W1, h@W2, h.T@dy, dy@W2.T, x.T@dh"}
         if case.backend == "kernels":
             from scratchprop import threads
+
             info["blas"] = threads.describe()
         return Built(_gemm_floor(case), info=info)
     if case.api == "torch":
@@ -187,7 +194,7 @@ def build_train_step(case):
 
     def step():  # the notebook's train_neuralnet.py loop body (minus its extra loss call)
         grad = net.gradient(x, t)
-        for key in ('W1', 'b1', 'W2', 'b2'):
+        for key in ("W1", "b1", "W2", "b2"):
             net.params[key] -= LR * grad[key]
         return net.lastLayer.loss
 
@@ -208,7 +215,10 @@ def build_inference(case):
 
         return Built(accuracy, info={"peer": "torch eager, no_grad"})
     net = _scratch_net(case) if case.api == "TwoLayerNet" else _book_net(case)
-    return Built(lambda: net.accuracy(x, t), info={"data": "bundled MNIST, tiled" if case.batch > 10000 else "bundled MNIST"})
+    return Built(
+        lambda: net.accuracy(x, t),
+        info={"data": "bundled MNIST, tiled" if case.batch > 10000 else "bundled MNIST"},
+    )
 
 
 def build_gradcheck(case):
@@ -239,12 +249,19 @@ def build_gradcheck(case):
         backprop = net.gradient(x, t)
         diff = {k: float(np.max(np.abs(np.asarray(numerical[k]) - np.asarray(backprop[k])))) for k in PARAMS}
         info["max_abs_diff"] = max(diff.values())
-        info["mean_abs_diff"] = {k: float(np.mean(np.abs(np.asarray(numerical[k]) - np.asarray(backprop[k]))))
-                                 for k in PARAMS}
+        info["mean_abs_diff"] = {
+            k: float(np.mean(np.abs(np.asarray(numerical[k]) - np.asarray(backprop[k])))) for k in PARAMS
+        }
         info["parameters"] = int(sum(np.size(net.params[k]) for k in PARAMS))
 
-    return Built(lambda: net.numerical_gradient(x, t), warmup=warmup, n_warmup=1 if warmup else 0,
-                 check=check, info=info, rounds=rounds)
+    return Built(
+        lambda: net.numerical_gradient(x, t),
+        warmup=warmup,
+        n_warmup=1 if warmup else 0,
+        check=check,
+        info=info,
+        rounds=rounds,
+    )
 
 
 _COMPILE_SCRIPT = textwrap.dedent("""
@@ -267,11 +284,12 @@ def build_compile(case):
     if case.backend == "numba":
         _env.numba_backend()
     D, H, C = case.sizes
-    code = _COMPILE_SCRIPT.format(D=D, H=H, C=C, N=case.batch, backend=case.backend,
-                                  dtype=case.dtype, lr=LR)
+    code = _COMPILE_SCRIPT.format(D=D, H=H, C=C, N=case.batch, backend=case.backend, dtype=case.dtype, lr=LR)
     root = tempfile.mkdtemp(prefix="scratchprop-bench-numba-cache-")
-    info = {"command": "python -c <import scratchprop; TwoLayerNet(...); first train_step>",
-            "timed": "whole subprocess wall time (interpreter start, imports, JIT, first step)"}
+    info = {
+        "command": "python -c <import scratchprop; TwoLayerNet(...); first train_step>",
+        "timed": "whole subprocess wall time (interpreter start, imports, JIT, first step)",
+    }
     counter = iter(range(10**6))
 
     def fresh_dir():
@@ -292,7 +310,7 @@ def build_compile(case):
         return inner
 
     cleanup = functools.partial(shutil.rmtree, root, ignore_errors=True)
-    if case.case == "cold_cache":       # a fresh, empty cache dir every round; nothing warmed
+    if case.case == "cold_cache":  # a fresh, empty cache dir every round; nothing warmed
         return Built(run_python, setup=fresh_dir, n_warmup=0, info=info, cleanup=cleanup)
     # warm_cache / no_jit: one untimed run fills the cache, then every round reuses it
     return Built(lambda: run_python(shared), info=info, cleanup=cleanup)
@@ -323,8 +341,11 @@ def run(benchmark, case):
     if case.backend == "torch":
         _env.torch()
     benchmark.group = case.bench_group
-    threads = (_env.limit_threads(case.threads, torch_too=case.backend == "torch")
-               if case.threads else contextlib.nullcontext())
+    threads = (
+        _env.limit_threads(case.threads, torch_too=case.backend == "torch")
+        if case.threads
+        else contextlib.nullcontext()
+    )
     with threads:
         built = BUILDERS[case.group](case)
         try:

@@ -14,6 +14,7 @@ fields only, never by test names.
 inference, a 16-8-4 net for the numerical gradient) so CI can run the whole
 suite with ``--benchmark-disable`` in seconds.
 """
+
 import functools
 from dataclasses import asdict, dataclass
 
@@ -24,9 +25,9 @@ from ._env import SMOKE
 
 # --------------------------------------------------------------------------- sizes
 
-SIZES = (784, 100, 10)              # the book's MNIST net: D -> H -> C
+SIZES = (784, 100, 10)  # the book's MNIST net: D -> H -> C
 DTYPES = ("float32", "float64")
-LR = 0.01                           # SGD step; small, so repeated steps on one batch stay finite
+LR = 0.01  # SGD step; small, so repeated steps on one batch stay finite
 PARAMS = ("W1", "b1", "W2", "b2")
 
 if SMOKE:
@@ -41,7 +42,7 @@ else:
     # the layers also at a batch of 4: a few rows are where BLAS libraries differ most
     LAYER_BATCHES = (1, 4, 32, 100, 1000, 10000)
     INFER_N = (10000, 60000)
-    GRADCHECK_SIZES, GRADCHECK_BATCH = SIZES, 3      # the notebook's gradient_check.py
+    GRADCHECK_SIZES, GRADCHECK_BATCH = SIZES, 3  # the notebook's gradient_check.py
     THREAD_BATCH = 10000
     COMPILE_BATCH = 100
     SCENARIO_BATCHES = (1, 32, 1000)
@@ -52,6 +53,7 @@ def _sz(sizes):
 
 
 # --------------------------------------------------------------------------- the table
+
 
 @dataclass(frozen=True)
 class Case:
@@ -126,9 +128,15 @@ def _train_cases():
         for batch in BATCHES:
             # each ratio's two cases timed one after the other (the VM drifts within a run):
             # numpy/floor, numba/numpy, numba/floor, then the book's pair
-            for api, backend in (("gemm", "blas"), ("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"),
-                                 ("gemm", "kernels"), ("torch", "torch"),
-                                 ("book", "numpy"), ("book", "numba")):
+            for api, backend in (
+                ("gemm", "blas"),
+                ("TwoLayerNet", "numpy"),
+                ("TwoLayerNet", "numba"),
+                ("gemm", "kernels"),
+                ("torch", "torch"),
+                ("book", "numpy"),
+                ("book", "numba"),
+            ):
                 case = "gemm_floor" if api == "gemm" else "train_step"
                 yield Case("train_step", case, api, backend, dtype, batch)
 
@@ -136,8 +144,13 @@ def _train_cases():
 def _inference_cases():
     for dtype in DTYPES:
         for n in INFER_N:
-            for api, backend in (("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"),
-                                 ("book", "numpy"), ("book", "numba"), ("torch", "torch")):
+            for api, backend in (
+                ("TwoLayerNet", "numpy"),
+                ("TwoLayerNet", "numba"),
+                ("book", "numpy"),
+                ("book", "numba"),
+                ("torch", "torch"),
+            ):
                 yield Case("inference", "accuracy", api, backend, dtype, n)
 
 
@@ -149,10 +162,21 @@ def _gradcheck_cases():
                 # 784-100-10): one round. TwoLayerNet(backend="numba") has a fast path
                 # (milliseconds): calibrated like the backprop gradient, unless build_gradcheck
                 # finds the fast path missing (then one round).
-                rounds = 1 if case == "numerical_gradient" and not (
-                    backend == "numba" and api == "TwoLayerNet") else 0
-                yield Case("gradcheck", case, api, backend, "float64", GRADCHECK_BATCH,
-                           GRADCHECK_SIZES, rounds=rounds)
+                rounds = (
+                    1
+                    if case == "numerical_gradient" and not (backend == "numba" and api == "TwoLayerNet")
+                    else 0
+                )
+                yield Case(
+                    "gradcheck",
+                    case,
+                    api,
+                    backend,
+                    "float64",
+                    GRADCHECK_BATCH,
+                    GRADCHECK_SIZES,
+                    rounds=rounds,
+                )
 
 
 def _compile_cases():
@@ -183,8 +207,15 @@ def _scenario_cases():
                 yield Case("scenario", "user_dot", api, backend, "float64", batch)
 
 
-CASES = [*_layer_cases(), *_train_cases(), *_inference_cases(), *_gradcheck_cases(),
-         *_compile_cases(), *_thread_cases(), *_scenario_cases()]
+CASES = [
+    *_layer_cases(),
+    *_train_cases(),
+    *_inference_cases(),
+    *_gradcheck_cases(),
+    *_compile_cases(),
+    *_thread_cases(),
+    *_scenario_cases(),
+]
 
 
 def cases(group):
@@ -192,6 +223,7 @@ def cases(group):
 
 
 # --------------------------------------------------------------------------- data
+
 
 @functools.lru_cache(maxsize=1)
 def _mnist():

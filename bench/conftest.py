@@ -10,6 +10,7 @@ Adds to pytest-benchmark's output:
 
 ``bench/report.py`` reads both.
 """
+
 import os
 import shlex
 import sys
@@ -22,13 +23,21 @@ from bench import _env  # noqa: E402
 
 try:  # before anything starts Numba's threads, the layer scratchprop.threads prefers
     from scratchprop.threads import prefer_threading_layer
+
     prefer_threading_layer()
 except ImportError:
     pass
 
-_CMD_ENV = ("SCRATCHPROP_BENCH_SMOKE", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
-            "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHPROP_BLAS",
-            "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_CMD_ENV = (
+    "SCRATCHPROP_BENCH_SMOKE",
+    "NUMBA_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_THREADING_LAYER",
+    "SCRATCHPROP_BLAS",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+)
 
 
 def _command(config):
@@ -37,14 +46,14 @@ def _command(config):
 
 
 def pytest_report_header(config):
-    return (f"scratchprop bench: smoke={_env.SMOKE} threads={_env.default_threads()} "
-            f"cpu={_env.cpu_model()!r}")
+    return f"scratchprop bench: smoke={_env.SMOKE} threads={_env.default_threads()} cpu={_env.cpu_model()!r}"
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     env = _env.environment()
-    machine_info["scratchprop"] = {k: env[k] for k in
-                                   ("cpu_model", "logical_cpus", "usable_cpus", "versions", "numpy_blas")}
+    machine_info["scratchprop"] = {
+        k: env[k] for k in ("cpu_model", "logical_cpus", "usable_cpus", "versions", "numpy_blas")
+    }
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -52,6 +61,17 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json["scratchprop"] = {
         "command": _command(config),
         "cwd": str(config.invocation_params.dir),
-        **{k: env[k] for k in ("smoke", "numba_threads", "numba_threading_layer", "torch_threads",
-                               "blas_runtime", "kernels_blas", "env", "executable")},
+        **{
+            k: env[k]
+            for k in (
+                "smoke",
+                "numba_threads",
+                "numba_threading_layer",
+                "torch_threads",
+                "blas_runtime",
+                "kernels_blas",
+                "env",
+                "executable",
+            )
+        },
     }

@@ -18,6 +18,7 @@ NumPy product of the same size, as a notebook timing both would, then:
 The measurements behind ``scratchprop.threads``; ``bench/THREADS.md`` shows
 its output for the old and the new threading model. Linux only.
 """
+
 import argparse
 import os
 import sys
@@ -56,8 +57,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=200)
     args = p.parse_args(argv)
 
-    import scratchprop
     from threadpoolctl import threadpool_info
+
+    import scratchprop
 
     rng = np.random.default_rng(0)
     x, t = rng.random((args.batch, 784)), rng.integers(0, 10, args.batch)
@@ -72,8 +74,10 @@ def main(argv=None):
     print(f"scratchprop {scratchprop.__file__}")
     print("libraries (threadpoolctl):")
     for lib in threadpool_info():
-        print(f"  {lib['user_api']:7s} {lib['internal_api']:9s} {lib.get('version')}  "
-              f"{lib['num_threads']} threads  {os.path.basename(lib['filepath'])}")
+        print(
+            f"  {lib['user_api']:7s} {lib['internal_api']:9s} {lib.get('version')}  "
+            f"{lib['num_threads']} threads  {os.path.basename(lib['filepath'])}"
+        )
     print(f"threads in the process: {len(os.listdir('/proc/self/task'))}")
 
     n = args.steps

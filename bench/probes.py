@@ -12,6 +12,7 @@
     back and right after a threaded ``np.dot``; and the ``np.dot`` right after
     a region.
 """
+
 import os
 import sys
 import time
@@ -75,18 +76,28 @@ def regions():
     e = np.zeros(16)
     empty(e, 16)
     print(f"layer {numba.threading_layer()}, {numba.get_num_threads()} threads")
-    print("empty region: back to back", _us(lambda: empty(e, 16)),
-          "| after np.dot", _us(lambda: empty(e, 16), dot, 100))
-    print("np.dot 1000x784 @ 784x100: back to back", _us(dot, n=50),
-          "| after a region", _us(dot, lambda: empty(e, 16), 50))
+    print(
+        "empty region: back to back",
+        _us(lambda: empty(e, 16)),
+        "| after np.dot",
+        _us(lambda: empty(e, 16), dot, 100),
+    )
+    print(
+        "np.dot 1000x784 @ 784x100: back to back",
+        _us(dot, n=50),
+        "| after a region",
+        _us(dot, lambda: empty(e, 16), 50),
+    )
     for n in (10_000, 100_000, 1_000_000):
         x, out = rng.standard_normal(n), np.empty(n)
         relu_par(x, out, 16)
         relu_ser(x, out)
-        print(f"ReLU {n:>9,}: serial {_us(lambda: relu_ser(x, out))}"
-              f" | parallel {_us(lambda: relu_par(x, out, 16))}"
-              f" | after np.dot: serial {_us(lambda: relu_ser(x, out), dot, 100)}"
-              f", parallel {_us(lambda: relu_par(x, out, 16), dot, 100)}")
+        print(
+            f"ReLU {n:>9,}: serial {_us(lambda: relu_ser(x, out))}"
+            f" | parallel {_us(lambda: relu_par(x, out, 16))}"
+            f" | after np.dot: serial {_us(lambda: relu_ser(x, out), dot, 100)}"
+            f", parallel {_us(lambda: relu_par(x, out, 16), dot, 100)}"
+        )
 
 
 if __name__ == "__main__":

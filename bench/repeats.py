@@ -28,6 +28,7 @@ own back-to-back median, from the same run).
 
 Needs only the standard library (and ``report.py`` beside it).
 """
+
 import os
 import statistics
 import sys
@@ -79,8 +80,10 @@ def spread(runs):
 
 def summary(runs):
     """``[(dtype, batch, column, [per-run ratios], median, min, max)]`` over ``runs`` (run_ratios' results)."""
-    flat = [{(dtype, batch, name): v for (dtype, batch), row in r.items() for name, v in row.items()}
-            for r in runs]
+    flat = [
+        {(dtype, batch, name): v for (dtype, batch), row in r.items() for name, v in row.items()}
+        for r in runs
+    ]
     return [(*key, vals, med, lo, hi) for key, vals, med, lo, hi in spread(flat)]
 
 
@@ -94,8 +97,10 @@ def scenario_ratios(path):
             if case in ("user_dot", "train"):
                 continue
             for api in ("TwoLayerNet", "book"):
-                ref, ours, b2b = (scenario_median(t, case=c, api=api, backend=b, batch=batch)[0]
-                                  for c, b in ((case, "numpy"), (case, "numba"), ("back_to_back", "numba")))
+                ref, ours, b2b = (
+                    scenario_median(t, case=c, api=api, backend=b, batch=batch)[0]
+                    for c, b in ((case, "numpy"), (case, "numba"), ("back_to_back", "numba"))
+                )
                 out[(case, batch, api, "speed-up")] = ref / ours if ref and ours else None
                 out[(case, batch, api, "numba / back to back")] = ours / b2b if ours and b2b else None
     return out
@@ -104,19 +109,34 @@ def scenario_ratios(path):
 def render(paths):
     runs = [run_ratios(p) for p in paths]
     f = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
-    rows = [[dtype, batch, name, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
-            for dtype, batch, name, vals, med, lo, hi in summary(runs)]
-    head = [f"Ratios over {len(paths)} runs (medians of each run; then across runs).",
-            f"Runs: {', '.join(f'`{p}`' for p in paths)}.", f"`python bench/repeats.py {' '.join(paths)}`", ""]
+    rows = [
+        [dtype, batch, name, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
+        for dtype, batch, name, vals, med, lo, hi in summary(runs)
+    ]
+    head = [
+        f"Ratios over {len(paths)} runs (medians of each run; then across runs).",
+        f"Runs: {', '.join(f'`{p}`' for p in paths)}.",
+        f"`python bench/repeats.py {' '.join(paths)}`",
+        "",
+    ]
     out = head
     if rows:
-        out += ["Train step:", "", md_table(["dtype", "batch", "ratio", "median of runs", "range",
-                                             "each run"], rows), ""]
-    srows = [[*key, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
-             for key, vals, med, lo, hi in spread([scenario_ratios(p) for p in paths])]
+        out += [
+            "Train step:",
+            "",
+            md_table(["dtype", "batch", "ratio", "median of runs", "range", "each run"], rows),
+            "",
+        ]
+    srows = [
+        [*key, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
+        for key, vals, med, lo, hi in spread([scenario_ratios(p) for p in paths])
+    ]
     if srows:
-        out += ["Scenarios (`bench/scenarios.py`):", "", md_table(
-            ["scenario", "batch", "net", "ratio", "median of runs", "range", "each run"], srows)]
+        out += [
+            "Scenarios (`bench/scenarios.py`):",
+            "",
+            md_table(["scenario", "batch", "net", "ratio", "median of runs", "range", "each run"], srows),
+        ]
     return "\n".join(out)
 
 

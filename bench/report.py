@@ -12,6 +12,7 @@ puts in ``extra_info`` (group, case, api, backend, dtype, batch, sizes,
 threads), never by test names. A missing cell (skipped backend, torch not
 installed) prints as "-". Needs only the standard library.
 """
+
 import argparse
 import json
 import sys
@@ -75,7 +76,10 @@ class Table:
 
 
 def md_table(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < 1 else "---:" for i in range(len(header))) + "|"]
+    out = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i < 1 else "---:" for i in range(len(header))) + "|",
+    ]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
 
@@ -89,7 +93,9 @@ def header_lines(data, paths):
     ver = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or f"python {mi.get('python_version')}"
     if "python" not in versions:
         ver = f"python {mi.get('python_version', '?')}, " + ver
-    blas_rt = "; ".join(f"{b.get('version') or '?'} ({b.get('threads')} threads)" for b in run.get("blas_runtime") or [])
+    blas_rt = "; ".join(
+        f"{b.get('version') or '?'} ({b.get('threads')} threads)" for b in run.get("blas_runtime") or []
+    )
     commit = data.get("commit_info", {})
     lines = [
         f"- **Machine**: {mi.get('node', '?')}, {mi.get('system', '?')} {mi.get('release', '')} {mi.get('machine', '')}".rstrip(),
@@ -116,47 +122,120 @@ def section_layers(t):
     for case in t.values("case", group="layers"):
         for dtype in t.values("dtype", group="layers", case=case):
             for batch in t.values("batch", group="layers", case=case, dtype=dtype):
-                m = {b: t.median(group="layers", case=case, dtype=dtype, batch=batch, backend=b)
-                     for b in ("numpy", "numba")}
-                rows.append([case, dtype, batch, fmt_time(m["numpy"]), fmt_time(m["numba"]),
-                             fmt_ratio(m["numba"], m["numpy"])])
-    return "Each layer alone (Affine 784->100, Relu on (N, 100), SoftmaxWithLoss on (N, 10) with labels).", \
-        md_table(["layer", "dtype", "batch", "numpy", "numba", "numba/numpy"], rows)
+                m = {
+                    b: t.median(group="layers", case=case, dtype=dtype, batch=batch, backend=b)
+                    for b in ("numpy", "numba")
+                }
+                rows.append(
+                    [
+                        case,
+                        dtype,
+                        batch,
+                        fmt_time(m["numpy"]),
+                        fmt_time(m["numba"]),
+                        fmt_ratio(m["numba"], m["numpy"]),
+                    ]
+                )
+    return (
+        "Each layer alone (Affine 784->100, Relu on (N, 100), SoftmaxWithLoss on (N, 10) with labels).",
+        md_table(["layer", "dtype", "batch", "numpy", "numba", "numba/numpy"], rows),
+    )
 
 
 def section_train(t):
-    cols = [("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"), ("book", "numpy"), ("book", "numba"),
-            ("torch", "torch"), ("gemm", "blas"), ("gemm", "kernels")]
-    names = ["TwoLayerNet numpy", "TwoLayerNet numba", "book+numpy", "book+numba", "torch",
-             "floor numpy", "floor numba"]
+    cols = [
+        ("TwoLayerNet", "numpy"),
+        ("TwoLayerNet", "numba"),
+        ("book", "numpy"),
+        ("book", "numba"),
+        ("torch", "torch"),
+        ("gemm", "blas"),
+        ("gemm", "kernels"),
+    ]
+    names = [
+        "TwoLayerNet numpy",
+        "TwoLayerNet numba",
+        "book+numpy",
+        "book+numba",
+        "torch",
+        "floor numpy",
+        "floor numba",
+    ]
     rows = []
     for dtype in t.values("dtype", group="train_step"):
         for batch in t.values("batch", group="train_step", dtype=dtype):
             m = [t.median(group="train_step", dtype=dtype, batch=batch, api=a, backend=b) for a, b in cols]
             np_, nb, bnp, bnb, th, floor_np, floor_nb = m
-            rows.append([dtype, batch, *map(fmt_time, m), fmt_ratio(nb, np_), fmt_ratio(bnb, bnp),
-                         fmt_ratio(nb, th), fmt_ratio(np_, floor_np), fmt_ratio(nb, floor_nb)])
-    return ("One SGD step (gradient + update) of the 784-100-10 net. *book* = the book's own "
-            "TwoLayerNet class with drop-in layers. *floor* = the step's five matrix products "
-            "(x@W1, h@W2, h.T@dy, dy@W2.T, x.T@dh) alone: *floor numpy* through NumPy's BLAS, "
-            "*floor numba* through the BLAS the kernels call (see **BLAS** above), so "
-            "numpy/floor and numba/floor each compare a backend with its own BLAS."), \
-        md_table(["dtype", "batch", *names, "numba/numpy", "book numba/numpy", "numba/torch",
-                  "numpy/floor", "numba/floor"], rows)
+            rows.append(
+                [
+                    dtype,
+                    batch,
+                    *map(fmt_time, m),
+                    fmt_ratio(nb, np_),
+                    fmt_ratio(bnb, bnp),
+                    fmt_ratio(nb, th),
+                    fmt_ratio(np_, floor_np),
+                    fmt_ratio(nb, floor_nb),
+                ]
+            )
+    return (
+        "One SGD step (gradient + update) of the 784-100-10 net. *book* = the book's own "
+        "TwoLayerNet class with drop-in layers. *floor* = the step's five matrix products "
+        "(x@W1, h@W2, h.T@dy, dy@W2.T, x.T@dh) alone: *floor numpy* through NumPy's BLAS, "
+        "*floor numba* through the BLAS the kernels call (see **BLAS** above), so "
+        "numpy/floor and numba/floor each compare a backend with its own BLAS."
+    ), md_table(
+        [
+            "dtype",
+            "batch",
+            *names,
+            "numba/numpy",
+            "book numba/numpy",
+            "numba/torch",
+            "numpy/floor",
+            "numba/floor",
+        ],
+        rows,
+    )
 
 
 def section_inference(t):
-    cols = [("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"), ("book", "numpy"), ("book", "numba"),
-            ("torch", "torch")]
+    cols = [
+        ("TwoLayerNet", "numpy"),
+        ("TwoLayerNet", "numba"),
+        ("book", "numpy"),
+        ("book", "numba"),
+        ("torch", "torch"),
+    ]
     rows = []
     for dtype in t.values("dtype", group="inference"):
         for n in t.values("batch", group="inference", dtype=dtype):
             m = [t.median(group="inference", dtype=dtype, batch=n, api=a, backend=b) for a, b in cols]
-            rows.append([dtype, n, *map(fmt_time, m), fmt_ratio(m[1], m[0]), fmt_ratio(m[3], m[2]),
-                         fmt_ratio(m[1], m[4])])
-    return "`accuracy(x, t)` (predict + arg-max) over the whole set, 784-100-10.", \
-        md_table(["dtype", "samples", "TwoLayerNet numpy", "TwoLayerNet numba", "book+numpy",
-                  "book+numba", "torch", "numba/numpy", "book numba/numpy", "numba/torch"], rows)
+            rows.append(
+                [
+                    dtype,
+                    n,
+                    *map(fmt_time, m),
+                    fmt_ratio(m[1], m[0]),
+                    fmt_ratio(m[3], m[2]),
+                    fmt_ratio(m[1], m[4]),
+                ]
+            )
+    return "`accuracy(x, t)` (predict + arg-max) over the whole set, 784-100-10.", md_table(
+        [
+            "dtype",
+            "samples",
+            "TwoLayerNet numpy",
+            "TwoLayerNet numba",
+            "book+numpy",
+            "book+numba",
+            "torch",
+            "numba/numpy",
+            "book numba/numpy",
+            "numba/torch",
+        ],
+        rows,
+    )
 
 
 def section_gradcheck(t):
@@ -172,29 +251,61 @@ def section_gradcheck(t):
             n = bench["stats"]["median"]
             extra = bench.get("extra_info", {})
             diff = extra.get("max_abs_diff")
-            rows.append([api, backend, f"{info['sizes']}, batch {info['batch']}", fmt_time(n), fmt_time(bp),
-                         fmt_ratio(n, bp), fmt_ratio(n, base) if backend != "numpy" else "1",
-                         f"{diff:.2g}" if isinstance(diff, float) else "-",
-                         bench["stats"].get("rounds", "?")])
-    return ("The notebook's gradient check: `numerical_gradient` versus backprop `gradient` "
-            "(float64). max |diff| = largest element difference between the two."), \
-        md_table(["net", "backend", "sizes", "numerical", "backprop", "numerical/backprop",
-                  "numerical vs numpy", "max abs diff", "rounds"], rows)
+            rows.append(
+                [
+                    api,
+                    backend,
+                    f"{info['sizes']}, batch {info['batch']}",
+                    fmt_time(n),
+                    fmt_time(bp),
+                    fmt_ratio(n, bp),
+                    fmt_ratio(n, base) if backend != "numpy" else "1",
+                    f"{diff:.2g}" if isinstance(diff, float) else "-",
+                    bench["stats"].get("rounds", "?"),
+                ]
+            )
+    return (
+        "The notebook's gradient check: `numerical_gradient` versus backprop `gradient` "
+        "(float64). max |diff| = largest element difference between the two."
+    ), md_table(
+        [
+            "net",
+            "backend",
+            "sizes",
+            "numerical",
+            "backprop",
+            "numerical/backprop",
+            "numerical vs numpy",
+            "max abs diff",
+            "rounds",
+        ],
+        rows,
+    )
 
 
 def section_compile(t):
     rows = []
     for info, bench in t.rows(group="compile"):
         e = bench.get("extra_info", {})
-        rows.append([info["case"], info["backend"], fmt_time(bench["stats"]["median"]),
-                     fmt_time(e.get("import_s")), fmt_time(e.get("first_step_s")),
-                     e.get("cache_files", "-"), bench["stats"].get("rounds", "?")])
-    return ("A fresh `python -c`: import + `TwoLayerNet(784, 100, 10)` + its first train step, timed "
-            "as a whole subprocess (nothing subtracted). *cold_cache*: empty `NUMBA_CACHE_DIR`; "
-            "*warm_cache*: the same directory after one run; *no_jit*: the NumPy backend. "
-            "import / first step are measured inside the subprocess."), \
-        md_table(["case", "backend", "wall (median)", "import + net", "first step", "cache files",
-                  "rounds"], rows)
+        rows.append(
+            [
+                info["case"],
+                info["backend"],
+                fmt_time(bench["stats"]["median"]),
+                fmt_time(e.get("import_s")),
+                fmt_time(e.get("first_step_s")),
+                e.get("cache_files", "-"),
+                bench["stats"].get("rounds", "?"),
+            ]
+        )
+    return (
+        "A fresh `python -c`: import + `TwoLayerNet(784, 100, 10)` + its first train step, timed "
+        "as a whole subprocess (nothing subtracted). *cold_cache*: empty `NUMBA_CACHE_DIR`; "
+        "*warm_cache*: the same directory after one run; *no_jit*: the NumPy backend. "
+        "import / first step are measured inside the subprocess."
+    ), md_table(
+        ["case", "backend", "wall (median)", "import + net", "first step", "cache files", "rounds"], rows
+    )
 
 
 def section_threads(t):
@@ -203,14 +314,32 @@ def section_threads(t):
     for api, backend in (("TwoLayerNet", "numpy"), ("TwoLayerNet", "numba"), ("torch", "torch")):
         for dtype in t.values("dtype", group="threads", api=api, backend=backend):
             for batch in t.values("batch", group="threads", api=api, backend=backend, dtype=dtype):
-                m = [t.median(group="threads", api=api, backend=backend, dtype=dtype, batch=batch, threads=n)
-                     for n in counts]
-                rows.append([f"{api} {backend}" if api != backend else api, dtype, batch, *map(fmt_time, m),
-                             *(fmt_ratio(m[0], x) for x in m[1:])])
-    return ("The train step with 1, 2, ... threads (Numba's, every BLAS's and torch's, restored afterwards). "
-            "Speed-up = time with 1 thread / time with n."), \
-        md_table(["net", "dtype", "batch", *(f"{n} thread{'s' if n > 1 else ''}" for n in counts),
-                  *(f"speed-up x{n}" for n in counts[1:])], rows)
+                m = [
+                    t.median(group="threads", api=api, backend=backend, dtype=dtype, batch=batch, threads=n)
+                    for n in counts
+                ]
+                rows.append(
+                    [
+                        f"{api} {backend}" if api != backend else api,
+                        dtype,
+                        batch,
+                        *map(fmt_time, m),
+                        *(fmt_ratio(m[0], x) for x in m[1:]),
+                    ]
+                )
+    return (
+        "The train step with 1, 2, ... threads (Numba's, every BLAS's and torch's, restored afterwards). "
+        "Speed-up = time with 1 thread / time with n."
+    ), md_table(
+        [
+            "net",
+            "dtype",
+            "batch",
+            *(f"{n} thread{'s' if n > 1 else ''}" for n in counts),
+            *(f"speed-up x{n}" for n in counts[1:]),
+        ],
+        rows,
+    )
 
 
 def scenario_median(t, **match):
@@ -230,20 +359,40 @@ def _mw(pair):
 def section_scenarios(t):
     rows = []
     for batch in t.values("batch", group="scenario"):
-        base = {api: scenario_median(t, case="back_to_back", api=api, backend="numba", batch=batch)[0]
-                for api in ("TwoLayerNet", "book")}
+        base = {
+            api: scenario_median(t, case="back_to_back", api=api, backend="numba", batch=batch)[0]
+            for api in ("TwoLayerNet", "book")
+        }
         for case in t.values("case", group="scenario", batch=batch):
             if case in ("user_dot", "train"):
                 continue
             row = [case, batch]
             for api in ("TwoLayerNet", "book"):
-                ref, ours = (scenario_median(t, case=case, api=api, backend=b, batch=batch) for b in ("numpy", "numba"))
-                row += [_mw(ref), _mw(ours), fmt_ratio(ref[0], ours[0]),
-                        fmt_ratio(ours[0], base[api]) if case != "back_to_back" else "1"]
+                ref, ours = (
+                    scenario_median(t, case=case, api=api, backend=b, batch=batch) for b in ("numpy", "numba")
+                )
+                row += [
+                    _mw(ref),
+                    _mw(ours),
+                    fmt_ratio(ref[0], ours[0]),
+                    fmt_ratio(ours[0], base[api]) if case != "back_to_back" else "1",
+                ]
             rows.append(row)
-    scen = md_table(["scenario", "batch", "TwoLayerNet numpy", "TwoLayerNet numba", "speed-up",
-                     "numba / its back to back", "book+numpy", "book+numba", "speed-up",
-                     "numba / its back to back"], rows)
+    scen = md_table(
+        [
+            "scenario",
+            "batch",
+            "TwoLayerNet numpy",
+            "TwoLayerNet numba",
+            "speed-up",
+            "numba / its back to back",
+            "book+numpy",
+            "book+numba",
+            "speed-up",
+            "numba / its back to back",
+        ],
+        rows,
+    )
     rows = []
     for batch in t.values("batch", group="scenario", case="user_dot"):
         alone = scenario_median(t, case="user_dot", api="numpy", backend="none", batch=batch)
@@ -253,33 +402,75 @@ def section_scenarios(t):
                 got = scenario_median(t, case="user_dot", api=api, backend=backend, batch=batch)
                 row += [_mw(got), fmt_ratio(got[0], alone[0])]
         rows.append(row)
-    user = md_table(["batch", "np.dot alone", "after TwoLayerNet numpy", "slow-down",
-                     "after TwoLayerNet numba", "slow-down", "after book+numpy", "slow-down",
-                     "after book+numba", "slow-down"], rows)
+    user = md_table(
+        [
+            "batch",
+            "np.dot alone",
+            "after TwoLayerNet numpy",
+            "slow-down",
+            "after TwoLayerNet numba",
+            "slow-down",
+            "after book+numpy",
+            "slow-down",
+            "after book+numba",
+            "slow-down",
+        ],
+        rows,
+    )
     rows = []
     for backend in ("numpy", "numba"):
         found = [b for i, b in t.rows(group="scenario", case="train", backend=backend)]
         if found:
             e = found[0].get("extra_info", {})
-            rows.append([backend, e.get("epochs", "?"), fmt_time(e.get("wall_s")),
-                         f"{e.get('samples_per_wall_s', 0):,.0f}", f"{e.get('step_share', 0):.0%}",
-                         f"{e.get('eval_share', 0):.0%}", f"{e.get('other_share', 0):.0%}"])
-    train = md_table(["backend", "epochs", "wall (quickest of 3)", "samples/s of wall", "train_step",
-                      "evaluation", "other"], rows) if rows else ""
-    text = ("The train step as users run it (`bench/scenarios.py`), 784-100-10, float64 weights. "
-            "Each cell: median (worst 0.5 s window). *speed-up* = numpy / numba in that scenario; "
-            "*numba / its back to back* = what the scenario costs the numba step. *alternate*: "
-            "each backend's step alternates with the other's, so its numpy column is also the "
-            "user's NumPy work next to ours. The second table times the user's own `np.dot` "
-            "(1000x784 @ 784x100) right after a step of each kind. The third is the training loop of "
-            "`scratchprop train` end to end on the bundled data (defaults: batch 100, lr 0.1; "
-            "shares of the wall time after the first step).")
+            rows.append(
+                [
+                    backend,
+                    e.get("epochs", "?"),
+                    fmt_time(e.get("wall_s")),
+                    f"{e.get('samples_per_wall_s', 0):,.0f}",
+                    f"{e.get('step_share', 0):.0%}",
+                    f"{e.get('eval_share', 0):.0%}",
+                    f"{e.get('other_share', 0):.0%}",
+                ]
+            )
+    train = (
+        md_table(
+            [
+                "backend",
+                "epochs",
+                "wall (quickest of 3)",
+                "samples/s of wall",
+                "train_step",
+                "evaluation",
+                "other",
+            ],
+            rows,
+        )
+        if rows
+        else ""
+    )
+    text = (
+        "The train step as users run it (`bench/scenarios.py`), 784-100-10, float64 weights. "
+        "Each cell: median (worst 0.5 s window). *speed-up* = numpy / numba in that scenario; "
+        "*numba / its back to back* = what the scenario costs the numba step. *alternate*: "
+        "each backend's step alternates with the other's, so its numpy column is also the "
+        "user's NumPy work next to ours. The second table times the user's own `np.dot` "
+        "(1000x784 @ 784x100) right after a step of each kind. The third is the training loop of "
+        "`scratchprop train` end to end on the bundled data (defaults: batch 100, lr 0.1; "
+        "shares of the wall time after the first step)."
+    )
     return text, scen + "\n\n" + user + ("\n\n" + train if train else "")
 
 
-SECTIONS = [("scenario", "Speed in a user's process", section_scenarios), ("layers", "Layers", section_layers), ("train_step", "Train step", section_train),
-            ("inference", "Inference", section_inference), ("gradcheck", "Gradient check", section_gradcheck),
-            ("compile", "Start-up and JIT compile", section_compile), ("threads", "Thread scaling", section_threads)]
+SECTIONS = [
+    ("scenario", "Speed in a user's process", section_scenarios),
+    ("layers", "Layers", section_layers),
+    ("train_step", "Train step", section_train),
+    ("inference", "Inference", section_inference),
+    ("gradcheck", "Gradient check", section_gradcheck),
+    ("compile", "Start-up and JIT compile", section_compile),
+    ("threads", "Thread scaling", section_threads),
+]
 
 
 def render(paths):
@@ -293,10 +484,19 @@ def render(paths):
             later = json.load(fh)
         run = later.get("scratchprop", {})
         kinds = sorted({(b.get("extra_info") or {}).get("backend", "?") for b in later.get("benchmarks", [])})
-        extra.append(f"- **Replaced from** `{path}` ({', '.join(kinds)} cases): `{run.get('command', '?')}`; "
-                     f"kernels' BLAS in that process: {run.get('kernels_blas', '?')}")
-    out = ["# scratchprop benchmarks", "", *header_lines(data, paths), *extra, "",
-           "Medians. Ratios are time ratios: *a/b* < 1 means *a* is faster. \"-\" = not run.", ""]
+        extra.append(
+            f"- **Replaced from** `{path}` ({', '.join(kinds)} cases): `{run.get('command', '?')}`; "
+            f"kernels' BLAS in that process: {run.get('kernels_blas', '?')}"
+        )
+    out = [
+        "# scratchprop benchmarks",
+        "",
+        *header_lines(data, paths),
+        *extra,
+        "",
+        'Medians. Ratios are time ratios: *a/b* < 1 means *a* is faster. "-" = not run.',
+        "",
+    ]
     if not index:
         out.append("_No timings in this file (a `--benchmark-disable` run?)._")
     for group, title, fn in SECTIONS:
@@ -309,8 +509,9 @@ def render(paths):
 
 def cli(doc, render_paths, json_help, argv=None):
     """The scripts' command line: JSON paths in, ``render_paths(paths)`` (markdown) to stdout."""
-    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("json", nargs="+", help=json_help)
     args = p.parse_args(argv)
     sys.stdout.write(render_paths(args.json) + "\n")

@@ -20,6 +20,7 @@ Every case also records the worst of its 0.5 s windows (the median of the
 rounds whose setup started in that window, highest over the windows) next
 to the median of all rounds: a cliff that comes and goes shows there.
 """
+
 import time
 
 import numpy as np
@@ -65,8 +66,7 @@ def build(case):
     """``(timed, between)`` for a scenario case (see the module docstring)."""
     N, name = case.batch, case.case
     if name == "user_dot":
-        between = (_user_dot() if case.backend == "none"
-                   else _step(case.api, case.backend, N, "float64"))
+        between = _user_dot() if case.backend == "none" else _step(case.api, case.backend, N, "float64")
         return _user_dot(), between
     images = "float32" if name == "f32_images" else "float64"
     timed = _step(case.api, case.backend, N, images)
@@ -77,6 +77,7 @@ def build(case):
     elif name == "np_dot":
         between = _user_dot()
     elif name == "pause_10ms":
+
         def between():
             time.sleep(0.01)
     else:
@@ -132,9 +133,14 @@ def run(benchmark, case):
     benchmark.pedantic(fn, setup=setup, rounds=rounds, warmup_rounds=0)
     wins = windows(starts, durations)
     worst = max(w[1] for w in wins)
-    benchmark.extra_info.update(rounds=rounds, window_s=WINDOW_S, windows=len(wins),
-                                median_s=float(np.median(durations)), worst_window_s=worst,
-                                timing=f"pedantic rounds={rounds}, scenario work untimed in setup")
+    benchmark.extra_info.update(
+        rounds=rounds,
+        window_s=WINDOW_S,
+        windows=len(wins),
+        median_s=float(np.median(durations)),
+        worst_window_s=worst,
+        timing=f"pedantic rounds={rounds}, scenario work untimed in setup",
+    )
 
 
 def run_train(benchmark, backend):
@@ -156,14 +162,27 @@ def run_train(benchmark, backend):
         results.append(train(net, (x, t), (xt, tt), epochs=epochs, batch_size=100, lr=0.1, seed=0))
 
     benchmark.group = "scenario train end to end"
-    benchmark.extra_info.update(group="scenario", case="train", api="TwoLayerNet", backend=backend,
-                                dtype="float64", batch=100, sizes="784-100-10", threads=0,
-                                epochs=epochs, smoke=_env.SMOKE)
+    benchmark.extra_info.update(
+        group="scenario",
+        case="train",
+        api="TwoLayerNet",
+        backend=backend,
+        dtype="float64",
+        batch=100,
+        sizes="784-100-10",
+        threads=0,
+        epochs=epochs,
+        smoke=_env.SMOKE,
+    )
     benchmark.extra_info.update(_env.thread_info())
     benchmark.pedantic(run, rounds=1 if _env.SMOKE else 3, iterations=1)
     r = min(results, key=lambda r: r.seconds)  # the quickest run's split
     wall = r.seconds - r.first_step_seconds - r.prepare_seconds
     benchmark.extra_info.update(
-        samples_per_wall_s=r.samples / r.seconds, wall_s=r.seconds,
-        step_share=(r.step_seconds - r.first_step_seconds) / wall, eval_share=r.eval_seconds / wall,
-        other_share=r.other_seconds / wall, split=r.split())
+        samples_per_wall_s=r.samples / r.seconds,
+        wall_s=r.seconds,
+        step_share=(r.step_seconds - r.first_step_seconds) / wall,
+        eval_share=r.eval_seconds / wall,
+        other_share=r.other_seconds / wall,
+        split=r.split(),
+    )

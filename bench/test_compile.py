@@ -1,4 +1,5 @@
 """Start-up: a fresh Python doing imports + the first train step, with a cold and a warm Numba cache."""
+
 import pytest
 
 from .builders import run

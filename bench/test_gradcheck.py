@@ -1,4 +1,5 @@
 """The notebook's gradient check: numerical gradient versus backprop (784-100-10, batch 3)."""
+
 import pytest
 
 from .builders import run

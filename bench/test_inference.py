@@ -1,4 +1,5 @@
 """Inference: predict + accuracy over 10,000 and 60,000 MNIST digits."""
+
 import pytest
 
 from .builders import run

@@ -1,4 +1,5 @@
 """Each layer's forward and backward (Affine 784->100, Relu (N,100), SoftmaxWithLoss (N,10))."""
+
 import pytest
 
 from .builders import run

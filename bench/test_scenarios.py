@@ -1,4 +1,5 @@
 """The train step as users run it: NumPy work, a pause or float32 images between steps."""
+
 import pytest
 
 from . import scenarios

@@ -1,4 +1,5 @@
 """Thread scaling of the large-batch train step (1 versus 2 ... threads; restored afterwards)."""
+
 import pytest
 
 from .builders import run

@@ -1,4 +1,5 @@
 """One SGD train step of 784-100-10: TwoLayerNet, the book's own class with drop-in layers, torch, and the GEMM floor."""
+
 import pytest
 
 from .builders import run

@@ -20,6 +20,7 @@ C-contiguous array, or a block of its rows or columns). The calls link by
 symbol name (``scratchprop_dgemm`` ...), so cached kernels stay valid for
 either library.
 """
+
 import ctypes
 import glob
 import os
@@ -37,22 +38,50 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 def _gemm_sig(dt):
     p = types.CPointer(dt)
-    return types.void(_I32, _I32, _I32, _I64, _I64, _I64,    # order, transa, transb, m, n, k
-                      dt, p, _I64, p, _I64, dt, p, _I64)     # alpha, a, lda, b, ldb, beta, c, ldc
+    return types.void(
+        _I32,
+        _I32,
+        _I32,
+        _I64,
+        _I64,
+        _I64,  # order, transa, transb, m, n, k
+        dt,
+        p,
+        _I64,
+        p,
+        _I64,
+        dt,
+        p,
+        _I64,
+    )  # alpha, a, lda, b, ldb, beta, c, ldc
 
 
 def _gemv_sig(dt):
     p = types.CPointer(dt)
-    return types.void(_I32, _I32, _I64, _I64,                # order, trans, m, n
-                      dt, p, _I64, p, _I64, dt, p, _I64)     # alpha, a, lda, x, incx, beta, y, incy
+    return types.void(
+        _I32,
+        _I32,
+        _I64,
+        _I64,  # order, trans, m, n
+        dt,
+        p,
+        _I64,
+        p,
+        _I64,
+        dt,
+        p,
+        _I64,
+    )  # alpha, a, lda, x, incx, beta, y, incy
 
 
 def _numpy_openblas():
     """``(path, CDLL)`` of the OpenBLAS bundled with NumPy's wheel, or ``None``."""
     here = os.path.dirname(np.__file__)
-    for pattern in (os.path.join(here + ".libs", "*openblas64*"),
-                    os.path.join(here, ".dylibs", "*openblas64*"),
-                    os.path.join(here, "..", "numpy.libs", "*openblas64*")):
+    for pattern in (
+        os.path.join(here + ".libs", "*openblas64*"),
+        os.path.join(here, ".dylibs", "*openblas64*"),
+        os.path.join(here, "..", "numpy.libs", "*openblas64*"),
+    ):
         for path in sorted(glob.glob(pattern)):
             try:  # NumPy loaded it already: this is the same library, the same thread pool
                 lib = ctypes.CDLL(path)
@@ -75,12 +104,17 @@ def _scipy_adapters():
     for k, dt in (("s", types.float32), ("d", types.float64)):
         p, i, c = types.CPointer(dt), types.CPointer(types.int32), types.CPointer(types.uint8)
         f_gemm = types.ExternalFunction(
-            f"scratchprop_f77_{k}gemm", types.void(c, c, i, i, i, p, p, i, p, i, p, p, i))
-        f_gemv = types.ExternalFunction(f"scratchprop_f77_{k}gemv", types.void(c, i, i, p, p, i, p, i, p, p, i))
-        llvm.add_symbol(f"scratchprop_f77_{k}gemm",
-                        get_cython_function_address("scipy.linalg.cython_blas", k + "gemm"))
-        llvm.add_symbol(f"scratchprop_f77_{k}gemv",
-                        get_cython_function_address("scipy.linalg.cython_blas", k + "gemv"))
+            f"scratchprop_f77_{k}gemm", types.void(c, c, i, i, i, p, p, i, p, i, p, p, i)
+        )
+        f_gemv = types.ExternalFunction(
+            f"scratchprop_f77_{k}gemv", types.void(c, i, i, p, p, i, p, i, p, p, i)
+        )
+        llvm.add_symbol(
+            f"scratchprop_f77_{k}gemm", get_cython_function_address("scipy.linalg.cython_blas", k + "gemm")
+        )
+        llvm.add_symbol(
+            f"scratchprop_f77_{k}gemv", get_cython_function_address("scipy.linalg.cython_blas", k + "gemv")
+        )
         npdt = np.float32 if k == "s" else np.float64
         addrs[k + "gemm"] = cfunc(_gemm_sig(dt), nopython=True)(_gemm_adapter(f_gemm, npdt)).address
         addrs[k + "gemv"] = cfunc(_gemv_sig(dt), nopython=True)(_gemv_adapter(f_gemv, npdt)).address
@@ -97,9 +131,21 @@ def _gemm_adapter(f_gemm, npdt):
         fl[1] = ord("T") if ta == _TRANS else ord("N")
         sc = np.empty(2, npdt)
         sc[0], sc[1] = alpha, beta
-        f_gemm(fl[0:].ctypes, fl[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
-               sc[0:].ctypes, b, ints[3:].ctypes, a, ints[4:].ctypes, sc[1:].ctypes, cc,
-               ints[5:].ctypes)
+        f_gemm(
+            fl[0:].ctypes,
+            fl[1:].ctypes,
+            ints[0:].ctypes,
+            ints[1:].ctypes,
+            ints[2:].ctypes,
+            sc[0:].ctypes,
+            b,
+            ints[3:].ctypes,
+            a,
+            ints[4:].ctypes,
+            sc[1:].ctypes,
+            cc,
+            ints[5:].ctypes,
+        )
 
     return gemm_adapter
 
@@ -113,8 +159,19 @@ def _gemv_adapter(f_gemv, npdt):
         fl[0] = ord("N") if trans == _TRANS else ord("T")
         sc = np.empty(2, npdt)
         sc[0], sc[1] = alpha, beta
-        f_gemv(fl[0:].ctypes, ints[0:].ctypes, ints[1:].ctypes, sc[0:].ctypes, a, ints[2:].ctypes,
-               x, ints[3:].ctypes, sc[1:].ctypes, y, ints[3:].ctypes)
+        f_gemv(
+            fl[0:].ctypes,
+            ints[0:].ctypes,
+            ints[1:].ctypes,
+            sc[0:].ctypes,
+            a,
+            ints[2:].ctypes,
+            x,
+            ints[3:].ctypes,
+            sc[1:].ctypes,
+            y,
+            ints[3:].ctypes,
+        )
 
     return gemv_adapter
 
@@ -131,8 +188,10 @@ def _choose():
     try:
         import scipy
     except ImportError:
-        raise ImportError("scratchprop.kernels: this NumPy bundles no OpenBLAS with a 64-bit CBLAS; "
-                          "install SciPy for the kernels' BLAS (pip install 'scratchprop[scipy]')") from None
+        raise ImportError(
+            "scratchprop.kernels: this NumPy bundles no OpenBLAS with a 64-bit CBLAS; "
+            "install SciPy for the kernels' BLAS (pip install 'scratchprop[scipy]')"
+        ) from None
     return "scipy", f"SciPy {scipy.__version__} cython_blas (not NumPy's pool)", _scipy_adapters()
 
 
@@ -171,8 +230,22 @@ def _gemm_impl(trans_a, trans_b, alpha, a, b, beta, c):
         lda = max(a.strides[0] // a.itemsize, a.shape[1], 1)
         ldb = max(b.strides[0] // b.itemsize, b.shape[1], 1)
         ldc = max(c.strides[0] // c.itemsize, n, 1)
-        fn(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k,
-           alpha, a.ctypes, lda, b.ctypes, ldb, beta, c.ctypes, ldc)
+        fn(
+            _ROW_MAJOR,
+            _TRANS if trans_a else _NO_TRANS,
+            _TRANS if trans_b else _NO_TRANS,
+            m,
+            n,
+            k,
+            alpha,
+            a.ctypes,
+            lda,
+            b.ctypes,
+            ldb,
+            beta,
+            c.ctypes,
+            ldc,
+        )
 
     return impl
 
@@ -199,7 +272,19 @@ def _gemv_impl(trans_a, alpha, a, x, beta, y):
                 y[i] = 0 if beta == 0 else beta * y[i]
             return
         lda = max(a.strides[0] // a.itemsize, cols, 1)
-        fn(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, rows, cols, alpha, a.ctypes, lda,
-           x.ctypes, 1, beta, y.ctypes, 1)
+        fn(
+            _ROW_MAJOR,
+            _TRANS if trans_a else _NO_TRANS,
+            rows,
+            cols,
+            alpha,
+            a.ctypes,
+            lda,
+            x.ctypes,
+            1,
+            beta,
+            y.ctypes,
+            1,
+        )
 
     return impl

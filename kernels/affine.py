@@ -15,6 +15,7 @@ the calling thread (see ``scratchprop.threads``):
   summed row by row in the reference's order (NumPy sums ``axis=0`` of a C
   array one row at a time), so ``db`` is bit-identical to NumPy's.
 """
+
 import numpy as np
 from numba import njit
 
@@ -65,6 +66,7 @@ def backward(dout, x, W, need_dx, dx, dW):
 
 
 # Naive references: plain loops, what the fast kernels are tested against.
+
 
 def forward_naive(x, W, b):
     """Triple loop ``x (N, D), W (D, M), b (M,) -> (N, M)``."""

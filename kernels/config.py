@@ -23,6 +23,7 @@ No threshold lives here: when a kernel may use threads is decided by the
 caller (``scratchprop.threads``) and passed in as an argument, so the on-disk
 cache can never hold a stale value.
 """
+
 import os
 import warnings
 
@@ -50,6 +51,7 @@ def cache_location():
     here = os.path.abspath(__file__)
     if numba.config.CACHE_DIR:
         from numba.core.caching import UserProvidedCacheLocator
+
         loc = UserProvidedCacheLocator.from_function(_probe, here)
         return None if loc is None else loc.get_cache_path()
     for cls in FunctionCache._impl_class._locator_classes:
@@ -68,10 +70,15 @@ def _decide_cache():
     where = cache_location()
     if where is None:
         asked = numba.config.CACHE_DIR
-        why = (f"NUMBA_CACHE_DIR={asked!r} is not writable" if asked
-               else "no writable cache location was found")
-        warnings.warn(f"scratchprop.kernels: {why}; the Numba kernels run uncached "
-                      f"(compiled in every process, a few seconds each)", CacheWarning, stacklevel=2)
+        why = (
+            f"NUMBA_CACHE_DIR={asked!r} is not writable" if asked else "no writable cache location was found"
+        )
+        warnings.warn(
+            f"scratchprop.kernels: {why}; the Numba kernels run uncached "
+            f"(compiled in every process, a few seconds each)",
+            CacheWarning,
+            stacklevel=2,
+        )
         return False
     return True
 
@@ -93,7 +100,7 @@ def _forget(cache_file):
     import glob
 
     index = cache_file._index_path
-    stem = os.path.basename(index)[:-len(".nbi")]
+    stem = os.path.basename(index)[: -len(".nbi")]
     for path in [index, *glob.glob(os.path.join(os.path.dirname(index), glob.escape(stem) + ".*.nbc"))]:
         try:
             os.unlink(path)
@@ -111,9 +118,13 @@ def _guarded(cache, method):
             _forget(cache._cache_file)
             if not _WARNED_CORRUPT:
                 _WARNED_CORRUPT.append(1)
-                warnings.warn(f"scratchprop.kernels: a Numba cache file in {cache._cache_path} was "
-                              f"unreadable ({type(exc).__name__}); removed it, the kernel compiles "
-                              f"again", CacheWarning, stacklevel=3)
+                warnings.warn(
+                    f"scratchprop.kernels: a Numba cache file in {cache._cache_path} was "
+                    f"unreadable ({type(exc).__name__}); removed it, the kernel compiles "
+                    f"again",
+                    CacheWarning,
+                    stacklevel=3,
+                )
             if method == "load_overload":
                 return None  # Numba compiles, then saves a fresh entry
             try:

@@ -53,6 +53,7 @@ thread count); ``grad_w1_serial`` is the same code on the calling thread. The
 other parameters are few (``W2`` is ``D / C`` times smaller than ``W1``) and
 run serially.
 """
+
 import math
 
 import numpy as np
@@ -60,9 +61,9 @@ from numba import njit, prange
 
 from .config import PARALLEL, SERIAL, guard_cache
 
-TAU = 0.01        #: largest ``|d| * max_k |W2[j, k]|`` the series is used for
-R_TERMS = 10      #: terms of the series of ``K_nj(d)``
-BIG = 600.0       #: above this a score shift is handled by a max-shifted log-sum-exp
+TAU = 0.01  #: largest ``|d| * max_k |W2[j, k]|`` the series is used for
+R_TERMS = 10  #: terms of the series of ``K_nj(d)``
+BIG = 600.0  #: above this a score shift is handled by a max-shifted log-sum-exp
 
 
 @njit(**SERIAL)
@@ -191,8 +192,32 @@ def _class_loss(delta, k, kappa1, sh, p, T, tsum, log_m0, Bsum, force_exact):
 
 
 @njit(**SERIAL)
-def _w1_rows(i0, i1, x, W, Wp, Wm, add_h, hd, a1, hb, kappa, wmax, sh, p, W2, TW, tsum, log_m0,
-             Bsum, out0, out1, two_h, direct, force_exact):
+def _w1_rows(
+    i0,
+    i1,
+    x,
+    W,
+    Wp,
+    Wm,
+    add_h,
+    hd,
+    a1,
+    hb,
+    kappa,
+    wmax,
+    sh,
+    p,
+    W2,
+    TW,
+    tsum,
+    log_m0,
+    Bsum,
+    out0,
+    out1,
+    two_h,
+    direct,
+    force_exact,
+):
     """Rows ``i0 <= i < i1`` of the ``W1`` central differences, with their own scratch."""
     N = x.shape[0]
     H = a1.shape[1]
@@ -252,8 +277,31 @@ def _w1_rows(i0, i1, x, W, Wp, Wm, add_h, hd, a1, hb, kappa, wmax, sh, p, W2, TW
 
 
 @njit(**PARALLEL)
-def grad_w1(x, W, Wp, Wm, add_h, hd, a1, hb, kappa, wmax, sh, p, W2, TW, tsum, log_m0, Bsum,
-            out0, out1, two_h, direct, nchunks, force_exact):
+def grad_w1(
+    x,
+    W,
+    Wp,
+    Wm,
+    add_h,
+    hd,
+    a1,
+    hb,
+    kappa,
+    wmax,
+    sh,
+    p,
+    W2,
+    TW,
+    tsum,
+    log_m0,
+    Bsum,
+    out0,
+    out1,
+    two_h,
+    direct,
+    nchunks,
+    force_exact,
+):
     """Central differences for ``W1 (D, H)``; ``a1'[n, j] = a1[n, j] + (w' - w) * x[n, i]``.
 
     ``x (N, D)``; ``a1, hb (N, H)`` base pre-activation and hidden output;
@@ -267,21 +315,90 @@ def grad_w1(x, W, Wp, Wm, add_h, hd, a1, hb, kappa, wmax, sh, p, W2, TW, tsum, l
     """
     D = x.shape[1]
     for c in prange(nchunks):
-        _w1_rows(c * D // nchunks, (c + 1) * D // nchunks, x, W, Wp, Wm, add_h, hd, a1, hb, kappa,
-                 wmax, sh, p, W2, TW, tsum, log_m0, Bsum, out0, out1, two_h, direct, force_exact)
+        _w1_rows(
+            c * D // nchunks,
+            (c + 1) * D // nchunks,
+            x,
+            W,
+            Wp,
+            Wm,
+            add_h,
+            hd,
+            a1,
+            hb,
+            kappa,
+            wmax,
+            sh,
+            p,
+            W2,
+            TW,
+            tsum,
+            log_m0,
+            Bsum,
+            out0,
+            out1,
+            two_h,
+            direct,
+            force_exact,
+        )
 
 
 @njit(**SERIAL)
-def grad_w1_serial(x, W, Wp, Wm, add_h, hd, a1, hb, kappa, wmax, sh, p, W2, TW, tsum, log_m0, Bsum,
-                   out0, out1, two_h, direct, force_exact):
+def grad_w1_serial(
+    x,
+    W,
+    Wp,
+    Wm,
+    add_h,
+    hd,
+    a1,
+    hb,
+    kappa,
+    wmax,
+    sh,
+    p,
+    W2,
+    TW,
+    tsum,
+    log_m0,
+    Bsum,
+    out0,
+    out1,
+    two_h,
+    direct,
+    force_exact,
+):
     """:func:`grad_w1` on the calling thread (small nets, or the OpenMP layer)."""
-    _w1_rows(0, x.shape[1], x, W, Wp, Wm, add_h, hd, a1, hb, kappa, wmax, sh, p, W2, TW, tsum,
-             log_m0, Bsum, out0, out1, two_h, direct, force_exact)
+    _w1_rows(
+        0,
+        x.shape[1],
+        x,
+        W,
+        Wp,
+        Wm,
+        add_h,
+        hd,
+        a1,
+        hb,
+        kappa,
+        wmax,
+        sh,
+        p,
+        W2,
+        TW,
+        tsum,
+        log_m0,
+        Bsum,
+        out0,
+        out1,
+        two_h,
+        direct,
+        force_exact,
+    )
 
 
 @njit(**SERIAL)
-def grad_b1(z1, W, Wp, Wm, add_h, hd, hb, sh, p, W2, TW, tsum, log_m0, Bsum,
-            out0, out1, two_h, direct):
+def grad_b1(z1, W, Wp, Wm, add_h, hd, hb, sh, p, W2, TW, tsum, log_m0, Bsum, out0, out1, two_h, direct):
     """Central differences for ``b1 (H,)``; ``a1'[n, j] = z1[n, j] + b'[j]`` (``z1 = x @ W1``),
     the sum the reference forms."""
     N, H = z1.shape
@@ -311,8 +428,9 @@ def grad_b1(z1, W, Wp, Wm, add_h, hd, hb, sh, p, W2, TW, tsum, log_m0, Bsum,
 
 
 @njit(**SERIAL)
-def grad_w2(W, Wp, Wm, add_h, hd, hb, kappa1, sh, p, T, tsum, log_m0, Bsum, out0, out1, two_h,
-            direct, force_exact):
+def grad_w2(
+    W, Wp, Wm, add_h, hd, hb, kappa1, sh, p, T, tsum, log_m0, Bsum, out0, out1, two_h, direct, force_exact
+):
     """Central differences for ``W2 (H, C)``; ``s'[n, k] = s[n, k] + (w' - w) * h[n, j]``.
 
     Serial: with the series of ``kappa1`` an element costs about as much as
@@ -340,8 +458,9 @@ def grad_w2(W, Wp, Wm, add_h, hd, hb, kappa1, sh, p, T, tsum, log_m0, Bsum, out0
 
 
 @njit(**SERIAL)
-def grad_b2(z2, s, W, Wp, Wm, add_h, hd, kappa1, sh, p, T, tsum, log_m0, Bsum,
-            out0, out1, two_h, direct, force_exact):
+def grad_b2(
+    z2, s, W, Wp, Wm, add_h, hd, kappa1, sh, p, T, tsum, log_m0, Bsum, out0, out1, two_h, direct, force_exact
+):
     """Central differences for ``b2 (C,)``; ``s'[n, k] = z2[n, k] + b'[k]`` (``z2 = h @ W2``),
     the sum the reference forms."""
     N, C = z2.shape

@@ -6,6 +6,7 @@ NumPy needs three passes for the forward (``x <= 0``, ``x.copy()``,
 ``out[mask] = 0``) and two for the backward; these need one each, on the
 calling thread (see ``scratchprop.threads``).
 """
+
 import numpy as np
 from numba import njit
 

@@ -13,6 +13,7 @@ both. Per row, as the reference computes it::
 Sums run in float64 (float32 inputs included). Row losses are stored and
 then summed in row order. Serial on purpose (see ``scratchprop.threads``).
 """
+
 import math
 
 import numpy as np

@@ -23,6 +23,7 @@ this serial code; the passes stay on the calling thread (see
 ``scratchprop.threads``). Sums here run in row order, so results depend
 only on the BLAS's thread count.
 """
+
 import math
 
 import numpy as np
@@ -141,12 +142,12 @@ def _second_layer_back(h, W2, b2, labels, T, s, y, dh):
     Returns ``(dy, loss, db1, db2)``; ``W2`` is only read (its update comes later).
     """
     N = h.shape[0]
-    _times(h, W2, s)                                     # 2
+    _times(h, W2, s)  # 2
     rowloss = np.empty(N)
     _softmax_dy_rows(s, b2, labels, T, y, rowloss, 0, N)
     dy = s
     loss, db2 = _mean_loss_db2(rowloss, dy)
-    _times(dy, W2, dh, True)                             # 3, before W2 changes
+    _times(dy, W2, dh, True)  # 3, before W2 changes
     db1 = _relu_mask_db1(h, dh)
     return dy, loss, db1, db2
 
@@ -245,7 +246,7 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
     if _bad_labels(labels, T, W2.shape[1]):
         return _rejected(W1.dtype)
 
-    _times(x, W1, h)                                     # 1
+    _times(x, W1, h)  # 1
     _bias_relu_rows(h, b1, 0, N)
     dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh)
     return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)

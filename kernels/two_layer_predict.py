@@ -13,6 +13,7 @@ of :func:`.two_layer.step`. Done by the layers one by one, the first
 and ``Relu`` makes a second pass that also writes the mask. (One pass
 fewer over ``h``; see ``bench/README.md`` for the inference timings.)
 """
+
 from numba import njit
 
 from .config import SERIAL, guard_cache

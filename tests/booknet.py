@@ -6,7 +6,7 @@ with the layers), exactly as a user would by editing that one import line.
 Shared by the equivalence tests and the benchmarks (`bench/booknet.py` loads this file).
 """
 
-BOOK_NET_SOURCE = '''
+BOOK_NET_SOURCE = """
 import numpy as np
 from MODULE import Affine, Relu, SoftmaxWithLoss, numerical_gradient
 from collections import OrderedDict
@@ -80,7 +80,7 @@ class TwoLayerNet:
         grads['W2'], grads['b2'] = self.layers['Affine2'].dW, self.layers['Affine2'].db
 
         return grads
-'''
+"""
 
 _CLASSES = {}
 
@@ -97,5 +97,5 @@ def book_net_class(module="scratchprop.numba"):
 def book_train_step(network, x_batch, t_batch, learning_rate):
     """The book's training-loop body: gradient, then ``params[key] -= lr * grad[key]``."""
     grad = network.gradient(x_batch, t_batch)
-    for key in ('W1', 'b1', 'W2', 'b2'):
+    for key in ("W1", "b1", "W2", "b2"):
         network.params[key] -= learning_rate * grad[key]

@@ -1,4 +1,5 @@
 """Finite differences for tests: a float64 central difference of any scalar function."""
+
 import numpy as np
 
 

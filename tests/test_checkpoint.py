@@ -1,4 +1,5 @@
 """scratchprop.checkpoint: round trips, atomic writes, and clean errors for bad files."""
+
 import json
 import os
 
@@ -23,8 +24,14 @@ def leftovers(directory):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_round_trip_is_bit_exact(tmp_path, dtype):
     net = make_net(dtype)
-    meta = {"epoch": 3, "iteration": 99, "history": [{"epoch": 1, "loss": float("nan")}],
-            "seed": 2**40, "lr": 0.1, "np_scalar": np.float32(0.5)}
+    meta = {
+        "epoch": 3,
+        "iteration": 99,
+        "history": [{"epoch": 1, "loss": float("nan")}],
+        "seed": 2**40,
+        "lr": 0.1,
+        "np_scalar": np.float32(0.5),
+    }
     path = save_checkpoint(tmp_path / "m.npz", net, meta, loss=[2.3, 1.5, 0.9])
     ck = load_checkpoint(path)
     for k in net.params_key:
@@ -96,27 +103,34 @@ def good_meta():
 
 
 def params(D=6, H=4, C=3, dtype=np.float64):
-    return {"W1": np.zeros((D, H), dtype), "b1": np.zeros(H, dtype),
-            "W2": np.zeros((H, C), dtype), "b2": np.zeros(C, dtype)}
+    return {
+        "W1": np.zeros((D, H), dtype),
+        "b1": np.zeros(H, dtype),
+        "W2": np.zeros((H, C), dtype),
+        "b2": np.zeros(C, dtype),
+    }
 
 
-@pytest.mark.parametrize("case, pattern", [
-    ("missing", "no such checkpoint file"),
-    ("directory", "not a regular file"),
-    ("text", "not a checkpoint"),
-    ("empty", "not a checkpoint"),
-    ("no_keys", "missing W1, b1, W2, b2, meta"),
-    ("no_meta", "missing meta"),
-    ("bad_meta", "corrupt metadata"),
-    ("foreign_meta", "format tag"),
-    ("int_dtype", "dtype int64"),
-    ("mixed_dtype", "mixed dtypes"),
-    ("bad_b1", "inconsistent parameter shapes"),
-    ("bad_W2", "inconsistent parameter shapes"),
-    ("ndim", "must be W1 \\(D, H\\)"),
-    ("pickled", "corrupt or truncated"),
-    ("sizes_meta", "disagree"),
-])
+@pytest.mark.parametrize(
+    "case, pattern",
+    [
+        ("missing", "no such checkpoint file"),
+        ("directory", "not a regular file"),
+        ("text", "not a checkpoint"),
+        ("empty", "not a checkpoint"),
+        ("no_keys", "missing W1, b1, W2, b2, meta"),
+        ("no_meta", "missing meta"),
+        ("bad_meta", "corrupt metadata"),
+        ("foreign_meta", "format tag"),
+        ("int_dtype", "dtype int64"),
+        ("mixed_dtype", "mixed dtypes"),
+        ("bad_b1", "inconsistent parameter shapes"),
+        ("bad_W2", "inconsistent parameter shapes"),
+        ("ndim", "must be W1 \\(D, H\\)"),
+        ("pickled", "corrupt or truncated"),
+        ("sizes_meta", "disagree"),
+    ],
+)
 def test_bad_files_raise_checkpoint_error_naming_the_file(tmp_path, case, pattern):
     path = tmp_path / f"{case}.npz"
     p = params()
@@ -152,8 +166,9 @@ def test_bad_files_raise_checkpoint_error_naming_the_file(tmp_path, case, patter
     elif case == "pickled":
         save_raw(path, meta=good_meta(), **{**p, "W1": np.array([{"a": 1}], dtype=object)})
     elif case == "sizes_meta":
-        save_raw(path, meta=np.array(json.dumps({"format": "scratchprop-checkpoint",
-                                                 "sizes": [6, 5, 3]})), **p)
+        save_raw(
+            path, meta=np.array(json.dumps({"format": "scratchprop-checkpoint", "sizes": [6, 5, 3]})), **p
+        )
     with pytest.raises(CheckpointError, match=pattern) as info:
         load_checkpoint(path)
     assert str(path) in str(info.value)
@@ -161,8 +176,9 @@ def test_bad_files_raise_checkpoint_error_naming_the_file(tmp_path, case, patter
 
 
 def test_truncated_and_corrupted_archives_are_rejected(tmp_path):
-    full = save_checkpoint(tmp_path / "full.npz", make_net(sizes=(50, 20, 10)), {"epoch": 1},
-                           loss=np.ones(100)).read_bytes()
+    full = save_checkpoint(
+        tmp_path / "full.npz", make_net(sizes=(50, 20, 10)), {"epoch": 1}, loss=np.ones(100)
+    ).read_bytes()
     for n in (4, 30, 200, len(full) // 2, len(full) - 10, len(full) - 1):
         path = tmp_path / f"cut{n}.npz"
         path.write_bytes(full[:n])
@@ -171,7 +187,7 @@ def test_truncated_and_corrupted_archives_are_rejected(tmp_path):
     # flip bytes inside W1's payload: the CRC check catches it
     data = bytearray(full)
     start = full.index(b"W1.npy") + 300
-    data[start:start + 8] = b"\xff" * 8
+    data[start : start + 8] = b"\xff" * 8
     path = tmp_path / "flipped.npz"
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="flipped.npz"):

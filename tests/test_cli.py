@@ -1,4 +1,5 @@
 """The ``scratchprop`` command line, end to end on the bundled MNIST subset."""
+
 import contextlib
 import csv
 import gzip
@@ -23,11 +24,15 @@ from scratchprop.cli import main
 from scratchprop.data import BUNDLED_DIR, FILE_STEMS, write_idx
 
 HAVE_NUMBA_BACKEND = importlib.util.find_spec("scratchprop.numba") is not None
-needs_numba = pytest.mark.skipif(not HAVE_NUMBA_BACKEND,
-                                 reason="scratchprop.numba (the Numba backend) does not exist yet")
+needs_numba = pytest.mark.skipif(
+    not HAVE_NUMBA_BACKEND, reason="scratchprop.numba (the Numba backend) does not exist yet"
+)
 SCRIPT = Path(sys.executable).with_name("scratchprop")
-EPOCH_LINE = re.compile(r"^epoch (\d+)( \(partial\))?  iter (\d+)  loss ([\d.]+)  "
-                        r"train acc, test acc \| ([\d.]+), ([\d.]+)  \[[\d.]+ s\]$", re.M)
+EPOCH_LINE = re.compile(
+    r"^epoch (\d+)( \(partial\))?  iter (\d+)  loss ([\d.]+)  "
+    r"train acc, test acc \| ([\d.]+), ([\d.]+)  \[[\d.]+ s\]$",
+    re.M,
+)
 FINAL = re.compile(r"final: train acc ([\d.]+), test acc ([\d.]+)")
 
 
@@ -51,9 +56,25 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("trained")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["train", "--backend", "numpy", "--epochs", "3", "--hidden", "50", "--seed", "1",
-                   "--save", str(d / "model.npz"), "--metrics", str(d / "metrics.json"),
-                   "--plot", str(d / "curves.png")])
+        rc = main(
+            [
+                "train",
+                "--backend",
+                "numpy",
+                "--epochs",
+                "3",
+                "--hidden",
+                "50",
+                "--seed",
+                "1",
+                "--save",
+                str(d / "model.npz"),
+                "--metrics",
+                str(d / "metrics.json"),
+                "--plot",
+                str(d / "curves.png"),
+            ]
+        )
     return {"rc": rc, "out": out.getvalue(), "err": err.getvalue(), "dir": d}
 
 
@@ -65,9 +86,15 @@ def test_train_reaches_accuracy_and_prints_the_notebook_lines(trained):
     train_acc, test_acc = map(float, FINAL.search(out).groups())
     assert test_acc > 0.8 and train_acc > 0.8  # chance is 0.1
     assert (train_acc, test_acc) == (float(epochs[-1][4]), float(epochs[-1][5]))
-    for fragment in ("TwoLayerNet 784-50-10", "backend numpy, float64", "seed 1",
-                     "mnist (bundled): 8330 train / 1670 test", "samples/s", "threads BLAS",
-                     "wrote checkpoint"):
+    for fragment in (
+        "TwoLayerNet 784-50-10",
+        "backend numpy, float64",
+        "seed 1",
+        "mnist (bundled): 8330 train / 1670 test",
+        "samples/s",
+        "threads BLAS",
+        "wrote checkpoint",
+    ):
         assert fragment in out
     assert re.search(r"wall time after the first step: train_step \d+%, evaluation \d+%, other \d+%", out)
     # not a terminal: no progress bar at all
@@ -109,8 +136,20 @@ def test_evaluate_reports_the_final_test_accuracy(trained, capsys):
 def test_resume_continues_epochs_and_equals_an_uninterrupted_run(tmp_path, capsys):
     common = ["train", "--backend", "numpy", "--hidden", "20", "--quiet"]
     assert run(capsys, *common, "--seed", "7", "--epochs", "2", "--save", tmp_path / "a.npz")[0] == 0
-    rc, out, err = run(capsys, "train", "--backend", "numpy", "--resume", tmp_path / "a.npz",
-                       "--epochs", "1", "--save", tmp_path / "b.npz", "--metrics", tmp_path / "b.csv")
+    rc, out, err = run(
+        capsys,
+        "train",
+        "--backend",
+        "numpy",
+        "--resume",
+        tmp_path / "a.npz",
+        "--epochs",
+        "1",
+        "--save",
+        tmp_path / "b.npz",
+        "--metrics",
+        tmp_path / "b.csv",
+    )
     assert rc == 0, err
     assert [int(e[0]) for e in EPOCH_LINE.findall(out)] == [3]
     assert "resuming" in out and "at epoch 2, iteration 167" in out
@@ -132,13 +171,31 @@ def test_resume_continues_epochs_and_equals_an_uninterrupted_run(tmp_path, capsy
 
 def test_resume_rejects_mismatches(tmp_path, capsys):
     ck = tmp_path / "m.npz"
-    assert run(capsys, "train", "--backend", "numpy", "--hidden", "10", "--iters", "5", "--seed", "0",
-               "--save", ck, "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "train",
+            "--backend",
+            "numpy",
+            "--hidden",
+            "10",
+            "--iters",
+            "5",
+            "--seed",
+            "0",
+            "--save",
+            ck,
+            "--quiet",
+        )[0]
+        == 0
+    )
     base = ["train", "--backend", "numpy", "--resume", ck, "--iters", "5"]
-    for extra, fragment in ((["--hidden", "20"], "--hidden 20 differs"),
-                            (["--dtype", "float32"], "--dtype float32 differs"),
-                            (["--batch-size", "50"], "--batch-size 50 differs"),
-                            (["--seed", "3"], "--seed 3 differs")):
+    for extra, fragment in (
+        (["--hidden", "20"], "--hidden 20 differs"),
+        (["--dtype", "float32"], "--dtype float32 differs"),
+        (["--batch-size", "50"], "--batch-size 50 differs"),
+        (["--seed", "3"], "--seed 3 differs"),
+    ):
         rc, out, err = run(capsys, *base, *extra)
         assert rc == 2 and out == ""
         assert_one_error_line(err, fragment, str(ck))
@@ -158,11 +215,18 @@ def test_resume_rejects_mismatches(tmp_path, capsys):
 
 
 def test_gradcheck_numpy_passes(capsys):
-    rc, out, err = run(capsys, "gradcheck", "--backend", "numpy", "--batch", "3", "--hidden", "10",
-                       "--seed", "0")
+    rc, out, err = run(
+        capsys, "gradcheck", "--backend", "numpy", "--batch", "3", "--hidden", "10", "--seed", "0"
+    )
     assert rc == 0, out + err
-    for fragment in ("first 3 mnist training samples", "numerical time: ", "backprop time: ",
-                     "W1: ", "b2: ", "gradient check PASSED"):
+    for fragment in (
+        "first 3 mnist training samples",
+        "numerical time: ",
+        "backprop time: ",
+        "W1: ",
+        "b2: ",
+        "gradient check PASSED",
+    ):
         assert fragment in out
 
 
@@ -174,8 +238,9 @@ def test_gradcheck_failure_exits_1(capsys, monkeypatch):
 
 @needs_numba
 def test_gradcheck_numba_passes(capsys):
-    rc, out, err = run(capsys, "gradcheck", "--backend", "numba", "--batch", "3", "--hidden", "10",
-                       "--seed", "0")
+    rc, out, err = run(
+        capsys, "gradcheck", "--backend", "numba", "--batch", "3", "--hidden", "10", "--seed", "0"
+    )
     assert rc == 0, out + err
     assert "backend numba" in out and "gradient check PASSED" in out
 
@@ -199,8 +264,24 @@ def test_gradcheck_prints_the_seed_it_drew(capsys):
 
 @needs_numba
 def test_train_numba_backend(tmp_path, capsys):
-    rc, out, err = run(capsys, "train", "--backend", "numba", "--threads", "1", "--epochs", "2",
-                       "--hidden", "50", "--seed", "1", "--dtype", "float32", "--save", tmp_path / "m.npz")
+    rc, out, err = run(
+        capsys,
+        "train",
+        "--backend",
+        "numba",
+        "--threads",
+        "1",
+        "--epochs",
+        "2",
+        "--hidden",
+        "50",
+        "--seed",
+        "1",
+        "--dtype",
+        "float32",
+        "--save",
+        tmp_path / "m.npz",
+    )
     assert rc == 0, err
     assert float(FINAL.search(out).group(2)) > 0.75
     assert "backend numba, float32, threads numba 1, kernels' BLAS " in out
@@ -210,36 +291,39 @@ def test_train_numba_backend(tmp_path, capsys):
     assert rc == 0 and f"({round(ck.meta['test_acc'] * 1670)}/1670)" in out
 
 
-@pytest.mark.parametrize("args, fragment", [
-    ([], "required: COMMAND"),
-    (["bogus"], "invalid choice: 'bogus'"),
-    (["train", "--epochs", "0"], "--epochs: must be a positive integer, got '0'"),
-    (["train", "--iters", "-3"], "--iters: must be a positive integer"),
-    (["train", "--batch-size", "0"], "--batch-size: must be a positive integer"),
-    (["train", "--hidden", "-1"], "--hidden: must be a positive integer"),
-    (["train", "--lr", "0"], "--lr: must be a positive number"),
-    (["train", "--lr", "nan"], "--lr: must be a positive number"),
-    (["train", "--seed", "x"], "--seed: must be an integer >= 0, got 'x'"),
-    (["train", "--seed", "-1"], "--seed: must be an integer >= 0, got '-1'"),
-    (["gradcheck", "--seed", "-1"], "--seed: must be an integer >= 0, got '-1'"),
-    (["train", "--backend", "torch"], "invalid choice: 'torch'"),
-    (["train", "--dataset", "cifar10"], "invalid choice: 'cifar10'"),
-    (["train", "--dtype", "float16"], "invalid choice: 'float16'"),
-    (["train", "--epochs", "2", "--iters", "5"], "not allowed with argument --epochs"),
-    (["train", "--backend", "numpy", "--data", "{tmp}/missing"], "missing: no such directory"),
-    (["train", "--backend", "numpy", "--metrics", "{tmp}/m.txt"], "must end in .json or .csv"),
-    (["train", "--backend", "numpy", "--plot", "{tmp}/p.jpg"], "must end in .png"),
-    (["train", "--backend", "numpy", "--save", "{tmp}/no/dir/m.npz"], "does not exist"),
-    (["train", "--backend", "numpy", "--threads", "2"], "--threads applies to --backend numba only"),
-    (["train", "--backend", "numba", "--threads", "0"], "--threads must be between 1 and"),
-    (["train", "--backend", "numba", "--threads", "100000"], "--threads must be between 1 and"),
-    (["train", "--backend", "numpy", "--resume", "{tmp}/none.npz"], "none.npz: no such checkpoint"),
-    (["gradcheck", "--batch", "0"], "--batch: must be a positive integer"),
-    (["gradcheck", "--backend", "numpy", "--batch", "9000"], "exceeds the 8330 training samples"),
-    (["evaluate"], "required: --model"),
-    (["download"], "required: --root"),
-    (["download", "--root", "{tmp}", "--dataset", "emnist"], "invalid choice: 'emnist'"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ([], "required: COMMAND"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["train", "--epochs", "0"], "--epochs: must be a positive integer, got '0'"),
+        (["train", "--iters", "-3"], "--iters: must be a positive integer"),
+        (["train", "--batch-size", "0"], "--batch-size: must be a positive integer"),
+        (["train", "--hidden", "-1"], "--hidden: must be a positive integer"),
+        (["train", "--lr", "0"], "--lr: must be a positive number"),
+        (["train", "--lr", "nan"], "--lr: must be a positive number"),
+        (["train", "--seed", "x"], "--seed: must be an integer >= 0, got 'x'"),
+        (["train", "--seed", "-1"], "--seed: must be an integer >= 0, got '-1'"),
+        (["gradcheck", "--seed", "-1"], "--seed: must be an integer >= 0, got '-1'"),
+        (["train", "--backend", "torch"], "invalid choice: 'torch'"),
+        (["train", "--dataset", "cifar10"], "invalid choice: 'cifar10'"),
+        (["train", "--dtype", "float16"], "invalid choice: 'float16'"),
+        (["train", "--epochs", "2", "--iters", "5"], "not allowed with argument --epochs"),
+        (["train", "--backend", "numpy", "--data", "{tmp}/missing"], "missing: no such directory"),
+        (["train", "--backend", "numpy", "--metrics", "{tmp}/m.txt"], "must end in .json or .csv"),
+        (["train", "--backend", "numpy", "--plot", "{tmp}/p.jpg"], "must end in .png"),
+        (["train", "--backend", "numpy", "--save", "{tmp}/no/dir/m.npz"], "does not exist"),
+        (["train", "--backend", "numpy", "--threads", "2"], "--threads applies to --backend numba only"),
+        (["train", "--backend", "numba", "--threads", "0"], "--threads must be between 1 and"),
+        (["train", "--backend", "numba", "--threads", "100000"], "--threads must be between 1 and"),
+        (["train", "--backend", "numpy", "--resume", "{tmp}/none.npz"], "none.npz: no such checkpoint"),
+        (["gradcheck", "--batch", "0"], "--batch: must be a positive integer"),
+        (["gradcheck", "--backend", "numpy", "--batch", "9000"], "exceeds the 8330 training samples"),
+        (["evaluate"], "required: --model"),
+        (["download"], "required: --root"),
+        (["download", "--root", "{tmp}", "--dataset", "emnist"], "invalid choice: 'emnist'"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, args, fragment):
     rc, out, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert rc == 2 and out == ""
@@ -257,11 +341,14 @@ def _idx_set(root, train_shape, test_shape):
 
 
 @pytest.mark.parametrize("command", ["train", "gradcheck"])
-@pytest.mark.parametrize("train_shape, test_shape, fragment", [
-    ((0, 28, 28), (10, 28, 28), "the training set has no images"),
-    ((20, 28, 28), (0, 28, 28), "the test set has no images"),
-    ((20, 10, 10), (10, 28, 28), "training images have 100 pixels but test images 784"),
-])
+@pytest.mark.parametrize(
+    "train_shape, test_shape, fragment",
+    [
+        ((0, 28, 28), (10, 28, 28), "the training set has no images"),
+        ((20, 28, 28), (0, 28, 28), "the test set has no images"),
+        ((20, 10, 10), (10, 28, 28), "training images have 100 pixels but test images 784"),
+    ],
+)
 def test_bad_data_sets_exit_2_before_any_step(capsys, tmp_path, command, train_shape, test_shape, fragment):
     root = _idx_set(tmp_path / "d", train_shape, test_shape)
     rc, out, err = run(capsys, command, "--backend", "numpy", "--data", root)
@@ -280,20 +367,39 @@ def test_an_idx_header_whose_dimensions_overflow_int64_is_rejected(capsys, tmp_p
     assert_one_error_line(err, str(path))
 
 
-@pytest.mark.parametrize("field, value, fragment", [
-    ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
-    ("rng_state", [1, 2], "rng_state is not a NumPy generator state"),
-    ("rng_state", {"bit_generator": "PCG64"}, "rng_state is not a NumPy generator state"),
-    ("seed", -3, "seed must be an integer >= 0, got -3"),
-    ("epoch", "2", "epoch must be an integer >= 0, got '2'"),
-    ("seconds", float("nan"), "seconds must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+        ("rng_state", [1, 2], "rng_state is not a NumPy generator state"),
+        ("rng_state", {"bit_generator": "PCG64"}, "rng_state is not a NumPy generator state"),
+        ("seed", -3, "seed must be an integer >= 0, got -3"),
+        ("epoch", "2", "epoch must be an integer >= 0, got '2'"),
+        ("seconds", float("nan"), "seconds must be a number >= 0"),
+    ],
+)
 def test_a_checkpoint_with_a_bad_field_exits_2(capsys, tmp_path, field, value, fragment):
     from scratchprop.checkpoint import save_checkpoint
 
     ck = tmp_path / "m.npz"
-    assert run(capsys, "train", "--backend", "numpy", "--hidden", "10", "--iters", "5", "--seed", "0",
-               "--save", ck, "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "train",
+            "--backend",
+            "numpy",
+            "--hidden",
+            "10",
+            "--iters",
+            "5",
+            "--seed",
+            "0",
+            "--save",
+            ck,
+            "--quiet",
+        )[0]
+        == 0
+    )
     good = load_checkpoint(ck)
     net = good.make_net("numpy")
     save_checkpoint(ck, net, {**good.meta, field: value}, loss=good.loss)
@@ -304,6 +410,7 @@ def test_a_checkpoint_with_a_bad_field_exits_2(capsys, tmp_path, field, value, f
 
 def test_fashion_mnist_without_data_explains_how_to_get_it(capsys, monkeypatch, tmp_path):
     import scratchprop.data
+
     monkeypatch.setattr(scratchprop.data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "absent")
     rc, out, err = run(capsys, "train", "--backend", "numpy", "--dataset", "fashion-mnist")
     assert rc == 2
@@ -319,8 +426,20 @@ def copy_bundled(dest):
 
 def test_data_dir_is_used_and_corrupt_data_is_rejected(tmp_path, capsys):
     data = copy_bundled(tmp_path / "data")
-    rc, out, err = run(capsys, "train", "--backend", "numpy", "--data", data, "--iters", "20",
-                       "--hidden", "10", "--seed", "0")
+    rc, out, err = run(
+        capsys,
+        "train",
+        "--backend",
+        "numpy",
+        "--data",
+        data,
+        "--iters",
+        "20",
+        "--hidden",
+        "10",
+        "--seed",
+        "0",
+    )
     assert rc == 0 and f"mnist ({data}): 8330 train / 1670 test" in out
     images = data / FILE_STEMS["train_images"]
     images.write_bytes(images.read_bytes()[:5000])  # truncated IDX file
@@ -356,16 +475,18 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, capsys, monkeyp
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    rc, out, err = run(capsys, "train", "--backend", "numpy", "--plot", tmp_path / "p.png",
-                       "--save", tmp_path / "m.npz")
+    rc, out, err = run(
+        capsys, "train", "--backend", "numpy", "--plot", tmp_path / "p.png", "--save", tmp_path / "m.npz"
+    )
     assert rc == 2 and out == ""
     assert_one_error_line(err, "--plot needs matplotlib", "pip install")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_download_offline_exits_1_with_one_line(tmp_path, capsys):
-    rc, out, err = run(capsys, "download", "--root", tmp_path, "--mirror", "http://127.0.0.1:9/",
-                       "--timeout", "5")
+    rc, out, err = run(
+        capsys, "download", "--root", tmp_path, "--mirror", "http://127.0.0.1:9/", "--timeout", "5"
+    )
     assert rc == 1
     assert_one_error_line(err, "could not download", "127.0.0.1:9", "offline")
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
@@ -374,11 +495,23 @@ def test_download_offline_exits_1_with_one_line(tmp_path, capsys):
 def test_info_prints_versions(capsys):
     rc, out, err = run(capsys, "info")
     assert rc == 0
-    for fragment in ("numpy:", np.__version__, "python:", "numba:", "scipy:", "BLAS (numpy build):", "BLAS (numba kernels):",
-                     "numba threading layer:", "numba threads:", "CPU:", "CPU cores:",
-                     "scratchprop:"):
+    for fragment in (
+        "numpy:",
+        np.__version__,
+        "python:",
+        "numba:",
+        "scipy:",
+        "BLAS (numpy build):",
+        "BLAS (numba kernels):",
+        "numba threading layer:",
+        "numba threads:",
+        "CPU:",
+        "CPU cores:",
+        "scratchprop:",
+    ):
         assert fragment in out
     import numba
+
     assert numba.__version__ in out
 
 
@@ -386,17 +519,43 @@ def test_help_documents_the_defaults(capsys):
     rc, out, err = run(capsys, "train", "--help")
     assert rc == 0
     text = " ".join(out.split())
-    for fragment in ("default: 100, as the notebook", "default: 0.1", "default: numba",
-                     "--metrics", "--resume", "--threads", "--quiet", "--iters", "--epochs"):
+    for fragment in (
+        "default: 100, as the notebook",
+        "default: 0.1",
+        "default: numba",
+        "--metrics",
+        "--resume",
+        "--threads",
+        "--quiet",
+        "--iters",
+        "--epochs",
+    ):
         assert fragment in text
     assert run(capsys, "--version")[1].strip() == f"scratchprop {scratchprop.__version__}"
 
 
 def test_python_dash_m_trains_without_progress_bar_when_piped(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "scratchprop", "train", "--backend", "numpy",
-                           "--iters", "100", "--hidden", "20", "--seed", "0",
-                           "--metrics", str(tmp_path / "m.csv")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scratchprop",
+            "train",
+            "--backend",
+            "numpy",
+            "--iters",
+            "100",
+            "--hidden",
+            "20",
+            "--seed",
+            "0",
+            "--metrics",
+            str(tmp_path / "m.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # no progress bar, no warnings
     assert "epoch 2 (partial)  iter 100" in proc.stdout and "final: " in proc.stdout
@@ -405,20 +564,31 @@ def test_python_dash_m_trains_without_progress_bar_when_piped(tmp_path):
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="console script not installed next to this Python")
 def test_console_script(tmp_path):
-    proc = subprocess.run([str(SCRIPT), "train", "--backend", "numpy", "--epochs", "0"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(SCRIPT), "train", "--backend", "numpy", "--epochs", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.splitlines() == ["scratchprop: error: argument --epochs: must be a positive "
-                                        "integer, got '0'"]
-    proc = subprocess.run([str(SCRIPT), "evaluate", "--model", str(tmp_path / "x.npz")],
-                          capture_output=True, text=True, timeout=120)
+    assert proc.stderr.splitlines() == [
+        "scratchprop: error: argument --epochs: must be a positive integer, got '0'"
+    ]
+    proc = subprocess.run(
+        [str(SCRIPT), "evaluate", "--model", str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "x.npz: no such checkpoint file" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_import_scratchprop_stays_cheap():
-    code = ("import sys, scratchprop, scratchprop.cli; "
-            "print(sorted(m for m in ('numba', 'matplotlib', 'scratchprop.numba') if m in sys.modules))")
+    code = (
+        "import sys, scratchprop, scratchprop.cli; "
+        "print(sorted(m for m in ('numba', 'matplotlib', 'scratchprop.numba') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
 
@@ -433,10 +603,13 @@ def test_an_output_that_cannot_be_written_exits_2_before_training(capsys, option
     assert ".tmp" not in err
 
 
-@pytest.mark.parametrize("make, fragment", [
-    (lambda p: p.mkdir(), "a directory; give a file name"),
-    (lambda p: os.mkfifo(p), "not a regular file"),
-])
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda p: p.mkdir(), "a directory; give a file name"),
+        (lambda p: os.mkfifo(p), "not a regular file"),
+    ],
+)
 def test_an_output_that_is_not_a_regular_file_is_refused(capsys, tmp_path, make, fragment):
     target = tmp_path / "m.npz"
     make(target)
@@ -455,39 +628,76 @@ def test_a_symlinked_output_is_written_through(capsys, tmp_path):
     real = tmp_path / "real.npz"
     link = tmp_path / "link.npz"
     link.symlink_to(real)
-    rc, out, err = run(capsys, "train", "--backend", "numpy", "--hidden", "10", "--iters", "5",
-                       "--seed", "0", "--save", link, "--quiet")
+    rc, out, err = run(
+        capsys,
+        "train",
+        "--backend",
+        "numpy",
+        "--hidden",
+        "10",
+        "--iters",
+        "5",
+        "--seed",
+        "0",
+        "--save",
+        link,
+        "--quiet",
+    )
     assert rc == 0, err
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert load_checkpoint(real).meta["iteration"] == 5
 
 
 def test_stale_temp_files_of_ours_are_removed_on_the_next_write(capsys, tmp_path):
-    stale, fresh, other = (tmp_path / ".m.npz.abc123.tmp", tmp_path / ".m.npz.def456.tmp",
-                           tmp_path / ".other.npz.abc.tmp")
+    stale, fresh, other = (
+        tmp_path / ".m.npz.abc123.tmp",
+        tmp_path / ".m.npz.def456.tmp",
+        tmp_path / ".other.npz.abc.tmp",
+    )
     for p in (stale, fresh, other):
         p.write_bytes(b"partial")
     old = time.time() - 2 * 3600
     os.utime(stale, (old, old))
     os.utime(other, (old, old))
-    rc, out, err = run(capsys, "train", "--backend", "numpy", "--hidden", "10", "--iters", "5",
-                       "--seed", "0", "--save", tmp_path / "m.npz", "--quiet")
+    rc, out, err = run(
+        capsys,
+        "train",
+        "--backend",
+        "numpy",
+        "--hidden",
+        "10",
+        "--iters",
+        "5",
+        "--seed",
+        "0",
+        "--save",
+        tmp_path / "m.npz",
+        "--quiet",
+    )
     assert rc == 0, err
-    assert not stale.exists()           # ours, left by a killed run: gone
-    assert fresh.exists()               # ours but recent: maybe another run's, kept
-    assert other.exists()               # not this file's: kept
+    assert not stale.exists()  # ours, left by a killed run: gone
+    assert fresh.exists()  # ours but recent: maybe another run's, kept
+    assert other.exists()  # not this file's: kept
 
 
 @needs_numba
-@pytest.mark.parametrize("env, fragment", [
-    ({"NUMBA_NUM_THREADS": "0"}, "NUMBA_NUM_THREADS=0: must be a positive integer"),
-    ({"NUMBA_NUM_THREADS": "abc"}, "NUMBA_NUM_THREADS=abc: must be a positive integer"),
-    ({"NUMBA_THREADING_LAYER": "bogus"}, "NUMBA_THREADING_LAYER=bogus: Numba cannot start its threads"),
-])
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"NUMBA_NUM_THREADS": "0"}, "NUMBA_NUM_THREADS=0: must be a positive integer"),
+        ({"NUMBA_NUM_THREADS": "abc"}, "NUMBA_NUM_THREADS=abc: must be a positive integer"),
+        ({"NUMBA_THREADING_LAYER": "bogus"}, "NUMBA_THREADING_LAYER=bogus: Numba cannot start its threads"),
+    ],
+)
 def test_a_bad_numba_environment_is_one_line(tmp_path, env, fragment):
-    res = subprocess.run([sys.executable, "-m", "scratchprop", "train", "--iters", "2", "--quiet"],
-                         env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
-                         cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "scratchprop", "train", "--iters", "2", "--quiet"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert res.returncode == 2, res.stderr
     assert_one_error_line(res.stderr, fragment)
 
@@ -498,8 +708,13 @@ def test_ctrl_c_at_any_time_is_one_line_and_exit_130(tmp_path, delay):
     # start-up (imports, JIT cache), the first step, or inside a compiled kernel mid-training
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "scratchprop", "train", "--iters", "100000", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scratchprop", "train", "--iters", "100000", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -515,7 +730,7 @@ def test_an_interrupt_inside_a_kernel_counts_as_ctrl_c():
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise SystemError("CPUDispatcher(...) returned a result with an exception set")
+            raise SystemError("CPUDispatcher(...) returned a result with an exception set")  # noqa: B904 - implicit chaining, as Numba does
     except SystemError as exc:
         assert interrupted(exc)
     assert not interrupted(SystemError("something else")) and not interrupted(ValueError())

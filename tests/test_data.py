@@ -21,17 +21,23 @@ from scratchprop.data import (
 from scratchprop.data.make_bundled import build_bundled
 
 rng = np.random.default_rng(0)
-STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+STEMS = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
 
 
 def make_dataset(directory: Path, n_train=12, n_test=5, gz=True):
     """Write a tiny random MNIST-format dataset; return its arrays."""
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = [rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-              np.arange(n_train, dtype=np.uint8) % 10,
-              rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-              (np.arange(n_test, dtype=np.uint8) * 3) % 10]
+    arrays = [
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        np.arange(n_train, dtype=np.uint8) % 10,
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        (np.arange(n_test, dtype=np.uint8) * 3) % 10,
+    ]
     for stem, arr in zip(STEMS, arrays):
         write_idx(directory / (stem + (".gz" if gz else "")), arr)
     return arrays
@@ -68,8 +74,9 @@ def test_write_is_deterministic_and_overwrites(tmp_path):
     assert read_idx(tmp_path / "a.gz").shape == (1, 28, 28)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 2), np.uint8), np.array([0.5, 1.0]),
-                                 np.array([-1, 3]), np.array([256])])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((2, 2), np.uint8), np.array([0.5, 1.0]), np.array([-1, 3]), np.array([256])]
+)
 def test_write_rejects_bad_arrays_and_keeps_old_file(tmp_path, bad):
     path = write_idx(tmp_path / "a", np.arange(3, dtype=np.uint8))
     with pytest.raises(DataError, match="a"):
@@ -124,10 +131,18 @@ def test_wrong_ndim_and_missing_file(tmp_path):
 
 
 # ----------------------------------------------------------------- load_mnist
-@pytest.mark.parametrize("layout, dataset", [
-    ("", "mnist"), ("MNIST/raw", "mnist"), ("raw", "mnist"), ("mnist", "mnist"),
-    ("", "fashion-mnist"), ("FashionMNIST/raw", "fashion-mnist"), ("raw", "fashion-mnist"),
-])
+@pytest.mark.parametrize(
+    "layout, dataset",
+    [
+        ("", "mnist"),
+        ("MNIST/raw", "mnist"),
+        ("raw", "mnist"),
+        ("mnist", "mnist"),
+        ("", "fashion-mnist"),
+        ("FashionMNIST/raw", "fashion-mnist"),
+        ("raw", "fashion-mnist"),
+    ],
+)
 @pytest.mark.parametrize("gz", [True, False])
 def test_layouts(tmp_path, layout, dataset, gz):
     arrays = make_dataset(tmp_path / layout, gz=gz)
@@ -236,7 +251,8 @@ def test_make_bundled_is_deterministic_and_exact(tmp_path):
     raw = json.loads((tmp_path / "pkg/src/digits/4.json").read_text())["data"]
     first_train_four = x[np.flatnonzero(t == 4)]
     assert {tuple(np.round(img.ravel() / 255, 3)) for img in first_train_four} == {
-        tuple(raw[i * 784:(i + 1) * 784]) for i in range(5)}
+        tuple(raw[i * 784 : (i + 1) * 784]) for i in range(5)
+    }
 
 
 @pytest.mark.parametrize("bad", [0.1234, 0.5])
@@ -254,9 +270,10 @@ def test_make_bundled_rejects_wrong_package(tmp_path):
 
 
 # ------------------------------------------------------- Debian Fashion-MNIST
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST_DIR.is_dir(),
-                    reason="Debian package dataset-fashion-mnist is not installed "
-                           f"({DEBIAN_FASHION_MNIST_DIR} absent)")
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST_DIR.is_dir(),
+    reason=f"Debian package dataset-fashion-mnist is not installed ({DEBIAN_FASHION_MNIST_DIR} absent)",
+)
 def test_debian_fashion_mnist():
     (x, t), (xt, tt) = load_mnist(normalize=False, dataset="fashion-mnist")
     assert x.shape == (60000, 784) and xt.shape == (10000, 784)

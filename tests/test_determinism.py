@@ -7,6 +7,7 @@ results depend only on the thread count of the BLAS pool (NumPy's, see
 and for two: results are bit-identical for a given count, and agree to
 rounding across counts. The products are large enough to thread.
 """
+
 import os
 import subprocess
 import sys
@@ -69,8 +70,9 @@ def test_layers_same_bits_run_to_run_for_a_thread_count(N):
         runs = [with_threads(n, lambda: layer_results(x, W, b, t)) for _ in range(3)]
         for other in runs[1:]:
             assert_bits(runs[0], other)
-    assert_close(with_threads(1, lambda: layer_results(x, W, b, t)),
-                 with_threads(2, lambda: layer_results(x, W, b, t)))
+    assert_close(
+        with_threads(1, lambda: layer_results(x, W, b, t)), with_threads(2, lambda: layer_results(x, W, b, t))
+    )
 
 
 @pytest.mark.parametrize("N", [1, 64, 1000])
@@ -173,8 +175,9 @@ def fused_step_problem(dtype, N, onehot, sizes=(40, 30, 7)):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("N", [1, 5, 300, 3000])
 def test_fused_predict_equals_the_naive_forward(dtype, N):
-    from scratchprop.kernels import two_layer_predict as K_pred
     from test_numba_equivalence import assert_equiv
+
+    from scratchprop.kernels import two_layer_predict as K_pred
 
     (D, H, C), x, _, _, params = fused_step_problem(dtype, N, False)
     h, s = np.empty((N, H), dtype), np.empty((N, C), dtype)
@@ -201,8 +204,9 @@ def test_a_corrupt_cache_file_warns_once_recompiles_and_heals(tmp_path, which):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
 
     def run():
-        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                             timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+        )
         assert res.returncode == 0, res.stderr
         return res.stdout
 

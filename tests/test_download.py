@@ -17,8 +17,12 @@ import pytest
 from scratchprop.data import DataError, download, load_mnist, write_idx
 from scratchprop.data.download import CHECKSUMS, MIRRORS
 
-NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+NAMES = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +30,12 @@ def payloads(tmp_path_factory):
     """name -> bytes of four small valid IDX .gz files."""
     rng = np.random.default_rng(1)
     d = tmp_path_factory.mktemp("src")
-    arrays = [rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), np.arange(6, dtype=np.uint8),
-              rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), np.arange(3, dtype=np.uint8)]
+    arrays = [
+        rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        np.arange(6, dtype=np.uint8),
+        rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        np.arange(3, dtype=np.uint8),
+    ]
     return {n: write_idx(d / n, a).read_bytes() for n, a in zip(NAMES, arrays)}
 
 
@@ -95,8 +103,9 @@ def raw_dir(root: Path) -> Path:
 def test_downloads_and_verifies(tmp_path, server, payloads):
     mirror = server.serve("good", payloads)
     messages = []
-    paths = download("mnist", tmp_path, mirrors=[mirror], checksums=md5s(payloads),
-                     timeout=5, log=messages.append)
+    paths = download(
+        "mnist", tmp_path, mirrors=[mirror], checksums=md5s(payloads), timeout=5, log=messages.append
+    )
     assert paths == [raw_dir(tmp_path) / n for n in NAMES]
     for p in paths:
         assert p.read_bytes() == payloads[p.name]
@@ -139,8 +148,7 @@ def test_next_mirror_after_404_or_bad_checksum(tmp_path, server, payloads):
     missing = server.serve("missing", {})
     corrupt = server.serve("corrupt", {n: b"\x1f\x8bjunk" for n in NAMES})
     good = server.serve("good", payloads)
-    paths = download("mnist", tmp_path, mirrors=[missing, corrupt, good],
-                     checksums=md5s(payloads), timeout=5)
+    paths = download("mnist", tmp_path, mirrors=[missing, corrupt, good], checksums=md5s(payloads), timeout=5)
     assert [p.read_bytes() for p in paths] == [payloads[n] for n in NAMES]
     for name in NAMES:
         assert server.requests.count(f"/missing/{name}") == 1

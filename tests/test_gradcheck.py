@@ -1,4 +1,5 @@
 """scratchprop.gradcheck: the report, its printed form, and that it can fail."""
+
 import importlib
 
 import numpy as np
@@ -89,6 +90,7 @@ def test_warmup_calls_both_gradients_before_timing():
 
 
 # ----------------------------------------------------------------- kinks
+
 
 def kinked_net(backend="numpy", dtype=np.float64):
     """A net whose hidden unit 0 sits 3e-5 from its ReLU kink for sample 0 (h = 1e-4 crosses it)."""

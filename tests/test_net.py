@@ -1,12 +1,13 @@
 """TwoLayerNet on the reference backend: the notebook's surface, finite differences, aliasing."""
+
 from collections import OrderedDict
 
 import numpy as np
 import pytest
+from fd import fd_grad
 
 import scratchprop
 import scratchprop.numpy as ref
-from fd import fd_grad
 
 rng = np.random.default_rng(1)
 
@@ -44,8 +45,9 @@ def test_gradient_against_finite_differences(form):
     t = {"labels": labels, "column": labels[:, None], "one_hot": np.eye(4)[labels]}[form]
     grads = net.gradient(x, t)
     for k in net.params_key:
-        np.testing.assert_allclose(grads[k], fd_grad(lambda: net.loss(x, t), net.params[k]),
-                                   rtol=1e-6, atol=1e-8, err_msg=k)
+        np.testing.assert_allclose(
+            grads[k], fd_grad(lambda: net.loss(x, t), net.params[k]), rtol=1e-6, atol=1e-8, err_msg=k
+        )
 
 
 def test_numerical_gradient_through_aliasing_is_nonzero_and_matches():
@@ -119,17 +121,24 @@ def test_load_params_copies_in_place():
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("lr, error, message", [
-    (float("nan"), ValueError, "lr must be finite, got nan"),
-    (float("inf"), ValueError, "lr must be finite, got inf"),
-    (-float("inf"), ValueError, "lr must be finite, got -inf"),
-    (np.float32("nan"), ValueError, "lr must be finite"),
-    (np.full(100, 0.1), TypeError, "lr must be one real number (an int or float), got an array of shape (100,)"),
-    ("0.1", TypeError, "got str '0.1'"),
-    (True, TypeError, "got bool True"),
-    (0.1 + 0j, TypeError, "got complex"),
-    (None, TypeError, "got NoneType None"),
-])
+@pytest.mark.parametrize(
+    "lr, error, message",
+    [
+        (float("nan"), ValueError, "lr must be finite, got nan"),
+        (float("inf"), ValueError, "lr must be finite, got inf"),
+        (-float("inf"), ValueError, "lr must be finite, got -inf"),
+        (np.float32("nan"), ValueError, "lr must be finite"),
+        (
+            np.full(100, 0.1),
+            TypeError,
+            "lr must be one real number (an int or float), got an array of shape (100,)",
+        ),
+        ("0.1", TypeError, "got str '0.1'"),
+        (True, TypeError, "got bool True"),
+        (0.1 + 0j, TypeError, "got complex"),
+        (None, TypeError, "got NoneType None"),
+    ],
+)
 def test_a_bad_lr_raises_before_any_parameter_moves(backend, lr, error, message):
     if backend == "numba":
         pytest.importorskip("numba")
@@ -143,7 +152,9 @@ def test_a_bad_lr_raises_before_any_parameter_moves(backend, lr, error, message)
         assert net.params[k].tobytes() == before[k].tobytes(), k
 
 
-@pytest.mark.parametrize("lr", [0.1, 1, np.float32(0.1), np.float64(0.1), np.int64(1), np.array(0.1), -0.05, 0.0])
+@pytest.mark.parametrize(
+    "lr", [0.1, 1, np.float32(0.1), np.float64(0.1), np.int64(1), np.array(0.1), -0.05, 0.0]
+)
 def test_every_real_lr_gives_the_reference_step(lr):
     pytest.importorskip("numba")
     nets = [scratchprop.TwoLayerNet(20, 8, 3, backend=b, seed=0) for b in ("numpy", "numba")]

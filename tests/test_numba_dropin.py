@@ -6,13 +6,14 @@ and once against the Numba layers; same seeds, same data, same results.
 (``net_gradient`` / ``net_train_step``), which must agree with the NumPy
 net: loss, the four gradients, 20 SGD steps, and the layer state left behind.
 """
+
 import numpy as np
 import pytest
+from booknet import book_net_class, book_train_step
+from test_numba_equivalence import assert_equiv
 
 import scratchprop.numba as B
-from booknet import book_net_class, book_train_step
 from scratchprop import TwoLayerNet, _numba_net
-from test_numba_equivalence import assert_equiv
 
 KEYS = ("W1", "b1", "W2", "b2")
 rng = np.random.default_rng(7)
@@ -79,8 +80,10 @@ def test_book_net_numerical_gradient_matches_backprop():
 
 
 def net_pair(sizes=(784, 100, 10), dtype=np.float64, seed=5):
-    return (TwoLayerNet(*sizes, backend="numpy", dtype=dtype, seed=seed),
-            TwoLayerNet(*sizes, backend="numba", dtype=dtype, seed=seed))
+    return (
+        TwoLayerNet(*sizes, backend="numpy", dtype=dtype, seed=seed),
+        TwoLayerNet(*sizes, backend="numba", dtype=dtype, seed=seed),
+    )
 
 
 @pytest.mark.parametrize("N", [1, 2, 7, 64, 1000])
@@ -107,8 +110,18 @@ def test_two_layer_net_hooks_agree(N, dtype):
         assert fast.params[k] is fast.layers["Affine1" if k[1] == "1" else "Affine2"].__dict__[k[0]]
 
 
-HOOK_CASES = ["onehot", "probs", "N1_labels", "uint8_x", "f32x_f64net", "f64x_f32net", "single_sample",
-              "nd_input", "fortran_x", "readonly_x"]
+HOOK_CASES = [
+    "onehot",
+    "probs",
+    "N1_labels",
+    "uint8_x",
+    "f32x_f64net",
+    "f64x_f32net",
+    "single_sample",
+    "nd_input",
+    "fortran_x",
+    "readonly_x",
+]
 
 
 def hook_case(case, N=5):
@@ -223,7 +236,9 @@ def test_hook_layer_state_is_sensible():
     assert fast.lastLayer.t is t
     # the layers can carry on by hand from the fused state
     assert_equiv(fast.lastLayer.backward(), ref.lastLayer.backward())
-    assert_equiv(fast.layers["Relu1"].backward(np.ones((3, 6))), ref.layers["Relu1"].backward(np.ones((3, 6))))
+    assert_equiv(
+        fast.layers["Relu1"].backward(np.ones((3, 6))), ref.layers["Relu1"].backward(np.ones((3, 6)))
+    )
     loss = fast.train_step(x, t, 0.1)
     assert loss == fast.lastLayer.loss
 
@@ -303,8 +318,13 @@ def _other_forms(x, t):
     """The same batch in forms that ``train_step``'s quick check turns away (see _prepare_common)."""
     ro = x.copy()
     ro.flags.writeable = False
-    return {"int32 labels": (x, t.astype(np.int32)), "read-only x": (ro, t),
-            "strided x": (np.repeat(x, 2, axis=1)[:, ::2], t), "list labels": (x, list(t)), "int lr": (x, t)}
+    return {
+        "int32 labels": (x, t.astype(np.int32)),
+        "read-only x": (ro, t),
+        "strided x": (np.repeat(x, 2, axis=1)[:, ::2], t),
+        "list labels": (x, list(t)),
+        "int lr": (x, t),
+    }
 
 
 @pytest.mark.parametrize("form", ["int32 labels", "read-only x", "strided x", "list labels", "int lr"])

@@ -5,6 +5,7 @@ C, Fortran, strided and read-only inputs, serial and ``prange`` kernels
 (1 and 2 threads), and every kernel against its naive loop version.
 Tolerances come from :mod:`scratchprop.tolerances`.
 """
+
 import numba
 import numpy as np
 import pytest
@@ -141,8 +142,9 @@ def test_affine_converted_input_buffer_is_reused_and_never_stale(xdt):
         dout = data((50, 30), np.float64)
         assert_equiv(layer.forward(x), ref.forward(x))
         assert layer.x is x  # the input as given, as the reference keeps it
-        for got, want in zip((layer.backward(dout), layer.dW, layer.db),
-                             (ref.backward(dout), ref.dW, ref.db)):
+        for got, want in zip(
+            (layer.backward(dout), layer.dW, layer.db), (ref.backward(dout), ref.dW, ref.db)
+        ):
             assert_equiv(got, want)
         bufs.append(layer._xbuf)
     assert bufs[0] is bufs[1] is bufs[2]
@@ -234,8 +236,12 @@ def test_softmax_with_loss(N, dtype, kind, how):
 @pytest.mark.parametrize("dout", [1, 2.5, True, np.float64(0.5), np.array(2.0)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_softmax_with_loss_dout_and_single_sample(dtype, dout):
-    for x, t in [(data((4, 6), dtype), np.array([0, 5, 2, 2])), (data((6,), dtype), 3),
-                 (data((6,), dtype), np.eye(6, dtype=dtype)[1]), (data((1, 6), dtype), [4])]:
+    for x, t in [
+        (data((4, 6), dtype), np.array([0, 5, 2, 2])),
+        (data((6,), dtype), 3),
+        (data((6,), dtype), np.eye(6, dtype=dtype)[1]),
+        (data((1, 6), dtype), [4]),
+    ]:
         for g, w in zip(run_swl(B, x, t, dout), run_swl(P, x, t, dout)):
             assert_equiv(g, w, dtype)  # a float64 dout widens float32 results, not their accuracy
 
@@ -277,23 +283,27 @@ def test_cross_entropy_error(kind, dtype):
 
 def test_numerical_gradient_is_the_reference_loop():
     W = data((3, 2), np.float64)
-    g = B.numerical_gradient(lambda w: float(np.sum(w ** 2)), W)
-    assert_equiv(g, P.numerical_gradient(lambda w: float(np.sum(w ** 2)), W), np.float32)
+    g = B.numerical_gradient(lambda w: float(np.sum(w**2)), W)
+    assert_equiv(g, P.numerical_gradient(lambda w: float(np.sum(w**2)), W), np.float32)
 
 
 # ----------------------------------------------------------------- kernels vs naive loops
+
 
 @pytest.mark.parametrize("N", [1, 2, 33])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_kernels_against_naive(N, dtype):
     x, W, b, dout = data((N, 11), dtype), data((11, 4), dtype), data((4,), dtype), data((N, 4), dtype)
-    assert_equiv(K_affine.forward(x, W, b, np.empty((N, W.shape[1]), dtype)),
-                 K_affine.forward_naive(x, W, b).astype(dtype))
+    assert_equiv(
+        K_affine.forward(x, W, b, np.empty((N, W.shape[1]), dtype)),
+        K_affine.forward_naive(x, W, b).astype(dtype),
+    )
     want = K_affine.backward_naive(dout, x, W)
     got = K_affine.backward(dout, x, W, True, np.empty_like(x), np.empty_like(W))
     for g, w in zip(got, want):
         assert_equiv(g, w.astype(dtype))
     flat = special((N * 7,), dtype)
+
     def relu_out():
         return np.empty_like(flat), np.empty(flat.shape, np.bool_)
 
@@ -310,9 +320,16 @@ def test_kernels_against_naive(N, dtype):
 
 # ----------------------------------------------------------------- property test
 
+
 @settings(max_examples=40, deadline=None)
-@given(N=st.integers(1, 40), D=st.integers(1, 20), H=st.integers(1, 12), C=st.integers(1, 8),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 31 - 1))
+@given(
+    N=st.integers(1, 40),
+    D=st.integers(1, 20),
+    H=st.integers(1, 12),
+    C=st.integers(1, 8),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_layer_chain_property(N, D, H, C, dtype, seed):
     r = np.random.default_rng(seed)
     x = r.standard_normal((N, D)).astype(dtype)
@@ -332,12 +349,23 @@ def test_layer_chain_property(N, D, H, C, dtype, seed):
         assert_equiv(got, want, floor=1.0)
 
 
-@pytest.mark.parametrize("x", [np.array(-2.0), np.array(3.0), np.array(1.5, np.float32),
-                               np.arange(-3, 3, dtype=">f8"), np.arange(-300, 300, dtype=">f4").reshape(20, 30)],
-                         ids=["0d-neg", "0d-pos", "0d-f32", "big-endian", "big-endian-2d"])
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.array(-2.0),
+        np.array(3.0),
+        np.array(1.5, np.float32),
+        np.arange(-3, 3, dtype=">f8"),
+        np.arange(-300, 300, dtype=">f4").reshape(20, 30),
+    ],
+    ids=["0d-neg", "0d-pos", "0d-f32", "big-endian", "big-endian-2d"],
+)
 def test_relu_output_types_match_the_reference(x):
     ref, fast = P.Relu(), B.Relu()
-    for got, want in ((fast.forward(x), ref.forward(x)), (fast.backward(np.ones_like(x)), ref.backward(np.ones_like(x)))):
+    for got, want in (
+        (fast.forward(x), ref.forward(x)),
+        (fast.backward(np.ones_like(x)), ref.backward(np.ones_like(x))),
+    ):
         assert type(got) is type(want) and got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
 
@@ -345,8 +373,10 @@ def test_relu_output_types_match_the_reference(x):
 @pytest.mark.parametrize("shape", [(0, 784), (0, 4, 196)])
 def test_affine_empty_batch_matches_the_reference(shape):
     W, b = data((784, 10), np.float64), data((10,), np.float64)
-    got, want = run_affine(B, np.zeros(shape), W, b, np.zeros((0, 10))), \
-        run_affine(P, np.zeros(shape), W, b, np.zeros((0, 10)))
+    got, want = (
+        run_affine(B, np.zeros(shape), W, b, np.zeros((0, 10))),
+        run_affine(P, np.zeros(shape), W, b, np.zeros((0, 10))),
+    )
     for g, w in zip(got, want):
         assert g.shape == w.shape and g.dtype == w.dtype
         np.testing.assert_array_equal(g, w)

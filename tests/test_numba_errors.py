@@ -3,6 +3,7 @@
 Same exception type, same message, raised in Python before any kernel runs
 (never a Numba TypingError, never a SystemError out of a ``prange``).
 """
+
 import numpy as np
 import pytest
 
@@ -97,7 +98,7 @@ SWL_CASES = {
     "x_str": lambda M: M.SoftmaxWithLoss().forward(np.array([["a"]]), [0]),
     "label_high": lambda M: M.SoftmaxWithLoss().forward(X3, np.array([0, 4, 1])),
     "label_negative": lambda M: M.SoftmaxWithLoss().forward(X3, np.array([0, -1, 1])),
-    "label_uint_huge": lambda M: M.SoftmaxWithLoss().forward(X3, np.array([0, 2 ** 63, 1], dtype=np.uint64)),
+    "label_uint_huge": lambda M: M.SoftmaxWithLoss().forward(X3, np.array([0, 2**63, 1], dtype=np.uint64)),
     "label_float": lambda M: M.SoftmaxWithLoss().forward(X3, np.array([0.0, 1.5, 1.0])),
     "label_nan": lambda M: M.SoftmaxWithLoss().forward(X3, np.array([0.0, np.nan, 1.0])),
     "label_bool": lambda M: M.SoftmaxWithLoss().forward(X3, np.array([True, False, True])),

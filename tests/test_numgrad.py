@@ -4,6 +4,7 @@ Every test compares with the NumPy reference's own numerical gradient (the
 per-element loop), never with backprop: the requirement is "the same
 numbers", within 1e-9 absolute in float64.
 """
+
 import warnings
 
 import numpy as np
@@ -20,8 +21,10 @@ ATOL64 = 1e-9
 
 def nets(D, H, C, std=0.1, seed=0, dtype=np.float64):
     """A reference net and an identical one for the hook (same parameters)."""
-    return (TwoLayerNet(D, H, C, std, seed=seed, dtype=dtype),
-            TwoLayerNet(D, H, C, std, seed=seed, dtype=dtype))
+    return (
+        TwoLayerNet(D, H, C, std, seed=seed, dtype=dtype),
+        TwoLayerNet(D, H, C, std, seed=seed, dtype=dtype),
+    )
 
 
 def numba_net(D, H, C, std=0.1, seed=0, dtype=np.float64):
@@ -72,6 +75,7 @@ def assert_bit_exact(net, before):
 
 # ----------------------------------------------------------------------------- float64 equality
 
+
 @pytest.mark.parametrize("sizes", [(5, 4, 3), (20, 7, 4)])
 @pytest.mark.parametrize("N", [1, 2, 3, 5])
 @pytest.mark.parametrize("form", ["labels", "column", "onehot", "soft"])
@@ -117,13 +121,15 @@ def test_input_forms(xform):
     rng = np.random.default_rng(1)
     ref, net = nets(12, 6, 4, std=0.3)
     base = rng.random((3, 12))
-    x = {"float32": base.astype(np.float32),
-         "uint8": (base * 255).astype(np.uint8),
-         "fortran": np.asfortranarray(base),
-         "strided": np.repeat(base, 2, axis=1)[:, ::2],
-         "images": base.reshape(3, 3, 4),
-         "list": base.tolist(),
-         "int64": (base * 7).astype(np.int64)}[xform]
+    x = {
+        "float32": base.astype(np.float32),
+        "uint8": (base * 255).astype(np.uint8),
+        "fortran": np.asfortranarray(base),
+        "strided": np.repeat(base, 2, axis=1)[:, ::2],
+        "images": base.reshape(3, 3, 4),
+        "list": base.tolist(),
+        "int64": (base * 7).astype(np.int64),
+    }[xform]
     t = np.array([0, 3, 1])
     want = ref.numerical_gradient(x, t)
     scale = max(1.0, float(np.max(np.abs(np.asarray(x, float)))))  # uint8 pixels: losses ~255x
@@ -171,9 +177,9 @@ def test_dead_units_and_kinks():
     """Hidden units that are dead for the whole batch, and pre-activations within h of zero."""
     ref, net = nets(6, 5, 3, std=0.5)
     for n in (ref, net):
-        n.params["b1"][0] = -100.0           # unit 0 dead for every sample
+        n.params["b1"][0] = -100.0  # unit 0 dead for every sample
         n.params["W1"][:, 1] = 0.0
-        n.params["b1"][1] = 5e-5             # unit 1 at 5e-5: b1 +- h crosses the kink
+        n.params["b1"][1] = 5e-5  # unit 1 at 5e-5: b1 +- h crosses the kink
     x = np.random.default_rng(6).standard_normal((3, 6))
     t = np.array([1, 2, 0])
     want = ref.numerical_gradient(x, t)
@@ -194,17 +200,24 @@ def test_lse_helpers_extreme_shifts():
     base = lse(sh)
     w = np.array([1.0, -2.0, 0.5, 3.0])
     for d in (0.0, 1e-8, -1e-3, 0.3, -5.0, 50.0, -300.0, 700.0, 1e4):
-        np.testing.assert_allclose(K._lse_shift(sh, p, w, d, base), lse(sh + d * w) - base,
-                                   rtol=1e-13, atol=1e-15, err_msg=str(d))
+        np.testing.assert_allclose(
+            K._lse_shift(sh, p, w, d, base), lse(sh + d * w) - base, rtol=1e-13, atol=1e-15, err_msg=str(d)
+        )
     for k in range(4):
         for delta in (0.0, 1e-9, -2.0, 40.0, -800.0, 650.0, 5e3):
             v = sh.copy()
             v[k] += delta
-            np.testing.assert_allclose(K._lse_shift1(sh, p, k, delta, base), lse(v) - base,
-                                       rtol=1e-13, atol=1e-15, err_msg=f"{k} {delta}")
+            np.testing.assert_allclose(
+                K._lse_shift1(sh, p, k, delta, base),
+                lse(v) - base,
+                rtol=1e-13,
+                atol=1e-15,
+                err_msg=f"{k} {delta}",
+            )
 
 
 # ----------------------------------------------------------------------------- float32
+
 
 @pytest.mark.parametrize("xdtype", [np.float32, np.uint8])
 @pytest.mark.parametrize("form", ["labels", "soft"])
@@ -234,16 +247,17 @@ def test_float32_net_with_float64_input_is_float64_arithmetic():
     got = net_numerical_gradient(net, x, t)
     for k in KEYS:
         assert got[k].dtype == np.float32
-        np.testing.assert_allclose(got[k], want[k], rtol=2 ** -23, atol=ATOL64, err_msg=k)
+        np.testing.assert_allclose(got[k], want[k], rtol=2**-23, atol=ATOL64, err_msg=k)
 
 
 # ----------------------------------------------------------------------------- invariants
+
 
 def test_deterministic_and_thread_count_independent():
     import numba
 
     rng = np.random.default_rng(9)
-    _, net = nets(300, 40, 10, std=0.1)   # large enough for the parallel W1 kernel
+    _, net = nets(300, 40, 10, std=0.1)  # large enough for the parallel W1 kernel
     x = rng.random((3, 300))
     t = np.array([1, 2, 3])
     before = snapshot(net)
@@ -279,6 +293,7 @@ def test_parameters_never_written():
 
 
 # ----------------------------------------------------------------------------- fallbacks and errors
+
 
 def test_non_finite_inputs_fall_back_to_the_reference():
     rng = np.random.default_rng(11)
@@ -399,6 +414,7 @@ def test_read_only_parameter_raises_the_reference_error(which):
 
 # ----------------------------------------------------------------------------- through the backend
 
+
 def test_numba_backend_uses_the_hook():
     import scratchprop.numba as nb_backend
 
@@ -431,8 +447,9 @@ def test_gradcheck_reports_agree_between_backends():
     rng = np.random.default_rng(17)
     x = rng.random((3, 50))
     t = np.array([4, 1, 9])
-    reports = [scratchprop.gradcheck(TwoLayerNet(50, 20, 10, seed=1, backend=b), x, t)
-               for b in ("numpy", "numba")]
+    reports = [
+        scratchprop.gradcheck(TwoLayerNet(50, 20, 10, seed=1, backend=b), x, t) for b in ("numpy", "numba")
+    ]
     assert all(r.passed for r in reports)
     for a, b in zip(*(r.params for r in reports)):
         assert a.name == b.name

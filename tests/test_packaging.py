@@ -1,4 +1,5 @@
 """Import cost and layout: `import scratchprop` must not import numba."""
+
 import subprocess
 import sys
 

@@ -1,4 +1,5 @@
 """Bad input raises a clear TypeError/ValueError naming the layer, the expected and the received."""
+
 import numpy as np
 import pytest
 
@@ -9,12 +10,15 @@ rng = np.random.default_rng(0)
 W, b = rng.standard_normal((4, 3)), np.zeros(3)
 
 
-@pytest.mark.parametrize("make, exc, words", [
-    (lambda: Affine(W, np.zeros(2)), ValueError, ["Affine", "(3,)", "(2,)"]),
-    (lambda: Affine(W.tolist(), b), TypeError, ["Affine", "W", "list"]),
-    (lambda: Affine(W.astype(int), b), TypeError, ["Affine", "W", "int"]),
-    (lambda: Affine(np.zeros(3), b), ValueError, ["Affine", "2-D"]),
-])
+@pytest.mark.parametrize(
+    "make, exc, words",
+    [
+        (lambda: Affine(W, np.zeros(2)), ValueError, ["Affine", "(3,)", "(2,)"]),
+        (lambda: Affine(W.tolist(), b), TypeError, ["Affine", "W", "list"]),
+        (lambda: Affine(W.astype(int), b), TypeError, ["Affine", "W", "int"]),
+        (lambda: Affine(np.zeros(3), b), ValueError, ["Affine", "2-D"]),
+    ],
+)
 def test_bad_affine_parameters(make, exc, words):
     with pytest.raises(exc) as err:
         make()
@@ -37,15 +41,20 @@ def test_affine_scalar_and_string_input():
 def test_affine_bad_dout():
     layer = Affine(W, b)
     layer.forward(np.zeros((2, 4)))
-    with pytest.raises(ValueError, match=r"Affine: dout must have the forward output's shape \(2, 3\), got shape \(3, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"Affine: dout must have the forward output's shape \(2, 3\), got shape \(3, 2\)"
+    ):
         layer.backward(np.zeros((3, 2)))
 
 
-@pytest.mark.parametrize("layer, call", [
-    (Affine(W, b), lambda lay: lay.backward(np.zeros((1, 3)))),
-    (Relu(), lambda lay: lay.backward(np.zeros(3))),
-    (SoftmaxWithLoss(), lambda lay: lay.backward()),
-])
+@pytest.mark.parametrize(
+    "layer, call",
+    [
+        (Affine(W, b), lambda lay: lay.backward(np.zeros((1, 3)))),
+        (Relu(), lambda lay: lay.backward(np.zeros(3))),
+        (SoftmaxWithLoss(), lambda lay: lay.backward()),
+    ],
+)
 def test_backward_before_forward(layer, call):
     with pytest.raises(ValueError, match=r"backward\(\) called before forward\(\)"):
         call(layer)
@@ -59,17 +68,24 @@ def test_relu_bad_dout():
         r.backward(np.zeros((3, 2)))
 
 
-@pytest.mark.parametrize("t, exc, pattern", [
-    (np.array([0, 1, 3]), ValueError, r"labels must lie in \[0, 3\).*\[0, 3\]"),
-    (np.array([0, -1, 2]), ValueError, r"labels must lie in \[0, 3\)"),
-    (np.array([0.5, 1, 2]), TypeError, r"labels must be integers"),
-    (np.array([True, False, True]), TypeError, r"labels must be integers"),
-    (np.array([0, 1]), ValueError, r"t must be labels \(3,\) or \(3, 1\), or one-hot rows \(3, 3\).*got shape \(2,\)"),
-    (np.zeros((3, 4)), ValueError, r"one-hot rows \(3, 3\)"),
-    (np.full((3, 3), 0.5), ValueError, r"must sum to 1.*row 0 sums to"),
-    (np.array([[1.5, -0.5, 0.0]] * 3), ValueError, r"non-negative"),
-    (np.array(["a", "b", "c"]), TypeError, r"t must be a real numeric array"),
-])
+@pytest.mark.parametrize(
+    "t, exc, pattern",
+    [
+        (np.array([0, 1, 3]), ValueError, r"labels must lie in \[0, 3\).*\[0, 3\]"),
+        (np.array([0, -1, 2]), ValueError, r"labels must lie in \[0, 3\)"),
+        (np.array([0.5, 1, 2]), TypeError, r"labels must be integers"),
+        (np.array([True, False, True]), TypeError, r"labels must be integers"),
+        (
+            np.array([0, 1]),
+            ValueError,
+            r"t must be labels \(3,\) or \(3, 1\), or one-hot rows \(3, 3\).*got shape \(2,\)",
+        ),
+        (np.zeros((3, 4)), ValueError, r"one-hot rows \(3, 3\)"),
+        (np.full((3, 3), 0.5), ValueError, r"must sum to 1.*row 0 sums to"),
+        (np.array([[1.5, -0.5, 0.0]] * 3), ValueError, r"non-negative"),
+        (np.array(["a", "b", "c"]), TypeError, r"t must be a real numeric array"),
+    ],
+)
 def test_bad_targets(t, exc, pattern):
     with pytest.raises(exc, match="SoftmaxWithLoss: .*" + pattern):
         SoftmaxWithLoss().forward(rng.standard_normal((3, 3)), t)
@@ -78,7 +94,9 @@ def test_bad_targets(t, exc, pattern):
 def test_empty_batch_and_bad_ndim_for_loss():
     with pytest.raises(ValueError, match=r"SoftmaxWithLoss: the batch is empty"):
         SoftmaxWithLoss().forward(np.zeros((0, 3)), np.zeros(0, int))
-    with pytest.raises(ValueError, match=r"SoftmaxWithLoss: x must be \(N, C\) or \(C,\), got shape \(2, 3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"SoftmaxWithLoss: x must be \(N, C\) or \(C,\), got shape \(2, 3, 4\)"
+    ):
         SoftmaxWithLoss().forward(np.zeros((2, 3, 4)), np.zeros(2, int))
     with pytest.raises(ValueError, match=r"cross_entropy_error: the batch is empty"):
         cross_entropy_error(np.zeros((0, 3)), np.zeros(0, int))

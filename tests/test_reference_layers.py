@@ -1,9 +1,10 @@
 """The NumPy reference layers: hand-computed cases, finite differences, aliasing, no mutation."""
+
 import numpy as np
 import pytest
+from fd import fd_grad
 
 from scratchprop.numpy import Affine, Relu, SoftmaxWithLoss, cross_entropy_error, softmax
-from fd import fd_grad
 
 rng = np.random.default_rng(0)
 
@@ -76,8 +77,12 @@ def test_softmax_loss_against_finite_differences(form):
     N, C = 4, 5
     x = rng.standard_normal((N, C))
     labels = rng.integers(0, C, N)
-    t = {"labels": labels, "column": labels.reshape(N, 1), "one_hot": one_hot(labels, C),
-         "soft": softmax(rng.standard_normal((N, C)))}[form]
+    t = {
+        "labels": labels,
+        "column": labels.reshape(N, 1),
+        "one_hot": one_hot(labels, C),
+        "soft": softmax(rng.standard_normal((N, C))),
+    }[form]
     layer = SoftmaxWithLoss()
     layer.forward(x, t)
     dx = layer.backward()
@@ -164,10 +169,16 @@ def test_float32_weights_keep_dtype_and_are_not_copied():
     assert layer.forward(rng.standard_normal((2, 3)).astype(np.float32)).dtype == np.float32
     assert layer.W is W
     # book-style float32 images with float64 weights compute in float64 (NumPy's promotion)
-    assert Affine(W.astype(np.float64), b.astype(np.float64)).forward(
-        rng.random((2, 3)).astype(np.float32)).dtype == np.float64
-    assert Affine(W.astype(np.float64), b.astype(np.float64)).forward(
-        np.ones((2, 3), np.uint8)).dtype == np.float64
+    assert (
+        Affine(W.astype(np.float64), b.astype(np.float64))
+        .forward(rng.random((2, 3)).astype(np.float32))
+        .dtype
+        == np.float64
+    )
+    assert (
+        Affine(W.astype(np.float64), b.astype(np.float64)).forward(np.ones((2, 3), np.uint8)).dtype
+        == np.float64
+    )
 
 
 def test_layers_do_not_mutate_inputs():

@@ -1,4 +1,5 @@
 """scratchprop.train: the notebook's loop from Python, epochs, resume, metrics, progress bar."""
+
 import csv
 import io
 import json
@@ -9,8 +10,7 @@ import pytest
 from scratchprop import TwoLayerNet
 from scratchprop.data import load_mnist
 from scratchprop.progress import ProgressBar
-from scratchprop.train import (TrainState, epoch_end, evaluate, iters_per_epoch, train,
-                               write_metrics)
+from scratchprop.train import TrainState, epoch_end, evaluate, iters_per_epoch, train, write_metrics
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,16 @@ def test_train_epochs_rows_and_accuracy(mnist):
     train_data, test_data = mnist
     net = small_net(hidden=50, seed=1)
     seen = []
-    result = train(net, train_data, test_data, epochs=3, batch_size=100, lr=0.1, seed=1,
-                   on_epoch=lambda row, st: seen.append((row["epoch"], st.iteration)))
+    result = train(
+        net,
+        train_data,
+        test_data,
+        epochs=3,
+        batch_size=100,
+        lr=0.1,
+        seed=1,
+        on_epoch=lambda row, st: seen.append((row["epoch"], st.iteration)),
+    )
     st = result.state
     assert [r["epoch"] for r in st.history] == [1, 2, 3] and seen == [(1, 84), (2, 167), (3, 250)]
     assert st.iteration == 250 == len(st.loss) and st.epoch == 3 and result.iterations == 250
@@ -73,8 +81,9 @@ def test_resume_through_metadata_equals_an_uninterrupted_run(mnist, split):
         assert np.array_equal(resumed.params[k], full_net.params[k])
     assert state.loss == full.loss
     complete = [r for r in state.history if not r["partial"]]
-    assert [(r["epoch"], r["iteration"], r["train_acc"]) for r in complete] == \
-        [(r["epoch"], r["iteration"], r["train_acc"]) for r in full.history if not r["partial"]]
+    assert [(r["epoch"], r["iteration"], r["train_acc"]) for r in complete] == [
+        (r["epoch"], r["iteration"], r["train_acc"]) for r in full.history if not r["partial"]
+    ]
 
 
 def test_float32_training(mnist):
@@ -111,10 +120,26 @@ def test_evaluate_matches_net_and_is_chunk_independent(mnist):
     assert evaluate(net, x, onehot)[1] == acc
 
 
-ROWS = [{"epoch": 1, "iteration": 84, "loss": 2.0, "train_acc": 0.5, "test_acc": 0.25,
-         "seconds": 1.5, "partial": False},
-        {"epoch": 2, "iteration": 100, "loss": float("nan"), "train_acc": 0.75, "test_acc": 0.5,
-         "seconds": 2.0, "partial": True}]
+ROWS = [
+    {
+        "epoch": 1,
+        "iteration": 84,
+        "loss": 2.0,
+        "train_acc": 0.5,
+        "test_acc": 0.25,
+        "seconds": 1.5,
+        "partial": False,
+    },
+    {
+        "epoch": 2,
+        "iteration": 100,
+        "loss": float("nan"),
+        "train_acc": 0.75,
+        "test_acc": 0.5,
+        "seconds": 2.0,
+        "partial": True,
+    },
+]
 
 
 def test_write_metrics_json_and_csv(tmp_path):

@@ -5,11 +5,17 @@ name below is first used (so the command line answers Ctrl-C with one line
 even while it starts). The Numba backend (``scratchprop.numba``) is imported
 on demand.
 """
+
 __version__ = "0.1.0"
 __all__ = ["TwoLayerNet", "gradcheck", "GradcheckReport", "get_backend", "BACKENDS", "__version__"]
 
-_LAZY = {"TwoLayerNet": ".net", "gradcheck": "._gradcheck", "GradcheckReport": "._gradcheck",
-         "get_backend": ".backends", "BACKENDS": ".backends"}
+_LAZY = {
+    "TwoLayerNet": ".net",
+    "gradcheck": "._gradcheck",
+    "GradcheckReport": "._gradcheck",
+    "get_backend": ".backends",
+    "BACKENDS": ".backends",
+}
 
 
 def __getattr__(name):

@@ -6,6 +6,7 @@ replaced, the link stays. Our temporary files are named ``.NAME.*.tmp``;
 one left behind by a killed process is removed by the next write to the same
 place once it is :data:`STALE_S` old.
 """
+
 import contextlib
 import os
 import stat

@@ -9,6 +9,7 @@ from the forward pass (:func:`kink_masks`), reported with their raw
 differences, and left out of the verdict, as careful gradient-check guides
 advise; the verdict counts the clean entries only.
 """
+
 import time
 from dataclasses import dataclass, field
 
@@ -63,19 +64,24 @@ class GradcheckReport:
         return self.params_restored and all(p.passed for p in self.params)
 
     def __str__(self):
-        lines = [f"numerical time: {self.numerical_time:.6g} s",
-                 f"backprop time: {self.backprop_time:.6g} s"]
+        lines = [f"numerical time: {self.numerical_time:.6g} s", f"backprop time: {self.backprop_time:.6g} s"]
         lines += [f"{p.name}: {p.mean_abs:.2g}" for p in self.params]
         lines.append("")
-        lines.append(f"backend {self.backend}, {self.dtype}; {self.loss_evaluations} loss evaluations; "
-                     f"numerical / backprop = {self.ratio:.3g}x"
-                     f"{' (times after one untimed warm-up call)' if self.warmup else ''}")
-        lines.append(f"{'param':<6} {'shape':<12} {'mean |d|':>10} {'max |d|':>10} {'max rel':>10} "
-                     f"{'worst at':<12} {'kinks':>5} {'ok':>4}")
+        lines.append(
+            f"backend {self.backend}, {self.dtype}; {self.loss_evaluations} loss evaluations; "
+            f"numerical / backprop = {self.ratio:.3g}x"
+            f"{' (times after one untimed warm-up call)' if self.warmup else ''}"
+        )
+        lines.append(
+            f"{'param':<6} {'shape':<12} {'mean |d|':>10} {'max |d|':>10} {'max rel':>10} "
+            f"{'worst at':<12} {'kinks':>5} {'ok':>4}"
+        )
         for p in self.params:
-            lines.append(f"{p.name:<6} {str(p.shape):<12} {p.mean_abs:>10.2e} {p.max_abs:>10.2e} "
-                         f"{p.max_rel:>10.2e} {str(p.worst_index):<12} {p.kinks:>5} "
-                         f"{'yes' if p.passed else 'NO':>4}")
+            lines.append(
+                f"{p.name:<6} {str(p.shape):<12} {p.mean_abs:>10.2e} {p.max_abs:>10.2e} "
+                f"{p.max_rel:>10.2e} {str(p.worst_index):<12} {p.kinks:>5} "
+                f"{'yes' if p.passed else 'NO':>4}"
+            )
         lines.append(f"tolerance: max rel <= {self.rtol:g} (relative to max(|num|, |bp|, {self.floor:g}))")
         if not self.kinks_checked:
             lines.append("kinks: not checked (kink detection covers the Affine -> Relu -> Affine net)")
@@ -85,9 +91,11 @@ class GradcheckReport:
             if p.kinks:
                 at = ", ".join(str(i) for i in p.kink_at) + (", ..." if p.kinks > len(p.kink_at) else "")
                 what = "entry whose" if p.kinks == 1 else "entries whose"
-                lines.append(f"kinks: {p.name} has {p.kinks} {what} +-h perturbation moves a ReLU "
-                             f"input across 0, left out of the verdict (max |d| there "
-                             f"{p.kink_max_abs:.2e}): {at}")
+                lines.append(
+                    f"kinks: {p.name} has {p.kinks} {what} +-h perturbation moves a ReLU "
+                    f"input across 0, left out of the verdict (max |d| there "
+                    f"{p.kink_max_abs:.2e}): {at}"
+                )
         lines.append(f"parameters restored bit-exactly: {'yes' if self.params_restored else 'NO'}")
         if self.seed is not None:
             lines.append(f"seed: {self.seed}")
@@ -113,14 +121,17 @@ def compare(name, numerical, backprop, rtol, floor, kink=None):
     max_rel = float(clean_rel[worst]) if rel.size else 0.0
     kink_idx = np.argwhere(kink)
     return ParamDiff(
-        name=name, shape=tuple(num.shape),
+        name=name,
+        shape=tuple(num.shape),
         mean_abs=float(np.mean(diff[clean])) if clean.any() else 0.0,
         max_abs=float(np.max(diff[clean])) if clean.any() else 0.0,
-        max_rel=max_rel, worst_index=tuple(int(i) for i in worst),
+        max_rel=max_rel,
+        worst_index=tuple(int(i) for i in worst),
         numerical_at_worst=float(num[worst]) if num.size else 0.0,
         backprop_at_worst=float(bp[worst]) if bp.size else 0.0,
         passed=bool(np.all(np.isfinite(clean_rel))) and max_rel <= rtol,
-        kinks=int(kink.sum()), kink_max_abs=float(np.max(diff[kink])) if kink.any() else 0.0,
+        kinks=int(kink.sum()),
+        kink_max_abs=float(np.max(diff[kink])) if kink.any() else 0.0,
         kink_at=tuple(tuple(int(i) for i in ix) for ix in kink_idx[:5]),
     )
 
@@ -150,9 +161,9 @@ def kink_masks(net, x, h):
     x2 = np.asarray(x, np.float64).reshape(-1, W1f.shape[0])
     a1 = x2 @ W1f + b1f
     eps = float(np.finfo(np.result_type(W1.dtype, np.float32)).eps)
-    margin = 64 * eps * (np.abs(x2) @ np.abs(W1f) + np.abs(b1f))    # roundings of a1
-    reach = np.abs(a1) - margin                                      # (N, H)
-    step_w = abs(h) * (1 + 1e-6) + 2 * eps * np.abs(W1f)            # the move of W1 as stored
+    margin = 64 * eps * (np.abs(x2) @ np.abs(W1f) + np.abs(b1f))  # roundings of a1
+    reach = np.abs(a1) - margin  # (N, H)
+    step_w = abs(h) * (1 + 1e-6) + 2 * eps * np.abs(W1f)  # the move of W1 as stored
     step_b = abs(h) * (1 + 1e-6) + 2 * eps * np.abs(b1f)
     w1 = np.zeros(W1f.shape, bool)
     for n in range(x2.shape[0]):
@@ -213,11 +224,26 @@ def gradcheck(net, x, t, h=1e-4, *, warmup=False, seed=None):
     backend = getattr(net, "backend_name", "custom")
     kinks = kink_masks(net, x, h)
     return GradcheckReport(
-        params=[compare(k, grad_numerical[k], grad_backprop[k], tol["rtol"], tol["floor"],
-                        None if kinks is None else kinks.get(k)) for k in keys],
-        numerical_time=numerical_time, backprop_time=backprop_time,
+        params=[
+            compare(
+                k,
+                grad_numerical[k],
+                grad_backprop[k],
+                tol["rtol"],
+                tol["floor"],
+                None if kinks is None else kinks.get(k),
+            )
+            for k in keys
+        ],
+        numerical_time=numerical_time,
+        backprop_time=backprop_time,
         loss_evaluations=2 * sum(net.params[k].size for k in keys),
-        params_restored=restored, dtype=str(np.dtype(dtype)), backend=str(backend),
-        rtol=tol["rtol"], floor=tol["floor"], warmup=warmup, kinks_checked=kinks is not None,
+        params_restored=restored,
+        dtype=str(np.dtype(dtype)),
+        backend=str(backend),
+        rtol=tol["rtol"],
+        floor=tol["floor"],
+        warmup=warmup,
+        kinks_checked=kinks is not None,
         seed=seed,
     )

@@ -10,6 +10,7 @@ as with NumPy. Dtypes the kernels do not cover (float16, integer ``dout``,
 NumPy-scalar ``dout``) run the reference's NumPy code. Threads: see
 :mod:`scratchprop.threads` (products in NumPy's BLAS pool, the rest here).
 """
+
 import numpy as np
 
 from . import _validate as check
@@ -96,12 +97,17 @@ class Affine:
         out_shape = (W.shape[1],) if len(self.original_x_shape) == 1 else (x2.shape[0], W.shape[1])
         dout = check.dout_like("Affine", dout, out_shape).reshape(x2.shape[0], W.shape[1])
         dt = dout.dtype
-        if (dt == _F64 or dt == _F32) and (dt == W.dtype == x2.dtype
-                                          or np.result_type(dout, W) == np.result_type(x2, dout) == dt):
-            xk = self._xk[1] if self._xk is not None and self._xk[0] is x2 and self._xk[1].dtype == dt \
+        if (dt == _F64 or dt == _F32) and (
+            dt == W.dtype == x2.dtype or np.result_type(dout, W) == np.result_type(x2, dout) == dt
+        ):
+            xk = (
+                self._xk[1]
+                if self._xk is not None and self._xk[0] is x2 and self._xk[1].dtype == dt
                 else _c(x2, dt)
-            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), xk, _c(W, dt), True,
-                                                      np.empty(x2.shape, dt), np.empty(W.shape, dt))
+            )
+            dx, self.dW, self.db = _K_affine.backward(
+                _c(dout, dt), xk, _c(W, dt), True, np.empty(x2.shape, dt), np.empty(W.shape, dt)
+            )
         else:
             dx = np.dot(dout, W.T)
             self.dW = np.dot(x2.T, dout)
@@ -260,4 +266,3 @@ def numerical_gradient(f, x, h=1e-4):
     (:func:`net_numerical_gradient`).
     """
     return _ref.numerical_gradient(f, x, h)
-

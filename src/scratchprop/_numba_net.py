@@ -34,6 +34,7 @@ reference's errors. The update is done by NumPy (``params[k] -= lr *
 grad[k]``, as the reference) when ``lr`` is not a Python number or a
 parameter is not C-contiguous, writeable and of the compute dtype.
 """
+
 import weakref
 
 import numpy as np
@@ -79,9 +80,16 @@ def _standard(net, W1, b1, W2, b2, layers=_NUMBA_LAYERS):
     if not isinstance(L, dict) or tuple(L) != _LAYER_NAMES:
         return False
     A1, R, A2 = L["Affine1"], L["Relu1"], L["Affine2"]
-    return (type(A1) is Affine and type(R) is Relu and type(A2) is Affine
-            and type(net.lastLayer) is SoftmaxWithLoss
-            and A1.W is W1 and A1.b is b1 and A2.W is W2 and A2.b is b2)
+    return (
+        type(A1) is Affine
+        and type(R) is Relu
+        and type(A2) is Affine
+        and type(net.lastLayer) is SoftmaxWithLoss
+        and A1.W is W1
+        and A1.b is b1
+        and A2.W is W2
+        and A2.b is b2
+    )
 
 
 def standard_params(net, layers=_NUMBA_LAYERS):
@@ -160,15 +168,28 @@ def _prepare_common(net, x, t, lr):
     if type(W1) is not _ND or type(b1) is not _ND or type(W2) is not _ND or type(b2) is not _ND:
         return None
     dt = W1.dtype
-    if (dt is not _F64 and dt is not _F32) or b1.dtype is not dt or W2.dtype is not dt \
-            or b2.dtype is not dt or x.dtype is not dt or t.dtype is not _INTP:
+    if (
+        (dt is not _F64 and dt is not _F32)
+        or b1.dtype is not dt
+        or W2.dtype is not dt
+        or b2.dtype is not dt
+        or x.dtype is not dt
+        or t.dtype is not _INTP
+    ):
         return None
     if W1.ndim != 2 or W2.ndim != 2 or x.ndim != 2:
         return None
     D, H = W1.shape
     N, C = x.shape[0], W2.shape[1]
-    if x.shape[1] != D or b1.shape != (H,) or W2.shape[0] != H or b2.shape != (C,) \
-            or t.shape != (N,) or N == 0 or C == 0:
+    if (
+        x.shape[1] != D
+        or b1.shape != (H,)
+        or W2.shape[0] != H
+        or b2.shape != (C,)
+        or t.shape != (N,)
+        or N == 0
+        or C == 0
+    ):
         return None
     flags = W1.flags.num & b1.flags.num & W2.flags.num & b2.flags.num & x.flags.num & t.flags.num
     if flags & _C_WRITEABLE != _C_WRITEABLE or not _standard(net, W1, b1, W2, b2):
@@ -203,10 +224,20 @@ def _c(a, dt):
 def _workspace(net, N, D, H, C, dt):
     """``h, s, y, dh, dW1_work`` for this net and shape, reused from the last call when they fit."""
     ws = _WORKSPACES.get(net)
-    if ws is None or ws[0].shape != (N, H) or ws[1].shape != (N, C) or ws[4].shape != (D, H) \
-            or ws[0].dtype != dt:
-        ws = (np.empty((N, H), dt), np.empty((N, C), dt), np.empty((N, C), dt), np.empty((N, H), dt),
-              np.empty((D, H), dt))
+    if (
+        ws is None
+        or ws[0].shape != (N, H)
+        or ws[1].shape != (N, C)
+        or ws[4].shape != (D, H)
+        or ws[0].dtype != dt
+    ):
+        ws = (
+            np.empty((N, H), dt),
+            np.empty((N, C), dt),
+            np.empty((N, C), dt),
+            np.empty((N, H), dt),
+            np.empty((D, H), dt),
+        )
         _WORKSPACES[net] = ws
     return ws
 
@@ -217,8 +248,7 @@ def _run(net, prep, t, lr, update):
         W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H = xc.shape[0], W1.shape[1]
     h, s, y, dh, dW1_work = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
-    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh,
-                                               dW1_work)
+    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work)
     if status:  # a label outside [0, C)
         check.label_error("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)
     loss = dt.type(loss)
@@ -270,8 +300,12 @@ def _generic_gradient(net, x, t):
     dout = net.lastLayer.backward(1)
     for layer in reversed(list(net.layers.values())):
         dout = layer.backward(dout)
-    return {"W1": net.layers["Affine1"].dW, "b1": net.layers["Affine1"].db,
-            "W2": net.layers["Affine2"].dW, "b2": net.layers["Affine2"].db}
+    return {
+        "W1": net.layers["Affine1"].dW,
+        "b1": net.layers["Affine1"].db,
+        "W2": net.layers["Affine2"].dW,
+        "b2": net.layers["Affine2"].db,
+    }
 
 
 def net_gradient(net, x, t):

@@ -5,6 +5,7 @@ layer, what was expected and what came, and returns the arrays in the form
 the computation wants. The NumPy reference and the Numba backend both call
 these, so a bad input fails the same way (and before any kernel runs).
 """
+
 import math
 
 import numpy as np
@@ -28,11 +29,15 @@ def as_numeric(layer, name, a):
 def affine_params(layer, W, b):
     """Check ``W (D, M)`` and ``b (M,)`` as held by an Affine layer."""
     if not isinstance(W, np.ndarray) or W.dtype.kind != "f":
-        raise TypeError(f"{layer}: W must be a floating-point ndarray, got "
-                        f"{type(W).__name__} {_desc(W) if isinstance(W, np.ndarray) else ''}".rstrip())
+        raise TypeError(
+            f"{layer}: W must be a floating-point ndarray, got "
+            f"{type(W).__name__} {_desc(W) if isinstance(W, np.ndarray) else ''}".rstrip()
+        )
     if not isinstance(b, np.ndarray) or b.dtype.kind != "f":
-        raise TypeError(f"{layer}: b must be a floating-point ndarray, got "
-                        f"{type(b).__name__} {_desc(b) if isinstance(b, np.ndarray) else ''}".rstrip())
+        raise TypeError(
+            f"{layer}: b must be a floating-point ndarray, got "
+            f"{type(b).__name__} {_desc(b) if isinstance(b, np.ndarray) else ''}".rstrip()
+        )
     if W.ndim != 2:
         raise ValueError(f"{layer}: W must be 2-D (D, M), got {_desc(W)}")
     if b.shape != (W.shape[1],):
@@ -53,8 +58,10 @@ def affine_input(layer, x, W):
     else:  # math.prod, not np.prod: ~0.1 us instead of ~2 us per call
         x2 = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if x2.shape[1] != D:
-        raise ValueError(f"{layer}: x has {x2.shape[1]} features per sample but W expects {D} "
-                         f"(W {W.shape}); got x {_desc(x)}")
+        raise ValueError(
+            f"{layer}: x has {x2.shape[1]} features per sample but W expects {D} "
+            f"(W {W.shape}); got x {_desc(x)}"
+        )
     return x2, x
 
 
@@ -62,7 +69,9 @@ def dout_like(layer, dout, shape):
     """Check that ``dout`` matches the forward output ``shape``."""
     dout = as_numeric(layer, "dout", dout)
     if dout.shape != tuple(shape):
-        raise ValueError(f"{layer}: dout must have the forward output's shape {tuple(shape)}, got {_desc(dout)}")
+        raise ValueError(
+            f"{layer}: dout must have the forward output's shape {tuple(shape)}, got {_desc(dout)}"
+        )
     return dout
 
 
@@ -103,15 +112,19 @@ def targets(layer, t, N, C, dtype):
         else:
             T = np.asarray(t, dtype=dtype).reshape(N, C)
             if not np.all(T >= 0):
-                raise ValueError(f"{layer}: one-hot / probability targets must be non-negative "
-                                 f"(and not NaN), got min {float(np.min(T))}")
+                raise ValueError(
+                    f"{layer}: one-hot / probability targets must be non-negative "
+                    f"(and not NaN), got min {float(np.min(T))}"
+                )
             tol = tolerances.target_sum(dtype)
             sums = T.sum(axis=1)
             bad = np.abs(sums - 1) > tol
             if np.any(bad):
                 i = int(np.argmax(bad))
-                raise ValueError(f"{layer}: each one-hot / probability target row must sum to 1 "
-                                 f"(within {tol}); row {i} sums to {float(sums[i])!r}")
+                raise ValueError(
+                    f"{layer}: each one-hot / probability target row must sum to 1 "
+                    f"(within {tol}); row {i} sums to {float(sums[i])!r}"
+                )
             return None, T
     if t.shape in ((N,), (N, 1)) or (N == 1 and t.shape in ((), (1,))):
         labels = t.reshape(N)
@@ -121,17 +134,23 @@ def targets(layer, t, N, C, dtype):
         elif labels.dtype.kind == "b":
             raise TypeError(f"{layer}: labels must be integers, got {_desc(t)}")
         if N and (labels.min() < 0 or labels.max() >= C):
-            raise ValueError(f"{layer}: labels must lie in [0, {C}) for {C} classes, got values in "
-                             f"[{labels.min()}, {labels.max()}]")
+            raise ValueError(
+                f"{layer}: labels must lie in [0, {C}) for {C} classes, got values in "
+                f"[{labels.min()}, {labels.max()}]"
+            )
         return labels.astype(np.intp, copy=False), None
-    raise ValueError(f"{layer}: t must be labels ({N},) or ({N}, 1), or one-hot rows ({N}, {C}) "
-                     f"to match x with {N} samples of {C} classes; got {_desc(t)}")
+    raise ValueError(
+        f"{layer}: t must be labels ({N},) or ({N}, 1), or one-hot rows ({N}, {C}) "
+        f"to match x with {N} samples of {C} classes; got {_desc(t)}"
+    )
 
 
 #: What the kernels take for "no integer labels" and, per float dtype, "no target rows".
 NO_LABELS = np.empty(0, dtype=np.intp)
-NO_T = {np.dtype(np.float32): np.empty((0, 0), np.float32),
-        np.dtype(np.float64): np.empty((0, 0), np.float64)}
+NO_T = {
+    np.dtype(np.float32): np.empty((0, 0), np.float32),
+    np.dtype(np.float64): np.empty((0, 0), np.float64),
+}
 
 
 def int_labels(t, N):
@@ -176,11 +195,15 @@ def label_error(layer, t, N, C, dtype):
 def perturbable(name, x):
     """``x`` must be a writeable float ndarray to be perturbed in place."""
     if not isinstance(x, np.ndarray):
-        raise TypeError(f"numerical_gradient: {name} must be an ndarray that f reads (it is "
-                        f"perturbed in place), got {type(x).__name__}")
+        raise TypeError(
+            f"numerical_gradient: {name} must be an ndarray that f reads (it is "
+            f"perturbed in place), got {type(x).__name__}"
+        )
     if x.dtype.kind != "f":
-        raise TypeError(f"numerical_gradient: {name} must be floating point (an integer array "
-                        f"cannot hold x + h), got {_desc(x)}")
+        raise TypeError(
+            f"numerical_gradient: {name} must be floating point (an integer array "
+            f"cannot hold x + h), got {_desc(x)}"
+        )
     if not x.flags.writeable:
         raise ValueError(f"numerical_gradient: {name} is read-only; it is perturbed in place")
 
@@ -189,11 +212,15 @@ def learning_rate(where, lr):
     """``lr`` must be one finite real number: a Python ``int``/``float``, a NumPy integer or
     floating scalar, or a 0-d array of one. Checked before any parameter is touched, so a bad
     ``lr`` never leaves a net half updated."""
-    real = (isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, (bool, np.bool_))) \
-        or (type(lr) is np.ndarray and lr.ndim == 0 and lr.dtype.kind in "iuf")
+    real = (
+        isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, (bool, np.bool_))
+    ) or (type(lr) is np.ndarray and lr.ndim == 0 and lr.dtype.kind in "iuf")
     if not real:
-        what = (f"an array of shape {lr.shape} ({lr.dtype})" if isinstance(lr, np.ndarray)
-                else f"{type(lr).__name__} {lr!r}")
+        what = (
+            f"an array of shape {lr.shape} ({lr.dtype})"
+            if isinstance(lr, np.ndarray)
+            else f"{type(lr).__name__} {lr!r}"
+        )
         raise TypeError(f"{where}: lr must be one real number (an int or float), got {what}")
     if not math.isfinite(float(lr)):
         raise ValueError(f"{where}: lr must be finite, got {float(lr)!r}")

@@ -6,6 +6,7 @@ paths that :class:`scratchprop.TwoLayerNet` uses when present:
 ``net_predict(net, x)``, ``net_gradient(net, x, t)``,
 ``net_train_step(net, x, t, lr)`` and ``net_numerical_gradient(net, x, t, h)``.
 """
+
 import importlib
 
 BACKENDS = {
@@ -24,8 +25,10 @@ def get_backend(backend):
         return importlib.import_module(BACKENDS[backend])
     missing = [name for name in REQUIRED if not hasattr(backend, name)]
     if missing:
-        raise TypeError(f"backend {backend!r} is neither a name ({', '.join(BACKENDS)}) nor a module "
-                        f"providing the layers; it lacks {', '.join(missing)}")
+        raise TypeError(
+            f"backend {backend!r} is neither a name ({', '.join(BACKENDS)}) nor a module "
+            f"providing the layers; it lacks {', '.join(missing)}"
+        )
     return backend
 
 

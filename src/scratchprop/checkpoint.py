@@ -14,6 +14,7 @@ Files are written atomically (a temporary file in the same directory, then
 name. :func:`load_checkpoint` validates everything and raises
 :class:`CheckpointError` naming the file.
 """
+
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -87,9 +88,14 @@ def save_checkpoint(path, net, meta=None, loss=()):
     path = Path(path)
     params = {k: np.ascontiguousarray(net.params[k]) for k in PARAM_KEYS}
     D, H = params["W1"].shape
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "scratchprop_version": __version__,
-            "sizes": [D, H, params["W2"].shape[1]], "dtype": str(params["W1"].dtype),
-            "backend": getattr(net, "backend_name", "numpy")}
+    full = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "scratchprop_version": __version__,
+        "sizes": [D, H, params["W2"].shape[1]],
+        "dtype": str(params["W1"].dtype),
+        "backend": getattr(net, "backend_name", "numpy"),
+    }
     full.update(meta or {})
     text = json.dumps(_jsonable(full), allow_nan=True)
     try:
@@ -123,8 +129,10 @@ def load_checkpoint(path):
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in (*PARAM_KEYS, "meta") if k not in npz.files]
             if missing:
-                raise bad(f"not a scratchprop checkpoint: missing {', '.join(missing)} "
-                          f"(has {', '.join(npz.files) or 'nothing'})")
+                raise bad(
+                    f"not a scratchprop checkpoint: missing {', '.join(missing)} "
+                    f"(has {', '.join(npz.files) or 'nothing'})"
+                )
             arrays = {k: npz[k] for k in (*PARAM_KEYS, "meta")}
             loss = npz["loss"] if "loss" in npz.files else np.zeros(0)
     except CheckpointError:
@@ -143,18 +151,21 @@ def load_checkpoint(path):
         if a.dtype.name not in _DTYPES:
             raise bad(f"{k} has dtype {a.dtype}; expected float32 or float64")
     if len({a.dtype for a in params.values()}) != 1:
-        raise bad("parameters have mixed dtypes: "
-                  + ", ".join(f"{k} {a.dtype}" for k, a in params.items()))
+        raise bad("parameters have mixed dtypes: " + ", ".join(f"{k} {a.dtype}" for k, a in params.items()))
     W1, b1, W2, b2 = (params[k] for k in PARAM_KEYS)
     if W1.ndim != 2 or W2.ndim != 2 or b1.ndim != 1 or b2.ndim != 1:
-        raise bad("parameters must be W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); got "
-                  + ", ".join(f"{k} {a.shape}" for k, a in params.items()))
+        raise bad(
+            "parameters must be W1 (D, H), b1 (H,), W2 (H, C), b2 (C,); got "
+            + ", ".join(f"{k} {a.shape}" for k, a in params.items())
+        )
     D, H = W1.shape
     C = W2.shape[1]
     if b1.shape != (H,) or W2.shape[0] != H or b2.shape != (C,) or min(D, H, C) < 1:
-        raise bad("inconsistent parameter shapes: "
-                  + ", ".join(f"{k} {a.shape}" for k, a in params.items())
-                  + "; expected W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)")
+        raise bad(
+            "inconsistent parameter shapes: "
+            + ", ".join(f"{k} {a.shape}" for k, a in params.items())
+            + "; expected W1 (D, H), b1 (H,), W2 (H, C), b2 (C,)"
+        )
     if list(meta.get("sizes", [D, H, C])) != [D, H, C]:
         raise bad(f"metadata sizes {meta.get('sizes')} disagree with the parameters ({D}, {H}, {C})")
     if loss.ndim != 1:

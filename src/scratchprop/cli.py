@@ -4,6 +4,7 @@ Exit status: 0 success; 1 a failed gradient check or download; 2 bad
 arguments, bad data or a bad checkpoint (one ``scratchprop: error:`` line on
 stderr, no traceback); 130 interrupted.
 """
+
 import argparse
 import sys
 
@@ -27,6 +28,7 @@ def positive(kind):
             label = "integer" if kind is int else "number"
             raise argparse.ArgumentTypeError(f"must be a positive {label}, got {text!r}")
         return value
+
     return parse
 
 
@@ -45,87 +47,148 @@ def build_parser():
     from .backends import BACKENDS
     from .data import DATASETS
 
-    p = Parser(prog="scratchprop", description="The 'Deep Learning from Scratch' chapter-5 two-layer "
-               "net on NumPy or Numba: train it, check its gradients, evaluate checkpoints.",
-               epilog="Without --data, the bundled 10,000-digit real MNIST subset is used "
-               "(8,330 train / 1,670 test).")
+    p = Parser(
+        prog="scratchprop",
+        description="The 'Deep Learning from Scratch' chapter-5 two-layer "
+        "net on NumPy or Numba: train it, check its gradients, evaluate checkpoints.",
+        epilog="Without --data, the bundled 10,000-digit real MNIST subset is used "
+        "(8,330 train / 1,670 test).",
+    )
     from . import __version__
+
     p.add_argument("--version", action="version", version=f"scratchprop {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_args(s, backend=True, dataset_default="mnist"):
         if backend:
-            s.add_argument("--backend", choices=tuple(BACKENDS), default="numba",
-                           help="layer implementation (default: numba)")
-        s.add_argument("--data", metavar="DIR", help="directory with the four IDX files, e.g. a "
-                       "'scratchprop download' root (default: the bundled MNIST subset; for "
-                       "fashion-mnist, Debian's /usr/share/datasets/fashion-mnist)")
-        s.add_argument("--dataset", choices=tuple(DATASETS), default=None,
-                       help=f"which dataset (default: {dataset_default})")
+            s.add_argument(
+                "--backend",
+                choices=tuple(BACKENDS),
+                default="numba",
+                help="layer implementation (default: numba)",
+            )
+        s.add_argument(
+            "--data",
+            metavar="DIR",
+            help="directory with the four IDX files, e.g. a "
+            "'scratchprop download' root (default: the bundled MNIST subset; for "
+            "fashion-mnist, Debian's /usr/share/datasets/fashion-mnist)",
+        )
+        s.add_argument(
+            "--dataset",
+            choices=tuple(DATASETS),
+            default=None,
+            help=f"which dataset (default: {dataset_default})",
+        )
 
-    t = sub.add_parser("train", help="train the net with mini-batch SGD (the notebook's loop)",
-                       description="Train TwoLayerNet with the notebook's loop: random mini-batches, "
-                       "SGD, train/test accuracy on the whole sets after each epoch "
-                       "(iter_per_epoch = max(train_size / batch_size, 1)).",
-                       epilog="With --resume, --hidden, --dtype, --batch-size, --seed and --dataset "
-                       "default to the checkpoint's (a different value is an error), --lr may change, "
-                       "--epochs/--iters count further epochs/iterations, epoch numbers and histories "
-                       "continue and the batch RNG continues exactly where it stopped.")
+    t = sub.add_parser(
+        "train",
+        help="train the net with mini-batch SGD (the notebook's loop)",
+        description="Train TwoLayerNet with the notebook's loop: random mini-batches, "
+        "SGD, train/test accuracy on the whole sets after each epoch "
+        "(iter_per_epoch = max(train_size / batch_size, 1)).",
+        epilog="With --resume, --hidden, --dtype, --batch-size, --seed and --dataset "
+        "default to the checkpoint's (a different value is an error), --lr may change, "
+        "--epochs/--iters count further epochs/iterations, epoch numbers and histories "
+        "continue and the batch RNG continues exactly where it stopped.",
+    )
     data_args(t, dataset_default="mnist, or the checkpoint's")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--epochs", type=positive(int), metavar="N", help="train N (more) epochs")
-    g.add_argument("--iters", type=positive(int), metavar="N",
-                   help="train N (more) iterations (default: 10000, the notebook's iters_num)")
-    t.add_argument("--batch-size", type=positive(int), metavar="N",
-                   help="mini-batch size (default: 100, as the notebook)")
-    t.add_argument("--lr", type=positive(float), metavar="LR",
-                   help="SGD learning rate (default: 0.1, as the notebook)")
-    t.add_argument("--hidden", type=positive(int), metavar="H",
-                   help="hidden units (default: 100, as the notebook)")
+    g.add_argument(
+        "--iters",
+        type=positive(int),
+        metavar="N",
+        help="train N (more) iterations (default: 10000, the notebook's iters_num)",
+    )
+    t.add_argument(
+        "--batch-size",
+        type=positive(int),
+        metavar="N",
+        help="mini-batch size (default: 100, as the notebook)",
+    )
+    t.add_argument(
+        "--lr", type=positive(float), metavar="LR", help="SGD learning rate (default: 0.1, as the notebook)"
+    )
+    t.add_argument(
+        "--hidden", type=positive(int), metavar="H", help="hidden units (default: 100, as the notebook)"
+    )
     t.add_argument("--dtype", choices=("float32", "float64"), help="parameter dtype (default: float64)")
-    t.add_argument("--seed", type=seed, help="seed for the weights and the batches (default: random, printed)")
-    t.add_argument("--threads", type=int, metavar="N", help="numba threads, 1..NUMBA_NUM_THREADS "
-                   "(--backend numba only)")
+    t.add_argument(
+        "--seed", type=seed, help="seed for the weights and the batches (default: random, printed)"
+    )
+    t.add_argument(
+        "--threads", type=int, metavar="N", help="numba threads, 1..NUMBA_NUM_THREADS (--backend numba only)"
+    )
     t.add_argument("--save", metavar="FILE.npz", help="write a checkpoint after every epoch (atomically)")
     t.add_argument("--resume", metavar="FILE.npz", help="continue training from a checkpoint")
     t.add_argument("--metrics", metavar="FILE", help="write per-epoch metrics to a .json or .csv file")
     t.add_argument("--plot", metavar="FILE.png", help="write loss/accuracy curves (needs matplotlib)")
     t.add_argument("--quiet", action="store_true", help="no progress bar, no per-epoch lines")
 
-    gc = sub.add_parser("gradcheck", help="compare backprop with numerical gradients on real data",
-                        description="The notebook's gradient check on the first --batch training "
-                        "samples: numerical vs backprop times and per-parameter differences. Exit "
-                        "status 1 if a parameter is outside the tolerance.")
+    gc = sub.add_parser(
+        "gradcheck",
+        help="compare backprop with numerical gradients on real data",
+        description="The notebook's gradient check on the first --batch training "
+        "samples: numerical vs backprop times and per-parameter differences. Exit "
+        "status 1 if a parameter is outside the tolerance.",
+    )
     data_args(gc)
-    gc.add_argument("--batch", type=positive(int), default=3, metavar="N",
-                    help="first N training samples (default: 3)")
-    gc.add_argument("--hidden", type=positive(int), default=100, metavar="H",
-                    help="hidden units (default: 100; the numerical gradient costs 2 loss "
-                    "evaluations per parameter)")
-    gc.add_argument("--dtype", choices=("float32", "float64"), default="float64",
-                    help="parameter dtype (default: float64)")
+    gc.add_argument(
+        "--batch", type=positive(int), default=3, metavar="N", help="first N training samples (default: 3)"
+    )
+    gc.add_argument(
+        "--hidden",
+        type=positive(int),
+        default=100,
+        metavar="H",
+        help="hidden units (default: 100; the numerical gradient costs 2 loss evaluations per parameter)",
+    )
+    gc.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float64",
+        help="parameter dtype (default: float64)",
+    )
     gc.add_argument("--seed", type=seed, help="weight seed (default: random, printed)")
 
-    e = sub.add_parser("evaluate", help="train/test loss and accuracy of a checkpoint",
-                       description="Load a checkpoint and print its loss and accuracy on the "
-                       "whole training and test sets.")
+    e = sub.add_parser(
+        "evaluate",
+        help="train/test loss and accuracy of a checkpoint",
+        description="Load a checkpoint and print its loss and accuracy on the whole training and test sets.",
+    )
     e.add_argument("--model", required=True, metavar="FILE.npz", help="checkpoint written by train --save")
     data_args(e, dataset_default="the checkpoint's")
 
-    sub.add_parser("info", help="versions, numba threading, BLAS, CPU",
-                   description="Print the versions of Python, numpy, numba, scipy, the numba "
-                   "threading layer and threads, the BLAS in use and the CPU.")
+    sub.add_parser(
+        "info",
+        help="versions, numba threading, BLAS, CPU",
+        description="Print the versions of Python, numpy, numba, scipy, the numba "
+        "threading layer and threads, the BLAS in use and the CPU.",
+    )
 
-    d = sub.add_parser("download", help="download MNIST or Fashion-MNIST (verified by checksum)",
-                       description="Download the four .gz files into ROOT/MNIST/raw (or "
-                       "ROOT/FashionMNIST/raw), verifying checksums; exit status 1 if that fails "
-                       "(e.g. offline).")
+    d = sub.add_parser(
+        "download",
+        help="download MNIST or Fashion-MNIST (verified by checksum)",
+        description="Download the four .gz files into ROOT/MNIST/raw (or "
+        "ROOT/FashionMNIST/raw), verifying checksums; exit status 1 if that fails "
+        "(e.g. offline).",
+    )
     d.add_argument("--dataset", choices=tuple(DATASETS), default="mnist", help="(default: mnist)")
     d.add_argument("--root", required=True, metavar="DIR", help="where to store it (then pass --data DIR)")
-    d.add_argument("--mirror", action="append", metavar="URL", help="base URL to try instead of the "
-                   "defaults (repeatable)")
-    d.add_argument("--timeout", type=positive(float), default=30.0, metavar="SECONDS",
-                   help="socket timeout (default: 30)")
+    d.add_argument(
+        "--mirror",
+        action="append",
+        metavar="URL",
+        help="base URL to try instead of the defaults (repeatable)",
+    )
+    d.add_argument(
+        "--timeout",
+        type=positive(float),
+        default=30.0,
+        metavar="SECONDS",
+        help="socket timeout (default: 30)",
+    )
     return p
 
 
@@ -159,6 +222,7 @@ def _main(argv):
     try:
         args = build_parser().parse_args(argv)
         from . import commands
+
         return getattr(commands, "cmd_" + args.command)(args)
     except (CLIError, DataError, CheckpointError) as exc:
         print(f"scratchprop: error: {one_line(exc)}", file=sys.stderr)
@@ -168,4 +232,3 @@ def _main(argv):
         return 1
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
-

@@ -1,4 +1,5 @@
 """``TwoLayerNet``: the book's two-layer net, on any backend."""
+
 from collections import OrderedDict
 
 import numpy as np
@@ -37,10 +38,22 @@ class TwoLayerNet:
 
     params_key = ("W1", "b1", "W2", "b2")
 
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *,
-                 backend="numpy", dtype=np.float64, seed=None):
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("output_size", output_size)):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        output_size,
+        weight_init_std=0.01,
+        *,
+        backend="numpy",
+        dtype=np.float64,
+        seed=None,
+    ):
+        for name, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("output_size", output_size),
+        ):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TwoLayerNet: {name} must be a positive integer, got {value!r}")
         dtype = np.dtype(dtype)
@@ -135,8 +148,10 @@ class TwoLayerNet:
         for layer in reversed(list(self.layers.values())):
             dout = layer.backward(dout)
         return {
-            "W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
-            "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db,
+            "W1": self.layers["Affine1"].dW,
+            "b1": self.layers["Affine1"].db,
+            "W2": self.layers["Affine2"].dW,
+            "b2": self.layers["Affine2"].db,
         }
 
     def train_step(self, x, t, lr):

@@ -19,12 +19,23 @@ NumPy code uses), everything else on the calling thread.
 :func:`get_num_threads` is Numba's. Every result is bit-identical for a
 given thread count.
 """
-from ._numba_layers import (Affine, Relu, SoftmaxWithLoss, cross_entropy_error, numerical_gradient,
-                            softmax)
+
+from ._numba_layers import Affine, Relu, SoftmaxWithLoss, cross_entropy_error, numerical_gradient, softmax
 from ._numba_net import net_gradient, net_predict, net_train_step
 from .numba_numgrad import net_numerical_gradient
 from .threads import get_num_threads, set_num_threads
 
-__all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error",
-           "numerical_gradient", "set_num_threads", "get_num_threads",
-           "net_predict", "net_gradient", "net_train_step", "net_numerical_gradient"]
+__all__ = [
+    "Affine",
+    "Relu",
+    "SoftmaxWithLoss",
+    "softmax",
+    "cross_entropy_error",
+    "numerical_gradient",
+    "set_num_threads",
+    "get_num_threads",
+    "net_predict",
+    "net_gradient",
+    "net_train_step",
+    "net_numerical_gradient",
+]

@@ -44,6 +44,7 @@ finite. Bad inputs raise the reference's errors (same checks from
 ``scratchprop._validate``, same order) before any kernel runs; the parameters
 are never written.
 """
+
 import numpy as np
 
 from . import _validate as check
@@ -87,6 +88,7 @@ def net_numerical_gradient(net, x, t, h=1e-4):
 
 
 # --------------------------------------------------------------------------- checks
+
 
 def _fast_path_ok(net, h):
     """True when ``net`` is the standard 2-layer net of its backend and ``h`` is usable."""
@@ -180,7 +182,7 @@ def _prepare(net, x, t, h):
     x2, ct, labels, T = _validate(P, x, t)
     if ct.itemsize > 8 or any(P[k].dtype.itemsize > 8 for k in _KEYS):
         return None
-    if isinstance(h, (int, np.integer)) and abs(int(h)) > 2 ** 53:
+    if isinstance(h, (int, np.integer)) and abs(int(h)) > 2**53:
         return None
     f64 = np.float64
     W1, b1, W2, b2 = (np.ascontiguousarray(P[k], dtype=f64) for k in _KEYS)
@@ -227,15 +229,35 @@ def _prepare(net, x, t, h):
     pert = {}
     for k, Wf in zip(_KEYS, (W1, b1, W2, b2)):
         if P[k].dtype == f64:
-            pert[k] = (Wf, Wf, Wf, True)    # the kernel adds h itself: the same float64 rounding
+            pert[k] = (Wf, Wf, Wf, True)  # the kernel adds h itself: the same float64 rounding
         else:
             Wp, Wm = _perturbed(P[k], h)
             Wp, Wm = np.ascontiguousarray(Wp, dtype=f64), np.ascontiguousarray(Wm, dtype=f64)
             if not (np.isfinite(Wp).all() and np.isfinite(Wm).all()):
                 return None
             pert[k] = (Wf, Wp, Wm, False)
-    return dict(K=K, ct=ct, xf=xf, z1=z1, a1=a1, hb=hb, z2=z2, s=s, sh=sh, p=p, log_m0=log_m0,
-                T=Tf, tsum=tsum, Bsum=Bsum, TW=TW, wmax=wmax, kappa=kappa, kappa1=kappa1, pert=pert, W2=W2)
+    return dict(
+        K=K,
+        ct=ct,
+        xf=xf,
+        z1=z1,
+        a1=a1,
+        hb=hb,
+        z2=z2,
+        s=s,
+        sh=sh,
+        p=p,
+        log_m0=log_m0,
+        T=Tf,
+        tsum=tsum,
+        Bsum=Bsum,
+        TW=TW,
+        wmax=wmax,
+        kappa=kappa,
+        kappa1=kappa1,
+        pert=pert,
+        W2=W2,
+    )
 
 
 def _run(net, prep, h, force_exact=False):
@@ -264,8 +286,29 @@ def _run(net, prep, h, force_exact=False):
     H, C = c["W2"].shape
     W, Wp, Wm, add = pert["W1"]
     o0, o1, direct = pending["W1"]
-    args = (c["xf"], W, Wp, Wm, add, hd, c["a1"], c["hb"], c["kappa"], c["wmax"], c["sh"], c["p"],
-            c["W2"], c["TW"], c["tsum"], c["log_m0"], c["Bsum"], o0, o1, two_h, direct)
+    args = (
+        c["xf"],
+        W,
+        Wp,
+        Wm,
+        add,
+        hd,
+        c["a1"],
+        c["hb"],
+        c["kappa"],
+        c["wmax"],
+        c["sh"],
+        c["p"],
+        c["W2"],
+        c["TW"],
+        c["tsum"],
+        c["log_m0"],
+        c["Bsum"],
+        o0,
+        o1,
+        two_h,
+        direct,
+    )
     with parallel_region(N * D * H, NUMGRAD_MIN_ELEMENTS) as threaded:
         if threaded:  # fixed row blocks: the same bits as the serial kernel
             K.grad_w1(*args, min(_NCHUNKS, D), force_exact)
@@ -273,16 +316,71 @@ def _run(net, prep, h, force_exact=False):
             K.grad_w1_serial(*args, force_exact)
     W, Wp, Wm, add = pert["b1"]
     o0, o1, direct = pending["b1"]
-    K.grad_b1(c["z1"], W, Wp, Wm, add, hd, c["hb"], c["sh"], c["p"], c["W2"], c["TW"], c["tsum"],
-              c["log_m0"], c["Bsum"], o0, o1, two_h, direct)
+    K.grad_b1(
+        c["z1"],
+        W,
+        Wp,
+        Wm,
+        add,
+        hd,
+        c["hb"],
+        c["sh"],
+        c["p"],
+        c["W2"],
+        c["TW"],
+        c["tsum"],
+        c["log_m0"],
+        c["Bsum"],
+        o0,
+        o1,
+        two_h,
+        direct,
+    )
     W, Wp, Wm, add = pert["W2"]
     o0, o1, direct = pending["W2"]
-    K.grad_w2(W, Wp, Wm, add, hd, c["hb"], c["kappa1"], c["sh"], c["p"], c["T"], c["tsum"],
-              c["log_m0"], c["Bsum"], o0, o1, two_h, direct, force_exact)
+    K.grad_w2(
+        W,
+        Wp,
+        Wm,
+        add,
+        hd,
+        c["hb"],
+        c["kappa1"],
+        c["sh"],
+        c["p"],
+        c["T"],
+        c["tsum"],
+        c["log_m0"],
+        c["Bsum"],
+        o0,
+        o1,
+        two_h,
+        direct,
+        force_exact,
+    )
     W, Wp, Wm, add = pert["b2"]
     o0, o1, direct = pending["b2"]
-    K.grad_b2(c["z2"], c["s"], W, Wp, Wm, add, hd, c["kappa1"], c["sh"], c["p"], c["T"], c["tsum"],
-              c["log_m0"], c["Bsum"], o0, o1, two_h, direct, force_exact)
+    K.grad_b2(
+        c["z2"],
+        c["s"],
+        W,
+        Wp,
+        Wm,
+        add,
+        hd,
+        c["kappa1"],
+        c["sh"],
+        c["p"],
+        c["T"],
+        c["tsum"],
+        c["log_m0"],
+        c["Bsum"],
+        o0,
+        o1,
+        two_h,
+        direct,
+        force_exact,
+    )
 
     for k in _KEYS:
         o0, o1, direct = pending[k]

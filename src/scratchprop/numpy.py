@@ -15,12 +15,12 @@ Fixed relative to the book's notebook (each has a test):
 * ``SoftmaxWithLoss`` computes the loss as ``logsumexp(x) - x[t]`` (exact and
   finite for huge logits) instead of ``-log(y + 1e-7)``.
 """
+
 import numpy as np
 
 from . import _validate as check
 
-__all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error",
-           "numerical_gradient"]
+__all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error", "numerical_gradient"]
 
 
 def softmax(x):
@@ -41,7 +41,9 @@ def cross_entropy_error(y, t):
     """
     y2 = check.logits("cross_entropy_error", y)
     N, C = y2.shape
-    labels, T = check.targets("cross_entropy_error", t, N, C, y2.dtype if y2.dtype.kind == "f" else np.float64)
+    labels, T = check.targets(
+        "cross_entropy_error", t, N, C, y2.dtype if y2.dtype.kind == "f" else np.float64
+    )
     delta = 1e-7
     if labels is not None:
         return -np.sum(np.log(y2[np.arange(N), labels] + delta)) / N
@@ -76,7 +78,9 @@ class Affine:
     def backward(self, dout):
         """``dout (N, M) -> dx`` in the input's original shape; sets ``dW (D, M)``, ``db (M,)``."""
         check.forward_done("Affine", self.x)
-        out_shape = (self.W.shape[1],) if len(self.original_x_shape) == 1 else (self.x.shape[0], self.W.shape[1])
+        out_shape = (
+            (self.W.shape[1],) if len(self.original_x_shape) == 1 else (self.x.shape[0], self.W.shape[1])
+        )
         dout = check.dout_like("Affine", dout, out_shape).reshape(self.x.shape[0], self.W.shape[1])
         dx = np.dot(dout, self.W.T)
         self.dW = np.dot(self.x.T, dout)

@@ -1,4 +1,5 @@
 """Loss and accuracy curves as a PNG (needs matplotlib: ``pip install scratchprop[plot]``)."""
+
 import numpy as np
 
 __all__ = ["PlotUnavailable", "require_matplotlib", "plot_history"]
@@ -15,8 +16,10 @@ def require_matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
         from matplotlib.figure import Figure  # noqa: F401
     except ImportError as exc:
-        raise PlotUnavailable(f"--plot needs matplotlib, which is not importable ({exc}); "
-                              "install it with: pip install 'scratchprop[plot]'") from None
+        raise PlotUnavailable(
+            f"--plot needs matplotlib, which is not importable ({exc}); "
+            "install it with: pip install 'scratchprop[plot]'"
+        ) from None
     return matplotlib.__version__
 
 
@@ -38,13 +41,16 @@ def plot_history(path, history, loss, iters_per_epoch, title=None):
     ax_loss, ax_acc = fig.subplots(1, 2)
     loss = np.asarray(loss, dtype=np.float64)
     if loss.size:
-        ax_loss.plot(np.arange(1, loss.size + 1) / iters_per_epoch, loss, lw=0.6, alpha=0.6,
-                     label="per iteration")
+        ax_loss.plot(
+            np.arange(1, loss.size + 1) / iters_per_epoch, loss, lw=0.6, alpha=0.6, label="per iteration"
+        )
     from .train import epoch_end
 
     x = [row["iteration"] / iters_per_epoch for row in history]
-    mid = [(epoch_end(row["epoch"] - 1, iters_per_epoch) + row["iteration"]) / 2 / iters_per_epoch
-           for row in history]
+    mid = [
+        (epoch_end(row["epoch"] - 1, iters_per_epoch) + row["iteration"]) / 2 / iters_per_epoch
+        for row in history
+    ]
     ax_loss.plot(mid, [row["loss"] for row in history], "o-", ms=3, label="epoch mean")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
     ax_loss.legend()

@@ -1,4 +1,5 @@
 """A tiny one-line progress bar for terminals (no dependency, draws nothing when not a TTY)."""
+
 import sys
 import time
 
@@ -51,7 +52,7 @@ class ProgressBar:
         frac = min(max(done / total, 0.0), 1.0) if total else 1.0
         filled = int(frac * self.width)
         bar = "=" * filled + (">" if filled < self.width else "") + " " * (self.width - filled - 1)
-        text = f"{prefix}[{bar[:self.width]}] {done}/{total} {frac:4.0%}"
+        text = f"{prefix}[{bar[: self.width]}] {done}/{total} {frac:4.0%}"
         if loss is not None:
             text += f"  loss {loss:.4f}"
         if done > self._start_done and now > self._start:

@@ -1,10 +1,19 @@
 """``scratchprop info``: versions, Numba threading, the BLAS in use, the CPU."""
+
 import os
 import platform
 import sys
 
-__all__ = ["collect", "format_info", "cpu_model", "blas_info", "numba_threads", "blas_threads",
-           "blas_thread_label", "kernels_blas"]
+__all__ = [
+    "collect",
+    "format_info",
+    "cpu_model",
+    "blas_info",
+    "numba_threads",
+    "blas_threads",
+    "blas_thread_label",
+    "kernels_blas",
+]
 
 
 def _version(module_name):
@@ -51,14 +60,18 @@ def blas_threads():
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
-    return [f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, "
-            f"{p.get('filepath')})" for p in threadpool_info() if p.get("user_api") == "blas"]
+    return [
+        f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads, {p.get('filepath')})"
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    ]
 
 
 def blas_thread_label():
     """Short label for the BLAS threads NumPy uses, e.g. ``"BLAS 2"`` or ``"BLAS default (up to 8)"``."""
     try:
         from threadpoolctl import threadpool_info
+
         counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
         if counts:
             return f"BLAS {max(counts)}"
@@ -116,10 +129,11 @@ def collect(probe=True):
     """The ``info`` lines as ``(label, value)`` pairs."""
     from . import __version__
 
-    rows = [("scratchprop", __version__),
-            ("python", f"{platform.python_version()} ({platform.python_implementation()}, "
-                       f"{sys.executable})"),
-            ("platform", platform.platform())]
+    rows = [
+        ("scratchprop", __version__),
+        ("python", f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})"),
+        ("platform", platform.platform()),
+    ]
     for name in ("numpy", "numba", "scipy", "matplotlib", "threadpoolctl"):
         rows.append((name, _version(name)))
     if "numba" in sys.modules:
@@ -132,18 +146,36 @@ def collect(probe=True):
     if "numba" in sys.modules:
         try:
             name, desc, threads = kernels_blas()
-            rows.append(("BLAS (numba kernels)", f"{name}: {desc}"
-                         + (f" ({threads} threads)" if threads else "")))
+            rows.append(
+                ("BLAS (numba kernels)", f"{name}: {desc}" + (f" ({threads} threads)" if threads else ""))
+            )
         except Exception as exc:  # noqa: BLE001
             rows.append(("BLAS (numba kernels)", f"unavailable ({type(exc).__name__}: {exc})"))
     rows.append(("BLAS (numpy build)", blas_info()))
     runtime = blas_threads()
-    rows.append(("BLAS (runtime)", "; ".join(runtime) if runtime else
-                 "threadpoolctl not installed" if runtime is None else "none found"))
-    env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER",
-                                            "SCRATCHPROP_BLAS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-           if k in os.environ]
+    rows.append(
+        (
+            "BLAS (runtime)",
+            "; ".join(runtime)
+            if runtime
+            else "threadpoolctl not installed"
+            if runtime is None
+            else "none found",
+        )
+    )
+    env = [
+        f"{k}={os.environ[k]}"
+        for k in (
+            "OMP_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS",
+            "NUMBA_NUM_THREADS",
+            "NUMBA_THREADING_LAYER",
+            "SCRATCHPROP_BLAS",
+            "OMP_WAIT_POLICY",
+            "GOMP_SPINCOUNT",
+        )
+        if k in os.environ
+    ]
     if env:
         rows.append(("environment", " ".join(env)))
     try:

@@ -40,14 +40,24 @@ its idle workers sleep instead of spinning, so they never starve the user's
 NumPy. It cannot run two regions at once; :func:`parallel_region` never asks
 it to.
 """
+
 import contextlib
 import os
 import threading
 
 import numba as _numba
 
-__all__ = ["REGION_START_S", "NUMGRAD_MIN_ELEMENTS", "min_elements", "prefer_threading_layer",
-           "parallel_region", "set_num_threads", "get_num_threads", "blas_threads", "describe"]
+__all__ = [
+    "REGION_START_S",
+    "NUMGRAD_MIN_ELEMENTS",
+    "min_elements",
+    "prefer_threading_layer",
+    "parallel_region",
+    "set_num_threads",
+    "get_num_threads",
+    "blas_threads",
+    "describe",
+]
 
 #: Seconds to start a region on sleeping workers (``workqueue``; measured 80-160 us here).
 REGION_START_S = 150e-6

@@ -13,6 +13,7 @@
 ``TARGET_SUM``
     How far the rows of a one-hot / probability target may sum from 1.
 """
+
 import numpy as np
 
 EQUIVALENCE = {

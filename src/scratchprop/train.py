@@ -22,6 +22,7 @@ Example::
     result = train(net, (x, t), (xt, tt), epochs=3, seed=0)
     print(result.state.history[-1])
 """
+
 import csv
 import io
 import json
@@ -31,8 +32,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainState", "TrainResult", "train", "evaluate", "iters_per_epoch", "epoch_end",
-           "write_metrics", "new_seed", "as_net_dtype", "METRIC_FIELDS"]
+__all__ = [
+    "TrainState",
+    "TrainResult",
+    "train",
+    "evaluate",
+    "iters_per_epoch",
+    "epoch_end",
+    "write_metrics",
+    "new_seed",
+    "as_net_dtype",
+    "METRIC_FIELDS",
+]
 
 #: Columns of a history row / metrics file.
 METRIC_FIELDS = ("epoch", "iteration", "loss", "train_acc", "test_acc", "seconds")
@@ -78,18 +89,25 @@ class TrainState:
 
     def to_meta(self):
         """The JSON-able part of the state, for checkpoints."""
-        return {"seed": self.seed, "batch_size": self.batch_size, "train_size": self.train_size,
-                "iteration": self.iteration, "epoch": self.epoch, "history": self.history,
-                "rng_state": self.rng_state, "seconds": self.seconds}
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "train_size": self.train_size,
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "history": self.history,
+            "rng_state": self.rng_state,
+            "seconds": self.seconds,
+        }
 
     @classmethod
     def from_meta(cls, meta, loss=()):
         """Rebuild a state from checkpoint metadata (see :meth:`to_meta`) and the loss curve."""
-        keys = ("seed", "batch_size", "train_size", "iteration", "epoch", "history", "rng_state",
-                "seconds")
+        keys = ("seed", "batch_size", "train_size", "iteration", "epoch", "history", "rng_state", "seconds")
         missing = [k for k in keys if k not in meta]
         if missing:
             raise ValueError(f"checkpoint metadata lacks {', '.join(missing)}")
+
         def whole(name, low):
             v = meta[name]
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -107,8 +125,10 @@ class TrainState:
             try:  # exactly what train() will do with it, so a bad state fails here, on load
                 np.random.default_rng(0).bit_generator.state = rng_state
             except (TypeError, ValueError, KeyError) as exc:
-                raise ValueError(f"checkpoint metadata: rng_state is not a NumPy generator state "
-                                 f"({type(exc).__name__}: {exc})") from None
+                raise ValueError(
+                    f"checkpoint metadata: rng_state is not a NumPy generator state "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
         seconds = meta["seconds"]
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
             raise ValueError(f"checkpoint metadata: seconds must be a number >= 0, got {seconds!r}")
@@ -141,8 +161,11 @@ class TrainResult:
         wall = self.seconds - self.first_step_seconds - self.prepare_seconds
         if wall <= 0:
             return "no time measured"
-        parts = (("train_step", self.step_seconds - self.first_step_seconds),
-                 ("evaluation", self.eval_seconds), ("other", self.other_seconds))
+        parts = (
+            ("train_step", self.step_seconds - self.first_step_seconds),
+            ("evaluation", self.eval_seconds),
+            ("other", self.other_seconds),
+        )
         return ", ".join(f"{name} {sec / wall:.0%}" for name, sec in parts)
 
     @property
@@ -167,7 +190,7 @@ def as_net_dtype(net, x, chunk=10000):
         return x
     out = np.empty(x.shape, dt)
     for start in range(0, len(x), chunk):
-        out[start:start + chunk] = x[start:start + chunk]
+        out[start : start + chunk] = x[start : start + chunk]
     return out
 
 
@@ -184,8 +207,8 @@ def evaluate(net, x, t, chunk=10000):
     total_loss = 0.0
     correct = 0
     for start in range(0, n, chunk):
-        xc = np.asarray(x[start:start + chunk], dtype=net.dtype)
-        tc = np.asarray(t[start:start + chunk])
+        xc = np.asarray(x[start : start + chunk], dtype=net.dtype)
+        tc = np.asarray(t[start : start + chunk])
         scores = net.predict(xc)
         labels = np.argmax(tc, axis=1) if tc.ndim == 2 else tc
         correct += int(np.sum(np.argmax(scores, axis=1) == labels))
@@ -193,8 +216,20 @@ def evaluate(net, x, t, chunk=10000):
     return total_loss / n, correct / n, correct
 
 
-def train(net, train_data, test_data, *, epochs=None, iters=None, batch_size=100, lr=0.1,
-          seed=None, state=None, on_step=None, on_epoch=None):
+def train(
+    net,
+    train_data,
+    test_data,
+    *,
+    epochs=None,
+    iters=None,
+    batch_size=100,
+    lr=0.1,
+    seed=None,
+    state=None,
+    on_step=None,
+    on_epoch=None,
+):
     """Run mini-batch SGD on ``net`` for ``epochs`` more epochs or ``iters`` more iterations.
 
     Parameters
@@ -228,8 +263,9 @@ def train(net, train_data, test_data, *, epochs=None, iters=None, batch_size=100
         raise ValueError("train: give exactly one of epochs and iters")
     count = epochs if epochs is not None else iters
     if not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"train: {'epochs' if epochs is not None else 'iters'} must be a positive "
-                         f"integer, got {count!r}")
+        raise ValueError(
+            f"train: {'epochs' if epochs is not None else 'iters'} must be a positive integer, got {count!r}"
+        )
     x_train, t_train = train_data
     x_test, t_test = test_data
     train_size = len(x_train)
@@ -238,8 +274,10 @@ def train(net, train_data, test_data, *, epochs=None, iters=None, batch_size=100
             seed = new_seed()
         state = TrainState(seed=seed, batch_size=batch_size, train_size=train_size)
     elif (state.batch_size, state.train_size) != (batch_size, train_size):
-        raise ValueError(f"train: the state was made with batch size {state.batch_size} on "
-                         f"{state.train_size} samples; got batch size {batch_size} on {train_size}")
+        raise ValueError(
+            f"train: the state was made with batch size {state.batch_size} on "
+            f"{state.train_size} samples; got batch size {batch_size} on {train_size}"
+        )
     if train_size < 1 or batch_size < 1:
         raise ValueError("train: need at least one training sample and a positive batch size")
     rng = np.random.default_rng(state.seed)
@@ -264,16 +302,22 @@ def train(net, train_data, test_data, *, epochs=None, iters=None, batch_size=100
     def record(partial):
         nonlocal eval_seconds
         first = epoch_end(state.epoch if partial else state.epoch - 1, ipe)
-        losses = state.loss[first:state.iteration] or state.loss[-1:]
+        losses = state.loss[first : state.iteration] or state.loss[-1:]
         t0 = time.perf_counter()
         _, train_acc, _ = evaluate(net, x_train, t_train)
         _, test_acc, _ = evaluate(net, x_test, t_test)
         eval_seconds += time.perf_counter() - t0
         state.rng_state = rng.bit_generator.state
         state.seconds = seconds0 + time.perf_counter() - started
-        row = {"epoch": state.epoch + 1 if partial else state.epoch, "iteration": state.iteration,
-               "loss": float(np.mean(losses)), "train_acc": train_acc, "test_acc": test_acc,
-               "seconds": state.seconds, "partial": partial}
+        row = {
+            "epoch": state.epoch + 1 if partial else state.epoch,
+            "iteration": state.iteration,
+            "loss": float(np.mean(losses)),
+            "train_acc": train_acc,
+            "test_acc": test_acc,
+            "seconds": state.seconds,
+            "partial": partial,
+        }
         state.history.append(row)
         if on_epoch is not None:
             on_epoch(row, state)
@@ -301,9 +345,15 @@ def train(net, train_data, test_data, *, epochs=None, iters=None, batch_size=100
         record(partial=True)
     state.rng_state = rng.bit_generator.state
     state.seconds = seconds0 + time.perf_counter() - started
-    return TrainResult(state=state, iterations=total, seconds=time.perf_counter() - started,
-                       step_seconds=step_seconds, first_step_seconds=first_step,
-                       eval_seconds=eval_seconds, prepare_seconds=prepare_seconds)
+    return TrainResult(
+        state=state,
+        iterations=total,
+        seconds=time.perf_counter() - started,
+        step_seconds=step_seconds,
+        first_step_seconds=first_step,
+        eval_seconds=eval_seconds,
+        prepare_seconds=prepare_seconds,
+    )
 
 
 def _finite_or_none(value):
@@ -322,16 +372,20 @@ def write_metrics(path, history, run=None):
     path = str(path)
     ext = path.lower().rsplit(".", 1)[-1] if "." in path else ""
     if ext == "json":
-        doc = {"run": run or {}, "epochs": [{k: _finite_or_none(v) for k, v in row.items()}
-                                            for row in history]}
+        doc = {
+            "run": run or {},
+            "epochs": [{k: _finite_or_none(v) for k, v in row.items()} for row in history],
+        }
         text = json.dumps(doc, indent=1) + "\n"
     elif ext == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow((*METRIC_FIELDS, "partial"))
         for row in history:
-            writer.writerow([repr(row[k]) if isinstance(row[k], float) else row[k]
-                             for k in METRIC_FIELDS] + [int(bool(row.get("partial")))])
+            writer.writerow(
+                [repr(row[k]) if isinstance(row[k], float) else row[k] for k in METRIC_FIELDS]
+                + [int(bool(row.get("partial")))]
+            )
         text = buf.getvalue()
     else:
         raise ValueError(f"{path}: metrics file must end in .json or .csv")

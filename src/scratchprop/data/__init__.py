@@ -16,6 +16,7 @@ download(dataset, root, *, mirrors=None, checksums=None, timeout=30.0, log=None)
     Fetch and verify the full MNIST or Fashion-MNIST files.
 """
 
+from .download import download  # noqa: E402  (shadows the submodule name on purpose)
 from .idx import DataError, read_idx, write_idx
 from .mnist import (
     BUNDLED_DIR,
@@ -25,7 +26,6 @@ from .mnist import (
     find_dataset_files,
     load_mnist,
 )
-from .download import download  # noqa: E402  (shadows the submodule name on purpose)
 
 __all__ = [
     "BUNDLED_DIR",

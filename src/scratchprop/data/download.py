@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from .._atomic import atomic_write
 from .idx import DataError
@@ -122,11 +122,15 @@ def _fetch(url: str, dest: Path, expected: str, timeout: float) -> None:
                 )
 
 
-def download(dataset: str, root: str | os.PathLike, *,
-             mirrors: Sequence[str] | None = None,
-             checksums: Mapping[str, str] | None = None,
-             timeout: float = 30.0,
-             log: Callable[[str], object] | None = None) -> list[Path]:
+def download(
+    dataset: str,
+    root: str | os.PathLike,
+    *,
+    mirrors: Sequence[str] | None = None,
+    checksums: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    log: Callable[[str], object] | None = None,
+) -> list[Path]:
     """Download the four ``.gz`` files of `dataset` into `root`.
 
     Parameters
@@ -189,7 +193,6 @@ def _download_all(dataset, target, checksums, mirrors, timeout, say):
     import http.client
     import urllib.error
 
-
     paths = []
     for name, expected in checksums.items():
         dest = target / name
@@ -210,8 +213,7 @@ def _download_all(dataset, target, checksums, mirrors, timeout, say):
                     exc.close()
                 # URLError/HTTPError/timeouts are OSErrors; ValueError: bad URL;
                 # HTTPException: e.g. IncompleteRead when the connection drops.
-                failures.append((url, str(exc) if isinstance(exc, _ChecksumMismatch)
-                                 else _reason(exc)))
+                failures.append((url, str(exc) if isinstance(exc, _ChecksumMismatch) else _reason(exc)))
                 continue
             say(f"{dest}: checksum ok")
             paths.append(dest)
@@ -220,6 +222,5 @@ def _download_all(dataset, target, checksums, mirrors, timeout, say):
             tried = "\n".join(f"  {url}: {why}" for url, why in failures)
             offline = all(why.startswith(("cannot connect", "timed out")) for _, why in failures)
             hint = "\n(no mirror could be reached: are you offline?)" if offline else ""
-            raise DataError(f"could not download {name} for {dataset} into {target}; "
-                            f"tried:\n{tried}{hint}")
+            raise DataError(f"could not download {name} for {dataset} into {target}; tried:\n{tried}{hint}")
     return paths

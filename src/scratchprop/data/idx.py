@@ -95,10 +95,7 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4:
-        raise DataError(
-            f"{path}: expected a 4-byte IDX magic number, found only "
-            f"{len(data)} byte(s)"
-        )
+        raise DataError(f"{path}: expected a 4-byte IDX magic number, found only {len(data)} byte(s)")
     if data[0] != 0 or data[1] != 0:
         raise DataError(
             f"{path}: not an IDX file: expected magic bytes 00 00 at offset 0, "
@@ -108,8 +105,7 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None) -> np.ndarray:
     if code != UBYTE_CODE:
         name = _TYPE_NAMES.get(code, "unknown type")
         raise DataError(
-            f"{path}: unsupported IDX data type code 0x{code:02x} ({name}); "
-            f"expected 0x08 (unsigned byte)"
+            f"{path}: unsupported IDX data type code 0x{code:02x} ({name}); expected 0x08 (unsigned byte)"
         )
     if n_dims == 0 or (ndim is not None and n_dims != ndim):
         want = f"{ndim}" if ndim is not None else "at least 1"
@@ -127,8 +123,7 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None) -> np.ndarray:
         shape = "x".join(map(str, dims))
         what = "truncated" if found < expected else f"{found - expected} trailing byte(s)"
         raise DataError(
-            f"{path}: expected {expected} payload bytes for shape {shape}, "
-            f"found {found} ({what})"
+            f"{path}: expected {expected} payload bytes for shape {shape}, found {found} ({what})"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(dims).copy()
 
@@ -161,9 +156,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
         raise DataError(f"{path}: expected a 1-D or 3-D array to write, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         if arr.dtype.kind not in "iub" or (arr.size and (arr.min() < 0 or arr.max() > 255)):
-            raise DataError(
-                f"{path}: expected uint8 data (integers 0..255), got dtype {arr.dtype}"
-            )
+            raise DataError(f"{path}: expected uint8 data (integers 0..255), got dtype {arr.dtype}")
         arr = arr.astype(np.uint8)
     header = bytes([0, 0, UBYTE_CODE, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     payload = header + np.ascontiguousarray(arr).tobytes()

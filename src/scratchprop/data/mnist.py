@@ -133,8 +133,7 @@ def find_dataset_files(root: str | os.PathLike | None = None, dataset: str = "mn
             return found
         report.append(f"  {directory}: missing {', '.join(missing)}")
     raise DataError(
-        f"could not find the four {dataset} IDX files under {root}; looked in:\n"
-        + "\n".join(report)
+        f"could not find the four {dataset} IDX files under {root}; looked in:\n" + "\n".join(report)
     )
 
 
@@ -147,14 +146,13 @@ def _load_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nd
             f"but {labels_path} holds {len(labels)} labels"
         )
     if labels.size and labels.max() >= N_CLASSES:
-        raise DataError(
-            f"{labels_path}: expected labels 0..{N_CLASSES - 1}, found {int(labels.max())}"
-        )
+        raise DataError(f"{labels_path}: expected labels 0..{N_CLASSES - 1}, found {int(labels.max())}")
     return images, labels
 
 
-def _convert(images: np.ndarray, labels: np.ndarray, normalize: bool, flatten: bool,
-             one_hot_label: bool) -> tuple[np.ndarray, np.ndarray]:
+def _convert(
+    images: np.ndarray, labels: np.ndarray, normalize: bool, flatten: bool, one_hot_label: bool
+) -> tuple[np.ndarray, np.ndarray]:
     n, rows, cols = images.shape
     x = images.reshape(n, rows * cols) if flatten else images.reshape(n, 1, rows, cols)
     if normalize:
@@ -167,9 +165,14 @@ def _convert(images: np.ndarray, labels: np.ndarray, normalize: bool, flatten: b
     return x, t
 
 
-def load_mnist(root: str | os.PathLike | None = None, normalize: bool = True,
-               flatten: bool = True, one_hot_label: bool = False, *,
-               dataset: str = "mnist"):
+def load_mnist(
+    root: str | os.PathLike | None = None,
+    normalize: bool = True,
+    flatten: bool = True,
+    one_hot_label: bool = False,
+    *,
+    dataset: str = "mnist",
+):
     """Load an MNIST-format dataset, as ``load_mnist`` in the book.
 
     Parameters

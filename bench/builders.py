@@ -55,32 +55,25 @@ def _book_net(case, sizes=None):
 
 
 def build_layer(case):
+    """One layer's forward or backward, built from its entry in ``scratchprop.layer_table``."""
+    from scratchprop.layer_table import spec
+
     M = _env.backend_module(case.backend)
     dt, N = np.dtype(case.dtype), case.batch
-    D, H, C = case.sizes
-    rng = np.random.default_rng(0)
     layer_name, pass_ = case.case.split(".")
-    if layer_name == "Affine":
-        W = (0.01 * rng.standard_normal((D, H))).astype(dt)
-        layer = M.Affine(W, np.zeros(H, dt))
-        x, _ = inputs(N, dt.name, D, C)
-        dout = rng.standard_normal((N, H)).astype(dt)
-        fwd, shape = (lambda: layer.forward(x)), f"({N},{D})@({D},{H})"
-    elif layer_name == "Relu":
-        layer = M.Relu()
-        x = rng.standard_normal((N, H)).astype(dt)
-        dout = rng.standard_normal((N, H)).astype(dt)
-        fwd, shape = (lambda: layer.forward(x)), f"({N},{H})"
-    else:
-        layer = M.SoftmaxWithLoss()
-        x = rng.standard_normal((N, C)).astype(dt)
-        t = rng.integers(0, C, N).astype(np.int64)
-        dout = 1
-        fwd, shape = (lambda: layer.forward(x, t)), f"({N},{C}) labels"
+    s = spec(layer_name)
+    shape = s.bench_shape(N)
+    rng = np.random.default_rng(0)
+    layer = s.make(M, rng, dt, shape)
+    args = s.inputs(rng, dt, shape)
+    mode = s.modes[0]  # training mode, where a layer has two
+    fwd = lambda: layer.forward(*args, **mode)  # noqa: E731
+    info = {"shape": "x".join(map(str, shape))}
     if pass_ == "forward":
-        return Built(fwd, info={"shape": shape})
-    fwd()
-    return Built(lambda: layer.backward(dout), info={"shape": shape})
+        return Built(fwd, info=info)
+    out = fwd()
+    dout = 1 if s.loss else rng.standard_normal(np.shape(out)).astype(dt)
+    return Built(lambda: layer.backward(dout), info=info)
 
 
 def _torch_params(case, sizes=None):
@@ -323,7 +316,14 @@ BUILDERS = {
     "gradcheck": build_gradcheck,
     "compile": build_compile,
     "threads": build_train_step,
+    "chapter6": lambda case: _chapter6().build_chapter6(case),
 }
+
+
+def _chapter6():
+    from . import chapter6  # imports this module: loaded on first use
+
+    return chapter6
 
 
 # --------------------------------------------------------------------------- runner

@@ -37,6 +37,7 @@ if SMOKE:
     THREAD_BATCH = 32
     COMPILE_BATCH = 4
     SCENARIO_BATCHES = (1, 4)
+    CH6_SIZES, CH6_BATCHES = (16, 8, 8, 4), (1, 4)
 else:
     BATCHES = (1, 32, 100, 1000, 10000)
     # the layers also at a batch of 4: a few rows are where BLAS libraries differ most
@@ -46,6 +47,7 @@ else:
     THREAD_BATCH = 10000
     COMPILE_BATCH = 100
     SCENARIO_BATCHES = (1, 32, 1000)
+    CH6_SIZES, CH6_BATCHES = (784, 100, 100, 100, 100, 100, 10), (1, 32, 100, 1000)
 
 
 def _sz(sizes):
@@ -103,6 +105,8 @@ class Case:
             return f"gradcheck {_sz(self.sizes)} batch={self.batch}"
         if self.group == "compile":
             return "compile"
+        if self.group == "chapter6":
+            return f"chapter6 {self.case} batch={self.batch}"
         return f"{self.group} {self.dtype} batch={self.batch}"
 
     def info(self):
@@ -115,7 +119,9 @@ class Case:
 
 
 def _layer_cases():
-    for layer in ("Affine", "Relu", "SoftmaxWithLoss"):
+    from scratchprop.layer_table import LAYERS
+
+    for layer in (s.name for s in LAYERS):
         for pass_ in ("forward", "backward"):
             for dtype in DTYPES:
                 for batch in LAYER_BATCHES:
@@ -207,6 +213,15 @@ def _scenario_cases():
                 yield Case("scenario", "user_dot", api, backend, "float64", batch)
 
 
+def _chapter6_cases():
+    # see bench/chapter6.py: numpy then numba, side by side, for each api
+    for batch in CH6_BATCHES:
+        for api in ("MultiLayerNetExtend", "book", "Adam"):
+            for backend in ("numpy", "numba"):
+                case = "update" if api == "Adam" else "train_step"
+                yield Case("chapter6", case, api, backend, "float64", batch, CH6_SIZES)
+
+
 CASES = [
     *_layer_cases(),
     *_train_cases(),
@@ -215,6 +230,7 @@ CASES = [
     *_compile_cases(),
     *_thread_cases(),
     *_scenario_cases(),
+    *_chapter6_cases(),
 ]
 
 

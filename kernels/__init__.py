@@ -1,10 +1,15 @@
-"""Numba kernels of the chapter-5 layers (installed as ``scratchprop.kernels``).
+"""Numba kernels of the chapter-5 and chapter-6 layers (installed as ``scratchprop.kernels``).
 
 One algorithm per module, each with a naive loop version the fast kernel is
 tested against: :mod:`.affine`, :mod:`.relu`, :mod:`.softmax_loss`,
 :mod:`.two_layer` (the fused net step; :mod:`.two_layer_predict` the
 forward pass alone),
-:mod:`.numgrad` (numerical gradient). :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
+:mod:`.numgrad` (numerical gradient).
+Chapter 6: :mod:`.sigmoid` (forward, backward),
+:mod:`.dropout` (train/test forward, backward; ``x * 0`` semantics),
+:mod:`.batchnorm` (2-D train/test forward, backward, running statistics),
+:mod:`.optim` (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam: one fused in-place pass per array).
+:mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
 (NumPy's own OpenBLAS, so one thread pool with the user's NumPy);
 :mod:`.config` holds every JIT flag. When kernels may use threads is decided by the
 callers (``scratchprop.threads``) and passed in as arguments.

@@ -7,10 +7,21 @@ on demand.
 """
 
 __version__ = "0.1.0"
-__all__ = ["TwoLayerNet", "gradcheck", "GradcheckReport", "get_backend", "BACKENDS", "__version__"]
+__all__ = [
+    "TwoLayerNet",
+    "MultiLayerNet",
+    "MultiLayerNetExtend",
+    "gradcheck",
+    "GradcheckReport",
+    "get_backend",
+    "BACKENDS",
+    "__version__",
+]
 
 _LAZY = {
     "TwoLayerNet": ".net",
+    "MultiLayerNet": ".multilayer",
+    "MultiLayerNetExtend": ".multilayer",
     "gradcheck": "._gradcheck",
     "GradcheckReport": "._gradcheck",
     "get_backend": ".backends",

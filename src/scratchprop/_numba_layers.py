@@ -13,6 +13,7 @@ NumPy-scalar ``dout``) run the reference's NumPy code. Threads: see
 
 import numpy as np
 
+from . import _dispatch as _d
 from . import _validate as check
 from . import numpy as _ref
 from . import threads as _threads  # noqa: F401 - the threading model, before any kernel
@@ -22,30 +23,9 @@ from .kernels import softmax_loss as _K_sl
 
 __all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error", "numerical_gradient"]
 
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
+_F32, _F64 = _d.F32, _d.F64
 _BOOL = np.dtype(np.bool_)
-#: Elementwise layers (``Relu``) below this many elements run the reference's
-#: NumPy code: measured faster than a kernel call up to ~300-500 elements.
-NUMPY_BELOW = 512
-
-
-def converted(x, dt, buf):
-    """``x`` in a C-contiguous array of ``dt``: ``x`` itself, else copied into ``buf`` (reused when
-    its shape and dtype fit, else a new one). ``dt`` is NumPy's promotion of ``x``'s dtype."""
-    if x.dtype == dt and x.flags.c_contiguous:
-        return x
-    if buf is None or buf.shape != x.shape or buf.dtype != dt:
-        buf = np.empty(x.shape, dt)
-    np.copyto(buf, x, casting="unsafe")
-    return buf
-
-
-def _c(a, dt):
-    """``a`` as a C-contiguous array of ``dt``; no copy when it already is one."""
-    if a.dtype == dt and a.flags.c_contiguous:
-        return a
-    return np.ascontiguousarray(a, dtype=dt)
+_c = _d.as_c
 
 
 class Affine:
@@ -83,7 +63,7 @@ class Affine:
         if not ((dt == _F64 or dt == _F32) and np.result_type(dt, b) == dt):
             out = np.dot(x2, W) + b
         else:
-            xk = converted(x2, dt, self._xbuf)
+            xk = _d.converted(x2, dt, self._xbuf)
             if xk is not x2:
                 self._xbuf = xk
             self._xk = (x2, xk)
@@ -118,12 +98,12 @@ class Affine:
 class Relu:
     """``out = max(x, 0)``; ``mask`` is ``x <= 0``. Never modifies its inputs.
 
-    Arrays under :data:`NUMPY_BELOW` elements take NumPy code (a kernel call
-    costs more than those few element operations): the reference's, except
-    that a float forward is one ``np.maximum(x, 0)`` (1.2 us instead of 1.6
-    us at 400 elements; a ``-0.0`` input may come out as ``-0.0``).
-    After a fused :func:`net_predict` / :func:`net_gradient` / :func:`net_train_step`, ``mask`` is
-    computed from the stored output on first access (``out <= 0``).
+    Arrays under :data:`scratchprop._dispatch.KERNEL_MIN_ELEMENTS` elements take
+    NumPy code (a kernel call costs more than those few element operations):
+    the reference's, except that a float forward is one ``np.maximum(x, 0)``
+    (a ``-0.0`` input may come out as ``-0.0``). After a fused
+    :func:`net_predict` / :func:`net_gradient` / :func:`net_train_step`,
+    ``mask`` is computed from the stored output on first access (``out <= 0``).
     """
 
     def __init__(self):
@@ -143,16 +123,14 @@ class Relu:
     def forward(self, x):
         """``x (...) -> (...)``."""
         x = check.as_numeric("Relu", "x", x)
-        if x.size >= NUMPY_BELOW and (x.dtype == _F64 or x.dtype == _F32):
-            flat = (x if x.flags.c_contiguous else np.ascontiguousarray(x)).reshape(-1)
-            out, mask = np.empty(flat.shape, flat.dtype), np.empty(flat.shape, np.bool_)
-            _K_relu.forward(flat, out, mask)
-            self._mask = mask.reshape(x.shape)
-            return out.reshape(x.shape)
+        done = _d.elementwise(_K_relu.forward, _d.own_dtype(x), x, outs=(None, _BOOL))
+        if done is not None:
+            out, self._mask = done
+            return out
         self._mask = mask = x <= 0
-        if x.dtype.kind == "f":  # one ufunc instead of copy + boolean assignment (1.2 vs 1.6 us)
+        if x.dtype.kind == "f":  # one ufunc instead of copy + boolean assignment (faster when small)
             # NaN propagates, as in the reference; a 0-d or byte-swapped x gets an array like it
-            # (the reference's copy keeps both), others the plain ufunc (0.3 us less)
+            # (the reference's copy keeps both), others the plain ufunc
             if x.ndim and x.dtype.isnative:
                 return np.maximum(x, 0.0)
             return np.maximum(x, 0.0, out=np.empty_like(x))
@@ -168,18 +146,16 @@ class Relu:
         check.forward_done("Relu", mask)
         dout = check.dout_like("Relu", dout, mask.shape)
         bool_mask = type(mask) is np.ndarray and mask.dtype is _BOOL
-        if dout.size < NUMPY_BELOW or not bool_mask or not (dout.dtype == _F64 or dout.dtype == _F32):
-            dx = dout.copy()
-            if bool_mask:
-                np.putmask(dx, mask, 0)  # dx[mask] = 0 (same shape): 0.56 instead of 0.63 us at 100
-            else:
-                dx[mask] = 0
-            return dx
-        flat = (dout if dout.flags.c_contiguous else np.ascontiguousarray(dout)).reshape(-1)
-        m = (mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)).reshape(-1)
-        dx = np.empty(flat.shape, flat.dtype)
-        _K_relu.backward(flat, m, dx)
-        return dx.reshape(mask.shape)
+        if bool_mask:
+            done = _d.elementwise(_K_relu.backward, _d.own_dtype(dout), dout, extra=(mask,))
+            if done is not None:
+                return done[0]
+        dx = dout.copy()
+        if bool_mask:
+            np.putmask(dx, mask, 0)  # dx[mask] = 0 for a same-shape mask, a little faster
+        else:
+            dx[mask] = 0
+        return dx
 
 
 class SoftmaxWithLoss:

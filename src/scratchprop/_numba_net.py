@@ -39,6 +39,7 @@ import weakref
 
 import numpy as np
 
+from . import _dispatch as _d
 from . import _numba_layers as _L
 from . import _validate as check
 from .kernels import two_layer as _K
@@ -133,7 +134,7 @@ def _prepare_input(net, x):
             return None
     if not (dt == _F64 or dt == _F32):
         return None
-    xc = _L.converted(x2, dt, _X_BUFFERS.get(net))  # a converted input goes into the net's buffer
+    xc = _d.converted(x2, dt, _X_BUFFERS.get(net))  # a converted input goes into the net's buffer
     if xc is not x2:
         _X_BUFFERS[net] = xc
     elif not xc.flags.writeable:

@@ -224,3 +224,113 @@ def learning_rate(where, lr):
         raise TypeError(f"{where}: lr must be one real number (an int or float), got {what}")
     if not math.isfinite(float(lr)):
         raise ValueError(f"{where}: lr must be finite, got {float(lr)!r}")
+
+
+# --- chapter 6: Dropout, BatchNormalization, optimizers ---------------------------------------
+
+
+def fraction(where, name, value, allow_one=False):
+    """``value`` must be one real number in ``[0, 1)`` (``[0, 1]`` with ``allow_one``); returns a float.
+
+    Returned as a Python float so that it keeps float32 arithmetic float32
+    (a NumPy float64 scalar would promote float32 arrays under NEP 50).
+    """
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if not real:
+        raise TypeError(f"{where}: {name} must be one real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    ok = 0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0
+    if not ok:  # NaN fails too
+        interval = "[0, 1]" if allow_one else "[0, 1)"
+        raise ValueError(f"{where}: {name} must lie in {interval}, got {value!r}")
+    return value
+
+
+def batchnorm_params(layer, gamma, beta):
+    """``gamma`` and ``beta`` must be floating-point ndarrays of one same 1-D shape ``(D,)``."""
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+            raise TypeError(
+                f"{layer}: {name} must be a floating-point ndarray, got "
+                f"{type(a).__name__} {_desc(a) if isinstance(a, np.ndarray) else ''}".rstrip()
+            )
+        if a.ndim != 1:
+            raise ValueError(f"{layer}: {name} must be 1-D (D,), got {_desc(a)}")
+    if beta.shape != gamma.shape:
+        raise ValueError(f"{layer}: beta must have gamma's shape {gamma.shape}, got {_desc(beta)}")
+
+
+def batchnorm_running(layer, running_mean, running_var, D):
+    """The running statistics: both None, or both numeric ``(D,)``; returned as float arrays."""
+    if running_mean is None and running_var is None:
+        return None, None
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{layer}: give both running_mean and running_var, or neither")
+    out = []
+    for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+        a = as_numeric(layer, name, a)
+        if a.shape != (D,):
+            raise ValueError(f"{layer}: {name} must have shape ({D},) to match gamma, got {_desc(a)}")
+        out.append(a if a.dtype.kind == "f" else a.astype(np.float64))
+    return tuple(out)
+
+
+def batchnorm_input(layer, x, D, train):
+    """``x (N, D)`` or ``(N, ...)`` with ``D`` values per sample, as a float ``(N, D)`` array."""
+    x = as_numeric(layer, "x", x)
+    if x.ndim < 2:
+        raise ValueError(
+            f"{layer}: x must be (N, {D}) or (N, ...) with {D} values per sample, got {_desc(x)}"
+        )
+    # math.prod, not reshape(N, -1): -1 cannot be inferred for an empty batch
+    features = math.prod(x.shape[1:])
+    if features != D:
+        raise ValueError(f"{layer}: x must have D={D} features per sample, got {_desc(x)}")
+    if train and x.shape[0] == 0:
+        raise ValueError(
+            f"{layer}: the batch is empty (x {_desc(x)}); training mode needs N >= 1 to take batch statistics"
+        )
+    x2 = x.reshape(x.shape[0], D)
+    return x2 if x2.dtype.kind == "f" else x2.astype(np.float64)
+
+
+def train_forward_done(layer, value, last_train):
+    """Raise unless the last ``forward`` was a training one (``backward`` needs its batch state)."""
+    forward_done(layer, value, "forward(x, train_flg=True)")
+    if not last_train:
+        raise ValueError(
+            f"{layer}: backward() after a test-mode forward (train_flg=False); backward needs "
+            f"the state of forward(x, train_flg=True)"
+        )
+
+
+def optimizer_step(where, params, grads):
+    """``grads`` must hold, for every key of ``params``, a numeric value of that parameter's shape;
+    parameters must be float arrays (updated in place) or real numbers. Checked before any update."""
+    if not hasattr(params, "keys") or not hasattr(grads, "keys"):
+        raise TypeError(
+            f"{where}: params and grads must be dicts, got {type(params).__name__} and {type(grads).__name__}"
+        )
+    for key in params.keys():
+        p = params[key]
+        if key not in grads:
+            raise ValueError(f"{where}: grads has no entry {key!r} (params has {list(params.keys())})")
+        if isinstance(p, np.ndarray):
+            if p.dtype.kind != "f":
+                raise TypeError(
+                    f"{where}: params[{key!r}] must be a floating-point array (it is updated in place), "
+                    f"got {_desc(p)}"
+                )
+        elif not isinstance(p, (int, float, np.integer, np.floating)) or isinstance(p, (bool, np.bool_)):
+            raise TypeError(
+                f"{where}: params[{key!r}] must be a float ndarray or a real number, got {type(p).__name__}"
+            )
+        g = grads[key]
+        if np.asarray(g).dtype.kind not in "biuf":
+            raise TypeError(f"{where}: grads[{key!r}] must be real numeric, got {_desc(g)}")
+        if np.shape(g) != np.shape(p):
+            raise ValueError(
+                f"{where}: grads[{key!r}] has shape {np.shape(g)}, params[{key!r}] has shape {np.shape(p)}"
+            )

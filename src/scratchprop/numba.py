@@ -4,9 +4,12 @@ Same names, signatures, attributes, results (within
 :mod:`scratchprop.tolerances`) and errors (the same :mod:`._validate`
 checks, run in Python before any kernel). Change only the import::
 
-    from scratchprop.numba import Affine, Relu, SoftmaxWithLoss
+    from scratchprop.numba import Affine, Relu, SoftmaxWithLoss, BatchNormalization, Adam
 
-The layers live in :mod:`scratchprop._numba_layers`; for
+Chapter 5's layers live in :mod:`scratchprop._numba_layers`, chapter 6's in
+:mod:`scratchprop._numba_ch6`, the optimizers in
+:mod:`scratchprop._numba_optimizers`; the book's helper functions
+(``sigmoid``, ``relu_grad``, ...) are the reference's. For
 :class:`scratchprop.TwoLayerNet` (``backend="numba"``) this module also
 provides the fused hooks :func:`net_predict`, :func:`net_gradient`,
 :func:`net_train_step` (:mod:`scratchprop._numba_net`) and
@@ -20,8 +23,26 @@ NumPy code uses), everything else on the calling thread.
 given thread count.
 """
 
-from ._numba_layers import Affine, Relu, SoftmaxWithLoss, cross_entropy_error, numerical_gradient, softmax
+from ._numba_ch6 import BatchNormalization, Dropout, Sigmoid
+from ._numba_layers import (
+    Affine,
+    Relu,
+    SoftmaxWithLoss,
+    cross_entropy_error,
+    numerical_gradient,
+    softmax,
+)
 from ._numba_net import net_gradient, net_predict, net_train_step
+from ._numba_optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from ._numpy_ch6 import (
+    identity_function,
+    relu,
+    relu_grad,
+    sigmoid,
+    sigmoid_grad,
+    softmax_loss,
+    step_function,
+)
 from .numba_numgrad import net_numerical_gradient
 from .threads import get_num_threads, set_num_threads
 
@@ -29,9 +50,25 @@ __all__ = [
     "Affine",
     "Relu",
     "SoftmaxWithLoss",
+    "Sigmoid",
+    "Dropout",
+    "BatchNormalization",
     "softmax",
     "cross_entropy_error",
     "numerical_gradient",
+    "identity_function",
+    "step_function",
+    "sigmoid",
+    "sigmoid_grad",
+    "relu",
+    "relu_grad",
+    "softmax_loss",
+    "SGD",
+    "Momentum",
+    "Nesterov",
+    "AdaGrad",
+    "RMSprop",
+    "Adam",
     "set_num_threads",
     "get_num_threads",
     "net_predict",

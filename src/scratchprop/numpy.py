@@ -1,5 +1,7 @@
 """The NumPy reference: the book's chapter-5 layers, with its known bugs fixed.
 
+Chapter 6 (Sigmoid, Dropout, BatchNormalization, optimizers) is re-exported from ``_numpy_ch6`` / ``optimizers``.
+
 This module is the spec every other backend is tested against. It stays
 plain NumPy and readable; speed tricks live in ``scratchprop.kernels``.
 
@@ -176,3 +178,38 @@ def numerical_gradient(f, x, h=1e-4):
         x[idx] = tmp_val
         it.iternext()
     return grad
+
+
+# Chapter 6, kept in its own modules; imported last because _numpy_ch6 reads this module lazily.
+from ._numpy_ch6 import (  # noqa: E402
+    BatchNormalization,
+    Dropout,
+    Sigmoid,
+    identity_function,
+    relu,
+    relu_grad,
+    sigmoid,
+    sigmoid_grad,
+    softmax_loss,
+    step_function,
+)
+from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop  # noqa: E402
+
+__all__ += [
+    "identity_function",
+    "step_function",
+    "sigmoid",
+    "sigmoid_grad",
+    "relu",
+    "relu_grad",
+    "softmax_loss",
+    "Sigmoid",
+    "Dropout",
+    "BatchNormalization",
+    "SGD",
+    "Momentum",
+    "Nesterov",
+    "AdaGrad",
+    "RMSprop",
+    "Adam",
+]

@@ -1,0 +1,88 @@
+"""The one path from a Numba layer's method to its kernel: what every wrapper would repeat.
+
+A wrapper validates its input (``_validate``, the same checks as the
+reference), then asks this module:
+
+* :func:`kernel_dtype` — the dtype NumPy would compute in, if the kernels cover
+  it (float32 / float64); ``None`` means "run the reference's NumPy code";
+* :func:`as_c` / :func:`converted` — the array C-contiguous in that dtype,
+  copied only when needed (``converted`` reuses a buffer the layer keeps);
+* :func:`elementwise` — all of the above for a flat elementwise kernel, plus
+  the NumPy path for arrays too small for a kernel call to pay
+  (:data:`KERNEL_MIN_ELEMENTS`), output allocation and reshaping.
+
+Serial or parallel: the choice belongs to :mod:`scratchprop.threads`. By its
+model, elementwise and per-row passes run on the calling thread (they are
+memory-bound and a region costs more than the sweep); a kernel that has a
+long BLAS-free loop takes ``parallel=threads.parallel_region(n, *_MIN_ELEMENTS)``
+as an argument, so no threshold is frozen into the Numba cache.
+"""
+
+import numpy as np
+
+__all__ = ["KERNEL_MIN_ELEMENTS", "kernel_dtype", "own_dtype", "as_c", "converted", "elementwise"]
+
+F32 = np.dtype(np.float32)
+F64 = np.dtype(np.float64)
+
+#: Elementwise arrays below this many elements run NumPy code: a kernel call costs
+#: ~1 us more than a ufunc, more than those few element operations (bench/THREADS.md).
+KERNEL_MIN_ELEMENTS = 512
+
+
+def kernel_dtype(*arrays):
+    """NumPy's result dtype for ``arrays`` (and scalars) if it is float32/float64, else ``None``."""
+    dt = np.result_type(*arrays)
+    return dt if dt == F64 or dt == F32 else None
+
+
+def own_dtype(a):
+    """``a``'s own dtype if the kernels take it as it is (native float32/float64), else ``None``:
+    for operations that keep the input's dtype (ReLU's copy keeps a byte-swapped one)."""
+    dt = a.dtype
+    return dt if dt == F64 or dt == F32 else None
+
+
+def as_c(a, dt):
+    """``a`` as a C-contiguous array of ``dt``; no copy when it already is one."""
+    if a.dtype == dt and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=dt)
+
+
+def converted(x, dt, buf):
+    """``x`` in a C-contiguous array of ``dt``: ``x`` itself, else copied into ``buf`` (reused when
+    its shape and dtype fit, else a new one). ``dt`` is NumPy's promotion of ``x``'s dtype."""
+    if x.dtype == dt and x.flags.c_contiguous:
+        return x
+    if buf is None or buf.shape != x.shape or buf.dtype != dt:
+        buf = np.empty(x.shape, dt)
+    np.copyto(buf, x, casting="unsafe")
+    return buf
+
+
+def _flat(a, dt=None):
+    a = a if dt is None else as_c(a, dt)
+    return (a if a.flags.c_contiguous else np.ascontiguousarray(a)).reshape(-1)
+
+
+def elementwise(kernel, dt, x, *same, extra=(), outs=(None,), min_elements=None):
+    """Run a flat elementwise ``kernel(x, *same, *extra, *outs)``; ``None`` if NumPy should.
+
+    ``x`` and the arrays ``same`` (of ``x``'s shape) are converted to the compute
+    dtype ``dt`` (:func:`kernel_dtype` or :func:`own_dtype`; ``None``: no kernel); arrays in ``extra``
+    (masks, random draws) are flattened as they are, scalars passed as they
+    are. ``outs`` lists each output's dtype (``None``: ``dt``). Returns the
+    outputs shaped like ``x``, or ``None`` when ``dt`` is not a kernel dtype or
+    ``x`` has fewer than ``min_elements`` (default :data:`KERNEL_MIN_ELEMENTS`)
+    elements: the caller then runs the reference's code, which also defines
+    every edge case.
+    """
+    if dt is None or x.size < (KERNEL_MIN_ELEMENTS if min_elements is None else min_elements):
+        return None
+    args = [_flat(x, dt)] + [_flat(a, dt) for a in same]
+    args += [_flat(a) if isinstance(a, np.ndarray) else a for a in extra]
+    n = args[0].shape[0]
+    out = [np.empty(n, dt if o is None else o) for o in outs]
+    kernel(*args, *out)
+    return tuple(o.reshape(x.shape) for o in out)

@@ -1,0 +1,124 @@
+"""The Numba backend's chapter-6 layers: Sigmoid, Dropout, BatchNormalization.
+
+Each subclasses its reference class (:mod:`scratchprop._numpy_ch6`), so the
+constructor, the checks, the attributes and every edge case are the
+reference's; only the arithmetic moves into kernels, through
+:mod:`scratchprop._dispatch`. Whatever the kernels do not cover (other
+dtypes, mixed dtypes, tiny arrays) runs the reference's own code.
+
+Dropout draws its mask exactly as the book does, ``np.random.rand(*x.shape)
+> dropout_ratio`` from the global generator, so ``np.random.seed`` gives the
+reference's (and the book's) masks; the kernel fuses the comparison with
+the product.
+"""
+
+import numpy as np
+
+from . import _dispatch as _d
+from . import _numpy_ch6 as _ref
+from . import _validate as check
+from .kernels import batchnorm as _K_bn
+from .kernels import dropout as _K_do
+from .kernels import sigmoid as _K_sig
+
+__all__ = ["Sigmoid", "Dropout", "BatchNormalization"]
+
+_BOOL = np.dtype(np.bool_)
+_EPS = 10e-7  # the book's eps, as the reference writes it
+
+
+class Sigmoid(_ref.Sigmoid):
+    """``out = 1 / (1 + exp(-x))``; backward ``dout * (1 - out) * out``."""
+
+    def forward(self, x):
+        x = check.as_numeric("Sigmoid", "x", x)
+        done = _d.elementwise(_K_sig.forward, _d.own_dtype(x), x)
+        if done is None:
+            return super().forward(x)
+        self.out = done[0]
+        return self.out
+
+    def backward(self, dout):
+        check.forward_done("Sigmoid", self.out)
+        dout = check.dout_like("Sigmoid", dout, np.shape(self.out))
+        dt = _d.own_dtype(dout)
+        done = _d.elementwise(_K_sig.backward, dt if dt == self.out.dtype else None, dout, self.out)
+        return super().backward(dout) if done is None else done[0]
+
+
+class Dropout(_ref.Dropout):
+    """Dropout as the book has it, not inverted; the book's masks under ``np.random.seed``."""
+
+    def forward(self, x, train_flg=True):
+        x = check.as_numeric("Dropout", "x", x)
+        dt = _d.own_dtype(x)
+        if not train_flg:
+            done = _d.elementwise(_K_do.forward_test, dt, x, extra=(1.0 - self.dropout_ratio,))
+            if done is None:
+                return super().forward(x, train_flg)
+            self._last_train = False
+            return done[0]
+        if dt is None or x.size < _d.KERNEL_MIN_ELEMENTS:
+            return super().forward(x, train_flg)
+        r = np.random.rand(*x.shape)  # the book's draws, in its order
+        out, self.mask = _d.elementwise(
+            _K_do.forward_train, dt, x, extra=(r, self.dropout_ratio), outs=(None, _BOOL)
+        )
+        self._last_train = True
+        return out
+
+    def backward(self, dout):
+        check.train_forward_done("Dropout", self.mask, self._last_train)
+        dout = check.dout_like("Dropout", dout, self.mask.shape)
+        done = _d.elementwise(_K_do.backward, _d.own_dtype(dout), dout, extra=(self.mask,))
+        return super().backward(dout) if done is None else done[0]
+
+
+class BatchNormalization(_ref.BatchNormalization):
+    """Batch normalization as the book has it; mean, variance and normalisation in three fused
+    passes, the backward's reductions in three more."""
+
+    def _forward(self, x, train_flg):
+        # the reference takes the statistics in x's dtype: the kernels need gamma and beta in it too
+        dt = _d.own_dtype(x)
+        rm, rv = self.running_mean, self.running_var
+        if (
+            dt is None
+            or self.gamma.dtype != dt
+            or self.beta.dtype != dt
+            or not _fits(rm, dt)
+            or not _fits(rv, dt)
+        ):
+            return super()._forward(x, train_flg)
+        N, D = x.shape
+        xk, gamma, beta = _d.as_c(x, dt), _d.as_c(self.gamma, dt), _d.as_c(self.beta, dt)
+        if not train_flg:
+            out = np.empty((N, D), np.result_type(dt, rm, rv))
+            return _K_bn.forward_test(
+                xk, gamma, beta, _d.as_c(rm, rm.dtype), _d.as_c(rv, rv.dtype), _EPS, out
+            )
+        out, xc, xn = np.empty((N, D), dt), np.empty((N, D), dt), np.empty((N, D), dt)
+        std, mu, var = np.empty(D, dt), np.empty(D, dt), np.empty(D, dt)
+        _K_bn.forward_train(xk, gamma, beta, _EPS, out, xc, xn, std, mu, var)
+        self.batch_size, self.xc, self.xn, self.std = N, xc, xn, std
+        m = self.momentum  # rebound, as in the reference
+        self.running_mean = _K_bn.running_update(rm, mu, m, np.empty(D, np.result_type(rm, mu)))
+        self.running_var = _K_bn.running_update(rv, var, m, np.empty(D, np.result_type(rv, var)))
+        return out
+
+    def _backward(self, dout):
+        dt = self.xc.dtype
+        if dout.dtype != dt or self.gamma.dtype != dt:
+            return super()._backward(dout)
+        N, D = self.xc.shape
+        dx, dgamma, dbeta = np.empty((N, D), dt), np.empty(D, dt), np.empty(D, dt)
+        _K_bn.backward(
+            _d.as_c(dout, dt), _d.as_c(self.gamma, dt), self.xc, self.xn, self.std, dx, dgamma, dbeta
+        )
+        self.dgamma, self.dbeta = dgamma, dbeta
+        return dx
+
+
+def _fits(running, dt):
+    # the kernels take running statistics in the batch's dtype, or float64 beside float32
+    return isinstance(running, np.ndarray) and running.ndim == 1 and running.dtype in (dt, _d.F64)

@@ -16,8 +16,8 @@ reduction of a C array, so the sums are NumPy's bits). Exception: with
 row order (the last bits may differ, well within the tolerances).
 
 Serial, on the calling thread: at the book's sizes (100 x 100 to 1000 x 100)
-a call is 20-200 us of work, far below what a parallel region pays for (see
-``scratchprop.threads``).
+a call is far less work than a parallel region needs to pay for
+(``scratchprop.threads`` states the model).
 """
 
 import numpy as np

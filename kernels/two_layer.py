@@ -178,8 +178,8 @@ def _relu_mask_db1(h, dh):
     zero = dh.dtype.type(0)
     for i in range(dh.shape[0]):
         for j in range(dh.shape[1]):
-            # an unconditional store: a select, not a branch (the mask is random: 3 us
-            # of mispredictions at 32 x 100 with `if h <= 0: dh = 0`)
+            # an unconditional store: a select, not a branch (the mask is random, so a
+            # branch mispredicts half the time)
             d = zero if h[i, j] <= 0 else dh[i, j]
             dh[i, j] = d
             db1[j] += d

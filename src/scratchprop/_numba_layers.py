@@ -72,6 +72,14 @@ class Affine:
 
     def backward(self, dout):
         """``dout (N, M) -> dx`` in the input's original shape; sets ``dW (D, M)``, ``db (M,)``."""
+        return self._backward(dout, True).reshape(self.original_x_shape)
+
+    def backward_params(self, dout):
+        """Set ``dW`` and ``db`` as :meth:`backward` does, without ``dx``: what a net calls on its
+        first layer, whose input gradient nothing reads (one product of three saved)."""
+        self._backward(dout, False)
+
+    def _backward(self, dout, need_dx):
         check.forward_done("Affine", self.x)
         x2, W = self.x, self.W
         out_shape = (W.shape[1],) if len(self.original_x_shape) == 1 else (x2.shape[0], W.shape[1])
@@ -85,14 +93,14 @@ class Affine:
                 if self._xk is not None and self._xk[0] is x2 and self._xk[1].dtype == dt
                 else _c(x2, dt)
             )
+            dx = np.empty(x2.shape if need_dx else (0, x2.shape[1]), dt)
             dx, self.dW, self.db = _K_affine.backward(
-                _c(dout, dt), xk, _c(W, dt), True, np.empty(x2.shape, dt), np.empty(W.shape, dt)
+                _c(dout, dt), xk, _c(W, dt), need_dx, dx, np.empty(W.shape, dt)
             )
-        else:
-            dx = np.dot(dout, W.T)
-            self.dW = np.dot(x2.T, dout)
-            self.db = np.sum(dout, axis=0)
-        return dx.reshape(self.original_x_shape)
+            return dx
+        self.dW = np.dot(x2.T, dout)
+        self.db = np.sum(dout, axis=0)
+        return np.dot(dout, W.T) if need_dx else None
 
 
 class Relu:

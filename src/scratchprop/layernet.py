@@ -104,8 +104,11 @@ class LayerNet:
         """Backprop gradient of ``loss(x, t, train_flg=True)``: a dict keyed like ``params``."""
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
-        for layer in reversed(self.layers.values()):
+        first, *rest = self.layers.values()
+        for layer in reversed(rest):
             dout = layer.backward(dout)
+        # nothing reads the input's gradient: a layer that can skip it (Numba's Affine) does
+        getattr(first, "backward_params", first.backward)(dout)
         return self._grads()
 
     def _grads(self):

@@ -6,9 +6,8 @@ a pool of worker threads that spin for a while after each threaded product
 (Numba's OpenMP workers, MKL's, another OpenBLAS) is starved, and starves
 it in turn.
 GNU OpenMP's idle workers spin too, and slow the user's next NumPy product
-the same way (measured: 3.6 ms instead of 0.17 ms for the fused step next to
-NumPy's, and 4.4 ms instead of 0.58 ms for NumPy's step next to ours).
-``bench/THREADS.md`` has the measurements and the commands.
+the same way: a 20x slowdown on two cores. ``bench/THREADS.md`` has the
+measurements and the commands.
 
 The model, three rules:
 
@@ -18,9 +17,9 @@ The model, three rules:
    process; whichever of us ran last leaves it warm for the other.
 2. **Everything else runs on the calling thread.** The passes around the
    products (bias, ReLU, softmax, loss, masks, updates) are memory-bound
-   and fused into one or two sweeps; measured here, two threads never beat
-   one for them up to 1M elements (a region costs a wake-up or a fight with
-   the BLAS pool, more than the sweep).
+   and fused into one or two sweeps; two threads did not beat one for them
+   up to 1M elements (a region costs a wake-up or a fight with the BLAS
+   pool, more than the sweep; ``bench/THREADS.md``).
 3. **Numba's threads only for long, BLAS-free regions**, ``parallel across
    the batch`` (or across rows of a weight matrix): a region runs on Numba's
    threads when its work is at least ``*_MIN_ELEMENTS`` (below), Numba has
@@ -59,7 +58,7 @@ __all__ = [
     "describe",
 ]
 
-#: Seconds to start a region on sleeping workers (``workqueue``; measured 80-160 us here).
+#: Seconds to start a region on sleeping workers (``workqueue``; ``bench/probes.py regions``).
 REGION_START_S = 150e-6
 
 

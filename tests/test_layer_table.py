@@ -87,10 +87,18 @@ def assert_same_results(a, b, name):
         assert_equiv(s1[key], s2[key], f"{name}.{key}")
 
 
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    before = numba.get_num_threads()
+    NB.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    yield request.param
+    NB.set_num_threads(before)
+
+
 @pytest.mark.parametrize("how", LAYOUTS)
 @pytest.mark.parametrize("dt", list(DTYPES))
 @pytest.mark.parametrize("spec", LAYERS, ids=IDS)
-def test_numba_equals_the_reference(spec, dt, how):
+def test_numba_equals_the_reference(spec, dt, how, threads):
     xdt, pdt = DTYPES[dt]
     for shape in spec.shapes:
         for mode in spec.modes:

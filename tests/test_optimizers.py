@@ -1,0 +1,75 @@
+"""The Numba optimizers equal the reference's: every optimizer, dtype, layout and parameter kind."""
+
+import numpy as np
+import pytest
+
+import scratchprop.numba as NB
+import scratchprop.numpy as NP
+from scratchprop import tolerances
+from scratchprop.optimizers import OPTIMIZERS
+
+NAMES = [cls.__name__ for cls in OPTIMIZERS.values()]
+HYPER = {"SGD": {"lr": 0.1}, "Momentum": {"lr": 0.05, "momentum": 0.8}, "Nesterov": {"lr": 0.05}}
+
+
+def problem(dtype, layout, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = {"W1": (30, 20), "b1": (20,), "gamma1": (20,), "W2": (20, 7), "b2": (7,)}
+    params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    if layout == "F":
+        params["W1"] = np.asfortranarray(params["W1"])
+    grads = [{k: rng.standard_normal(p.shape).astype(dtype) for k, p in params.items()} for _ in range(4)]
+    if layout == "strided_grads":
+        grads = [{k: np.repeat(g, 2, axis=-1)[..., ::2] for k, g in gs.items()} for gs in grads]
+    if layout == "mixed_grads":
+        grads = [{k: g.astype(np.float64) for k, g in gs.items()} for gs in grads]
+    return params, grads
+
+
+def run(M, name, dtype, layout):
+    params, grads = problem(dtype, layout)
+    ids = {k: id(p) for k, p in params.items()}
+    opt = getattr(M, name)(**HYPER.get(name, {}))
+    for g in grads:
+        opt.update(params, g)
+    assert {k: id(p) for k, p in params.items()} == ids, "parameters must be updated in place"
+    return params, opt.state_dict()
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided_grads", "mixed_grads"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", NAMES)
+def test_numba_optimizer_equals_the_reference(name, dtype, layout):
+    (want, want_state), (got, got_state) = run(NP, name, dtype, layout), run(NB, name, dtype, layout)
+    tol = tolerances.equivalence(dtype)
+    for k in want:
+        assert got[k].dtype == want[k].dtype
+        np.testing.assert_allclose(got[k], want[k], rtol=tol["rtol"], atol=tol["atol"], err_msg=k)
+    assert got_state.keys() == want_state.keys()
+    for k in want_state:
+        np.testing.assert_allclose(got_state[k], want_state[k], rtol=tol["rtol"], atol=tol["atol"], err_msg=k)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_python_float_params_as_in_the_book(name):
+    # the book's optimizer_compare_naive.py: scalar parameters, rebound in the dict
+    out = []
+    for M in (NP, NB):
+        params, opt = {"x": -7.0, "y": 2.0}, getattr(M, name)(**HYPER.get(name, {}))
+        for _ in range(5):
+            opt.update(params, {"x": params["x"] / 10.0, "y": 2.0 * params["y"]})
+        out.append(params)
+    assert out[0] == pytest.approx(out[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_error_before_any_update(name):
+    msgs = []
+    for M in (NP, NB):
+        params = {"W": np.ones((3, 4))}
+        before = params["W"].copy()
+        with pytest.raises(ValueError) as info:
+            getattr(M, name)().update(params, {"W": np.ones((4, 3))})
+        np.testing.assert_array_equal(params["W"], before)
+        msgs.append(str(info.value))
+    assert msgs[0] == msgs[1] and name in msgs[0]

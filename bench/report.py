@@ -119,26 +119,78 @@ def header_lines(data, paths):
 
 def section_layers(t):
     rows = []
-    for case in t.values("case", group="layers"):
-        for dtype in t.values("dtype", group="layers", case=case):
-            for batch in t.values("batch", group="layers", case=case, dtype=dtype):
+    layers = dict.fromkeys(c.split(".")[0] for c in t.values("case", group="layers"))
+    for layer in layers:
+        for dtype in t.values("dtype", group="layers", case=f"{layer}.forward"):
+            for batch in t.values("batch", group="layers", case=f"{layer}.forward", dtype=dtype):
                 m = {
-                    b: t.median(group="layers", case=case, dtype=dtype, batch=batch, backend=b)
+                    (p, b): t.median(group="layers", case=f"{layer}.{p}", dtype=dtype, batch=batch, backend=b)
+                    for p in ("forward", "backward")
+                    for b in ("numpy", "numba")
+                }
+                both = {
+                    b: m["forward", b] + m["backward", b]
+                    if m["forward", b] is not None and m["backward", b] is not None
+                    else None
                     for b in ("numpy", "numba")
                 }
                 rows.append(
-                    [
-                        case,
-                        dtype,
-                        batch,
-                        fmt_time(m["numpy"]),
-                        fmt_time(m["numba"]),
-                        fmt_ratio(m["numba"], m["numpy"]),
-                    ]
+                    [layer, dtype, batch]
+                    + [fmt_time(m[p, b]) for p in ("forward", "backward") for b in ("numpy", "numba")]
+                    + [fmt_ratio(both["numba"], both["numpy"])]
                 )
     return (
-        "Each layer alone (Affine 784->100, Relu on (N, 100), SoftmaxWithLoss on (N, 10) with labels).",
-        md_table(["layer", "dtype", "batch", "numpy", "numba", "numba/numpy"], rows),
+        "Each layer alone, its input as in the book's MNIST nets (`scratchprop.layer_table`: Affine"
+        " 784->100, SoftmaxWithLoss on (N, 10) with labels, the others on (N, 100)); layers with a"
+        " training mode in training.",
+        md_table(
+            [
+                "layer",
+                "dtype",
+                "batch",
+                "fwd numpy",
+                "fwd numba",
+                "bwd numpy",
+                "bwd numba",
+                "fwd+bwd numba/numpy",
+            ],
+            rows,
+        ),
+    )
+
+
+def section_chapter6(t):
+    rows = []
+    for batch in t.values("batch", group="chapter6"):
+        m = {
+            (a, b): t.median(group="chapter6", batch=batch, api=a, backend=b)
+            for a in ("MultiLayerNetExtend", "book", "Adam")
+            for b in ("numpy", "numba")
+        }
+        row = [batch]
+        for a in ("MultiLayerNetExtend", "book", "Adam"):
+            row += [fmt_time(m[a, "numpy"]), fmt_time(m[a, "numba"]), fmt_ratio(m[a, "numba"], m[a, "numpy"])]
+        rows.append(row)
+    return (
+        "MultiLayerNetExtend 784-[100]x5-10 with BatchNorm and Dropout(0.5): one training step"
+        " (`gradient`, then Adam's `update`), as our class and as the book-style class"
+        " (`tests/booknet_extend.py`) on our NumPy or Numba layers and optimizer; and Adam's update alone."
+        "",
+        md_table(
+            [
+                "batch",
+                "class numpy",
+                "class numba",
+                "speed-up",
+                "book numpy",
+                "book numba",
+                "speed-up",
+                "Adam numpy",
+                "Adam numba",
+                "speed-up",
+            ],
+            rows,
+        ),  # fmt: skip
     )
 
 
@@ -466,6 +518,7 @@ SECTIONS = [
     ("scenario", "Speed in a user's process", section_scenarios),
     ("layers", "Layers", section_layers),
     ("train_step", "Train step", section_train),
+    ("chapter6", "Chapter 6: MultiLayerNetExtend and Adam", section_chapter6),
     ("inference", "Inference", section_inference),
     ("gradcheck", "Gradient check", section_gradcheck),
     ("compile", "Start-up and JIT compile", section_compile),

@@ -8,7 +8,8 @@ forward pass alone),
 Chapter 6: :mod:`.sigmoid` (forward, backward),
 :mod:`.dropout` (train/test forward, backward; ``x * 0`` semantics),
 :mod:`.batchnorm` (2-D train/test forward, backward, running statistics),
-:mod:`.optim` (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam: one fused in-place pass per array).
+:mod:`.optim` (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam: one fused in-place pass per array),
+:mod:`.mt19937` (``np.random.rand``'s generator on NumPy's own state: Dropout's masks).
 :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
 (NumPy's own OpenBLAS, so one thread pool with the user's NumPy);
 :mod:`.config` holds every JIT flag. When kernels may use threads is decided by the

@@ -150,3 +150,25 @@ def test_same_bits_for_a_thread_count(spec):
                 assert _bits(run(NB, spec, np.float64, np.float64, shape, mode, seed=3)) == first
     finally:
         NB.set_num_threads(before)
+
+
+@pytest.mark.parametrize("shape", [(100, 100), (7, 311), (3, 2, 200)])
+def test_dropout_masks_and_generator_state_are_the_books(shape, monkeypatch):
+    # the Numba Dropout runs np.random.rand's MT19937 on the global state in place; without it
+    # (another global generator) it draws through np.random.rand: both must leave the same state
+    x = np.random.default_rng(0).standard_normal(shape)
+    np.random.seed(42)
+    want = NP.Dropout(0.4).forward(x)
+    after = np.random.get_state()
+    from scratchprop.kernels import mt19937
+
+    for patched in (False, True):
+        if patched:
+            monkeypatch.setattr(
+                mt19937, "global_state", lambda: (_ for _ in ()).throw(TypeError("not MT19937"))
+            )
+        np.random.seed(42)
+        layer = NB.Dropout(0.4)
+        np.testing.assert_array_equal(layer.forward(x), want)
+        state = np.random.get_state()
+        assert state[2:] == after[2:] and np.array_equal(state[1], after[1])

@@ -66,13 +66,14 @@ def _flat(a, dt=None):
     return (a if a.flags.c_contiguous else np.ascontiguousarray(a)).reshape(-1)
 
 
-def elementwise(kernel, dt, x, *same, extra=(), outs=(None,), min_elements=None):
+def elementwise(kernel, dt, x, *same, extra=(), outs=(None,), min_elements=None, state=None):
     """Run a flat elementwise ``kernel(x, *same, *extra, *outs)``; ``None`` if NumPy should.
 
     ``x`` and the arrays ``same`` (of ``x``'s shape) are converted to the compute
     dtype ``dt`` (:func:`kernel_dtype` or :func:`own_dtype`; ``None``: no kernel); arrays in ``extra``
     (masks, random draws) are flattened as they are, scalars passed as they
-    are. ``outs`` lists each output's dtype (``None``: ``dt``). Returns the
+    are. ``state`` (a random generator's state array) goes first when given.
+    ``outs`` lists each output's dtype (``None``: ``dt``). Returns the
     outputs shaped like ``x``, or ``None`` when ``dt`` is not a kernel dtype or
     ``x`` has fewer than ``min_elements`` (default :data:`KERNEL_MIN_ELEMENTS`)
     elements: the caller then runs the reference's code, which also defines
@@ -84,5 +85,8 @@ def elementwise(kernel, dt, x, *same, extra=(), outs=(None,), min_elements=None)
     args += [_flat(a) if isinstance(a, np.ndarray) else a for a in extra]
     n = args[0].shape[0]
     out = [np.empty(n, dt if o is None else o) for o in outs]
-    kernel(*args, *out)
+    if state is not None:
+        kernel(state, *args, *out)
+    else:
+        kernel(*args, *out)
     return tuple(o.reshape(x.shape) for o in out)

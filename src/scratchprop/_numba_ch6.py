@@ -8,8 +8,10 @@ dtypes, mixed dtypes, tiny arrays) runs the reference's own code.
 
 Dropout draws its mask exactly as the book does, ``np.random.rand(*x.shape)
 > dropout_ratio`` from the global generator, so ``np.random.seed`` gives the
-reference's (and the book's) masks; the kernel fuses the comparison with
-the product.
+reference's (and the book's) masks: a kernel runs NumPy's MT19937 on the
+generator's own state (in place, under its lock), fused with the comparison
+and the product, 4-5x faster than ``np.random.rand`` alone
+(``kernels/mt19937.py``; the state advances exactly as ``rand`` would).
 """
 
 import numpy as np
@@ -19,6 +21,7 @@ from . import _numpy_ch6 as _ref
 from . import _validate as check
 from .kernels import batchnorm as _K_bn
 from .kernels import dropout as _K_do
+from .kernels import mt19937 as _K_mt
 from .kernels import sigmoid as _K_sig  # the backward; see Sigmoid.forward
 
 __all__ = ["Sigmoid", "Dropout", "BatchNormalization"]
@@ -65,10 +68,21 @@ class Dropout(_ref.Dropout):
             return done[0]
         if dt is None or x.size < _d.KERNEL_MIN_ELEMENTS:
             return super().forward(x, train_flg)
-        r = np.random.rand(*x.shape)  # the book's draws, in its order
-        out, self.mask = _d.elementwise(
-            _K_do.forward_train, dt, x, extra=(r, self.dropout_ratio), outs=(None, _BOOL)
-        )
+        try:
+            lock, state = _K_mt.global_state()
+        except TypeError:  # the global generator is not the book's MT19937: draw through it
+            r = np.random.rand(*x.shape)
+            done = _d.elementwise(
+                _K_do.forward_train, dt, x, extra=(r, self.dropout_ratio), outs=(None, _BOOL)
+            )
+        else:
+            # np.random.rand's very draws, taken from its generator's state in place, fused
+            # with the comparison and the product (no array of draws)
+            with lock:
+                done = _d.elementwise(
+                    _K_mt.dropout_mask, dt, x, extra=(self.dropout_ratio,), outs=(None, _BOOL), state=state
+                )
+        out, self.mask = done
         self._last_train = True
         return out
 

@@ -1,0 +1,213 @@
+"""NumPy's global ``np.random.rand`` stream, drawn by a Numba kernel, in place.
+
+``np.random.rand(n)`` (the legacy global ``RandomState`` on an ``MT19937``
+bit generator) draws each double from two 32-bit outputs, as NumPy's C code
+(``numpy/random/src/mt19937``) does::
+
+    a = next32() >> 5; b = next32() >> 6
+    r = (a * 67108864.0 + b) / 9007199254740992.0
+
+where ``next32`` twists the 624-word ``key`` when ``pos == 624`` and then
+tempers ``key[pos++]``. The kernels here read and write that same state
+(``uint32 key[624]; int pos``) through a NumPy view on the bit generator's
+``ctypes.state_address``: they give exactly NumPy's doubles and leave the
+generator exactly where ``np.random.rand(n)`` would (the legacy
+``has_gauss``/``gauss`` fields are not touched). The twist and the
+tempering run a block at a time, in loops LLVM vectorises; NumPy's are
+scalar, one call per word.
+
+:func:`global_state` gives ``(lock, state)`` for the current global
+generator; hold ``lock`` while a kernel runs, as NumPy does::
+
+    lock, state = global_state()
+    with lock:
+        fill_uniform(state, out)
+"""
+
+import ctypes
+
+import numpy as np
+from numba import njit
+
+from .config import SERIAL, guard_cache
+
+__all__ = ["fill_uniform", "dropout_mask", "global_state", "rand_like_numpy", "N"]
+
+#: Words of key; the state view has ``N + 1`` (``pos`` last).
+N = 624
+_M = 397
+_MATRIX_A = np.uint64(0x9908B0DF)
+_UPPER = np.uint64(0x80000000)
+_LOWER = np.uint64(0x7FFFFFFF)
+_T1 = np.uint64(0x9D2C5680)
+_T2 = np.uint64(0xEFC60000)
+_ONE = np.uint64(1)
+_TWO = np.uint64(2)
+_SCALE = 1.0 / 9007199254740992.0  # 2**-53: multiplying is exact, as NumPy's division
+
+
+@njit(**SERIAL)
+def _twist(key):
+    """``mt19937_gen``: NumPy's loop structure; Numba widens to uint64, the stores truncate."""
+    for i in range(N - _M):  # reads key[i + 1], key[i + M]: not yet rewritten
+        y = (np.uint64(key[i]) & _UPPER) | (np.uint64(key[i + 1]) & _LOWER)
+        key[i] = np.uint64(key[i + _M]) ^ (y >> np.uint64(1)) ^ ((y & np.uint64(1)) * _MATRIX_A)
+    for i in range(N - _M, N - 1):  # reads key[i - 227]: rewritten 227 steps back
+        y = (np.uint64(key[i]) & _UPPER) | (np.uint64(key[i + 1]) & _LOWER)
+        key[i] = np.uint64(key[i + (_M - N)]) ^ (y >> np.uint64(1)) ^ ((y & np.uint64(1)) * _MATRIX_A)
+    y = (np.uint64(key[N - 1]) & _UPPER) | (np.uint64(key[0]) & _LOWER)
+    key[N - 1] = np.uint64(key[_M - 1]) ^ (y >> np.uint64(1)) ^ ((y & np.uint64(1)) * _MATRIX_A)
+
+
+@njit(**SERIAL)
+def _temper(w):
+    y = np.uint64(w)
+    y ^= y >> np.uint64(11)
+    y ^= (y << np.uint64(7)) & _T1
+    y ^= (y << np.uint64(15)) & _T2
+    y ^= y >> np.uint64(18)
+    return y
+
+
+@njit(**SERIAL)
+def _double(w0, w1):
+    """The double of the words ``w0, w1`` (untempered): ``(a * 2**26 + b) / 2**53``, exactly."""
+    a = _temper(w0) >> np.uint64(5)
+    b = _temper(w1) >> np.uint64(6)
+    return np.float64(np.int64((a << np.uint64(26)) | b)) * _SCALE  # < 2**53: exact in float64
+
+
+@njit(**SERIAL)
+def _block(key, pos, out, i, take):
+    """``out[i:i + take]`` from ``key[pos:pos + 2 * take]`` (no twist inside)."""
+    k = key[pos : pos + 2 * take]
+    o = out[i : i + take]
+    for j in range(np.uint64(take)):  # unsigned: no negative-index wraparound, the loop vectorises
+        o[j] = _double(k[_TWO * j], k[_TWO * j + _ONE])
+
+
+@njit(**SERIAL)
+def fill_uniform(state, out):
+    """``state (625,) uint32, out (n,) float64 -> out``: ``out = np.random.rand(n)``, ``state`` advanced.
+
+    ``state`` is ``key[624]`` followed by ``pos`` (an int32 in ``0..624``), the
+    bit generator's own memory (see :func:`global_state`); it is updated in place.
+    """
+    key = state[:N]
+    pos = np.int64(state.view(np.int32)[N])
+    n = out.shape[0]
+    i = 0
+    while i < n:
+        if pos == N:
+            _twist(key)
+            pos = 0
+        avail = N - pos
+        if avail == 1:  # the pair straddles a twist
+            w0 = key[N - 1]
+            _twist(key)
+            out[i] = _double(w0, key[0])
+            pos = 1
+            i += 1
+            continue
+        take = min(n - i, avail // 2)
+        _block(key, pos, out, i, take)
+        pos += 2 * take
+        i += take
+    state[N] = np.uint32(pos)
+    return out
+
+
+@njit(**SERIAL)
+def _dropout_block(key, pos, x, ratio, out, mask, i, take):
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    k = key[pos : pos + 2 * take]
+    xs = x[i : i + take]
+    o = out[i : i + take]
+    ms = mask[i : i + take]
+    for j in range(np.uint64(take)):
+        m = _double(k[_TWO * j], k[_TWO * j + _ONE]) > ratio
+        ms[j] = m
+        o[j] = xs[j] * (one if m else zero)  # x * 0, not 0: -0.0 and NaN as in NumPy
+
+
+@njit(**SERIAL)
+def _dropout_block_one(w0, w1, x, ratio, out, mask, i):
+    m = _double(w0, w1) > ratio
+    mask[i] = m
+    out[i] = x[i] * (x.dtype.type(1) if m else x.dtype.type(0))
+
+
+@njit(**SERIAL)
+def dropout_mask(state, x, ratio, out, mask):
+    """``state, x (n,), ratio -> out (n,), mask (n,) bool``: ``mask = np.random.rand(n) > ratio``, ``out = x * mask``.
+
+    ``x``/``out`` float32 or float64 (one dtype); ``ratio`` compared in float64,
+    as NumPy compares the float64 draws. ``state`` advances as in :func:`fill_uniform`;
+    no float64 draws are stored.
+    """
+    key = state[:N]
+    pos = np.int64(state.view(np.int32)[N])
+    r = np.float64(ratio)
+    n = x.shape[0]
+    i = 0
+    while i < n:
+        if pos == N:
+            _twist(key)
+            pos = 0
+        avail = N - pos
+        if avail == 1:
+            w0 = key[N - 1]
+            _twist(key)
+            _dropout_block_one(w0, key[0], x, r, out, mask, i)
+            pos = 1
+            i += 1
+            continue
+        take = min(n - i, avail // 2)
+        _dropout_block(key, pos, x, r, out, mask, i, take)
+        pos += 2 * take
+        i += take
+    state[N] = np.uint32(pos)
+    return out, mask
+
+
+_CACHE = []  # [(bit generator, lock, state view)]: one entry, the last global generator seen
+
+
+def _view(bg):
+    """The ``(625,) uint32`` view on ``bg``'s ``mt19937_state`` (checked against ``bg.state``)."""
+    view = np.ctypeslib.as_array((ctypes.c_uint32 * (N + 1)).from_address(bg.ctypes.state_address))
+    st = bg.state["state"]
+    if int(view.view(np.int32)[N]) != int(st["pos"]) or not np.array_equal(view[:N], st["key"]):
+        raise RuntimeError("MT19937 state layout is not {uint32 key[624]; int pos} in this NumPy")
+    return view
+
+
+def global_state():
+    """``(lock, state)`` of NumPy's global generator (``np.random.mtrand._rand``).
+
+    ``state`` is a ``(625,) uint32`` view on the bit generator's own memory
+    (``np.random.seed``/``set_state`` write into that same memory). Cached per
+    bit generator object, rebuilt when the global one is another object.
+    Raises ``TypeError`` when the global generator is not ``MT19937``.
+    """
+    bg = np.random.mtrand._rand._bit_generator
+    if _CACHE and _CACHE[0][0] is bg:
+        return _CACHE[0][1], _CACHE[0][2]
+    if not isinstance(bg, np.random.MT19937):
+        raise TypeError(f"the global generator's bit generator is {type(bg).__name__}, not MT19937")
+    entry = (bg, bg.lock, _view(bg))  # holds bg: its memory outlives the view
+    _CACHE[:] = [entry]
+    return entry[1], entry[2]
+
+
+def rand_like_numpy(n):
+    """What ``np.random.rand(n)`` returns, advancing the global generator alike."""
+    out = np.empty(n, dtype=np.float64)
+    lock, state = global_state()
+    with lock:
+        fill_uniform(state, out)
+    return out
+
+
+guard_cache(globals())

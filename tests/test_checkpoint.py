@@ -6,9 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from scratchprop import TwoLayerNet
+from scratchprop import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from scratchprop._atomic import atomic_write
 from scratchprop.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scratchprop.train import train
 
 
 def make_net(dtype=np.float64, sizes=(12, 5, 3)):
@@ -192,3 +193,131 @@ def test_truncated_and_corrupted_archives_are_rejected(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="flipped.npz"):
         load_checkpoint(path)
+
+
+# ------------------------------------------------- every net kind, format version 2
+
+
+def trained(kind, backend="numpy", optimizer="adam"):
+    """A net of ``kind`` after a few training steps (running statistics, optimizer state)."""
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((40, 12)), rng.integers(0, 3, 40)
+    if kind == "TwoLayerNet":
+        net = TwoLayerNet(12, 5, 3, weight_init_std=0.5, backend=backend, seed=1)
+    elif kind == "MultiLayerNet":
+        net = MultiLayerNet(12, [6, 5], 3, activation="sigmoid", weight_init_std=0.3, backend=backend, seed=1)
+    else:
+        net = MultiLayerNetExtend(
+            12, [6, 5], 3, weight_decay_lambda=0.1, use_dropout=True, dropout_ratio=0.3,
+            use_batchnorm=True, backend=backend, seed=1,
+        )  # fmt: skip
+    state = train(net, (x, t), (x, t), iters=4, batch_size=8, seed=0, optimizer=optimizer).state
+    return net, state
+
+
+@pytest.mark.parametrize("kind", ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_every_net_kind_round_trips(tmp_path, kind, backend):
+    net, state = trained(kind, backend)
+    path = save_checkpoint(
+        tmp_path / "m.npz", net, state.to_meta(), loss=state.loss, optimizer_state=state.optimizer_state
+    )
+    ck = load_checkpoint(path)
+    assert ck.kind == kind and ck.meta["net"] == kind and ck.meta["format_version"] == 2
+    assert ck.optimizer == "adam" and ck.optimizer_state["iter"] == 4
+    assert set(ck.params) == set(net.params)
+    for k in net.params:
+        assert ck.params[k].tobytes() == net.params[k].tobytes(), k
+    assert set(ck.optimizer_state) == set(state.optimizer_state)
+    for k, v in state.optimizer_state.items():
+        assert np.array_equal(ck.optimizer_state[k], v), k
+    if kind != "TwoLayerNet":
+        assert ck.config == net.config() and ck.sizes == (12, 6, 5, 3)
+    stats = {
+        n: (la.running_mean, la.running_var) for n, la in net.layers.items() if hasattr(la, "running_mean")
+    }
+    assert (
+        set(ck.running) == set(stats) == ({"BatchNorm1", "BatchNorm2"} if kind.endswith("Extend") else set())
+    )
+    for name, (mean, var) in stats.items():
+        assert np.array_equal(ck.running[name][0], mean) and np.array_equal(ck.running[name][1], var)
+    with np.load(path) as z:
+        names = set(z.files)
+    assert "opt/m/W1" in names and "opt/v/b2" in names
+    if kind.endswith("Extend"):
+        assert {"running_mean/BatchNorm1", "running_var/BatchNorm2", "gamma1", "beta2"} <= names
+    x = np.random.default_rng(1).standard_normal((7, 12))
+    for other in ("numpy", "numba"):
+        again = ck.make_net(other)
+        assert type(again).__name__ == kind
+        np.testing.assert_allclose(again.predict(x), net.predict(x), rtol=1e-12, atol=1e-13)
+
+
+def test_an_untrained_batchnorm_net_has_no_running_statistics(tmp_path):
+    net = MultiLayerNetExtend(12, [6], 3, use_batchnorm=True, seed=0)
+    ck = load_checkpoint(save_checkpoint(tmp_path / "m.npz", net))
+    assert ck.running == {} and ck.optimizer_state is None
+    assert ck.make_net().layers["BatchNorm1"].running_mean is None
+
+
+def test_a_version_1_file_still_loads(tmp_path):
+    net = make_net()
+    meta = {
+        "format": "scratchprop-checkpoint",
+        "format_version": 1,
+        "sizes": [12, 5, 3],
+        "lr": 0.1,
+        "epoch": 2,
+    }
+    path = save_raw(tmp_path / "v1.npz", meta=np.array(json.dumps(meta)), loss=np.ones(3), extra=np.zeros(2),
+                    **{k: net.params[k] for k in net.params_key})  # fmt: skip
+    ck = load_checkpoint(path)
+    assert ck.kind == "TwoLayerNet" and ck.optimizer == "sgd" and ck.optimizer_state is None
+    assert ck.sizes == (12, 5, 3) and ck.running == {} and ck.meta["epoch"] == 2
+    x = np.random.default_rng(0).standard_normal((4, 12))
+    assert np.array_equal(ck.make_net().predict(x), net.predict(x))
+
+
+def v2_file(tmp_path, change):
+    """An Extend checkpoint after Adam steps, rewritten with ``change(arrays, meta)`` applied."""
+    net, state = trained("MultiLayerNetExtend")
+    path = save_checkpoint(
+        tmp_path / "m.npz", net, state.to_meta(), loss=state.loss, optimizer_state=state.optimizer_state
+    )
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    change(arrays, meta)
+    path.unlink()
+    return save_raw(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+@pytest.mark.parametrize(
+    "change, pattern",
+    [
+        (lambda a, m: m.update(format_version=3), "format version 3 by a newer scratchprop"),
+        (lambda a, m: m.update(net="ConvNet"), "unknown net 'ConvNet'"),
+        (lambda a, m: m.pop("config"), "needs its config"),
+        (lambda a, m: m["config"].update(activation="tanh"), "bad MultiLayerNetExtend config"),
+        (lambda a, m: a.pop("gamma2"), "parameters missing: gamma2"),
+        (lambda a, m: a.update(W2=np.zeros((6, 4))), "inconsistent parameter shapes for the config"),
+        (lambda a, m: a.update(W9=np.zeros(3)), "unexpected member 'W9'"),
+        (lambda a, m: a.update({"running_mean/BatchNorm1": np.zeros(5)}), "running_mean/BatchNorm1 must be"),
+        (lambda a, m: a.pop("running_var/BatchNorm2"), "BatchNorm2 has one running statistic"),
+        (lambda a, m: a.update({"running_mean/BatchNorm7": np.zeros(5)}), "no BatchNorm layer 'BatchNorm7'"),
+        (lambda a, m: a.update({"opt/m/W7": np.zeros(3)}), "'W7' is not a parameter"),
+        (lambda a, m: a.update({"opt/m/W1": np.zeros((2, 2))}), "opt/m/W1 must be a float array"),
+        (lambda a, m: [a.pop(k) for k in list(a) if k.startswith("opt/")], "lacks its m arrays"),
+        (lambda a, m: [a.pop(f"opt/{s}/b1") for s in "mv"], "optimizer state m covers"),
+        (lambda a, m: a.pop("opt/v/b1"), "name different parameters"),
+        (lambda a, m: m["optimizer_state"].update(beta1=2.0), "does not fit adam"),
+        (lambda a, m: m["optimizer_state"].pop("iter"), "does not fit adam"),
+        (lambda a, m: m.pop("optimizer"), "without the optimizer's name"),
+        (lambda a, m: m.update(sizes=[12, 6, 3]), "disagree with the config"),
+    ],
+)
+def test_bad_version_2_files_raise_one_line_naming_the_file(tmp_path, change, pattern):
+    path = v2_file(tmp_path, change)
+    with pytest.raises(CheckpointError, match=pattern) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -318,6 +318,34 @@ def test_train_numba_backend(tmp_path, capsys):
         (["train", "--backend", "numba", "--threads", "100000"], "--threads must be between 1 and"),
         (["train", "--backend", "numpy", "--resume", "{tmp}/none.npz"], "none.npz: no such checkpoint"),
         (["gradcheck", "--batch", "0"], "--batch: must be a positive integer"),
+        (["train", "--hidden", "100,x"], "--hidden: must be a positive integer or comma-separated"),
+        (["train", "--hidden", "100,,5"], "got '100,,5'"),
+        (["gradcheck", "--hidden", "0,3"], "--hidden: must be a positive integer"),
+        (["train", "--net", "cnn"], "invalid choice: 'cnn'"),
+        (["train", "--activation", "tanh"], "invalid choice: 'tanh'"),
+        (
+            ["train", "--weight-init", "glorot"],
+            "--weight-init: must be relu, he, sigmoid, xavier or a positive",
+        ),
+        (
+            ["train", "--weight-init", "-0.1"],
+            "--weight-init: must be relu, he, sigmoid, xavier or a positive",
+        ),
+        (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+        (["train", "--dropout", "1"], "--dropout: must be a number between 0 and 1"),
+        (["train", "--dropout", "x"], "--dropout: must be a number between 0 and 1"),
+        (["train", "--weight-decay", "-1"], "--weight-decay: must be a number >= 0"),
+        (["train", "--weight-decay", "inf"], "--weight-decay: must be a number >= 0"),
+        (
+            ["train", "--backend", "numpy", "--net", "two-layer", "--batchnorm"],
+            "--batchnorm applies to --net mlp",
+        ),
+        (
+            ["train", "--backend", "numpy", "--net", "two-layer", "--activation", "sigmoid"],
+            "--activation applies",
+        ),
+        (["train", "--backend", "numpy", "--hidden", "10,10"], "the two-layer net has one hidden layer"),
+        (["gradcheck", "--backend", "numpy", "--hidden", "10,10"], "the two-layer net has one hidden layer"),
         (["gradcheck", "--backend", "numpy", "--batch", "9000"], "exceeds the 8330 training samples"),
         (["evaluate"], "required: --model"),
         (["download"], "required: --root"),
@@ -734,3 +762,126 @@ def test_an_interrupt_inside_a_kernel_counts_as_ctrl_c():
     except SystemError as exc:
         assert interrupted(exc)
     assert not interrupted(SystemError("something else")) and not interrupted(ValueError())
+
+
+# ------------------------------------------------- the chapter-6 nets and the book's optimizers
+
+MLP = ["--net", "mlp", "--hidden", "32,32", "--optimizer", "adam", "--lr", "0.002", "--batchnorm"]
+MLP += ["--dropout", "0.2", "--weight-decay", "0.001", "--seed", "3"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+def test_train_mlp_resumes_bit_identically_and_evaluates(tmp_path, capsys, backend):
+    be = ["--backend", backend]
+    rc, out, err = run(capsys, "train", *be, *MLP, "--epochs", "1", "--save", tmp_path / "a.npz")
+    assert rc == 0, err
+    assert (
+        "MultiLayerNetExtend 784-32-32-10 (relu, init relu, batchnorm, dropout 0.2, weight decay 0.001)"
+        in out
+    )
+    assert "optimizer adam, lr 0.002, batch size 100, seed 3" in out and "(Adam steps" in out
+    assert [int(e[0]) for e in EPOCH_LINE.findall(out)] == [1]
+    rc, out, err = run(capsys, "train", *be, "--resume", tmp_path / "a.npz", "--iters", "30",
+                       "--save", tmp_path / "b.npz")  # fmt: skip
+    assert rc == 0, err
+    assert "resuming" in out and "optimizer adam, lr 0.002" in out
+    rc, out, err = run(capsys, "train", *be, *MLP, "--iters", "114", "--quiet", "--save", tmp_path / "c.npz")
+    assert rc == 0, err
+    b, c = load_checkpoint(tmp_path / "b.npz"), load_checkpoint(tmp_path / "c.npz")
+    assert b.kind == "MultiLayerNetExtend" and b.meta["iteration"] == 114 and b.optimizer == "adam"
+    for k in c.params:
+        assert b.params[k].tobytes() == c.params[k].tobytes(), k
+    assert set(b.running) == {"BatchNorm1", "BatchNorm2"}
+    for name, pair in c.running.items():
+        assert all(np.array_equal(u, v) for u, v in zip(b.running[name], pair))
+    assert set(b.optimizer_state) == set(c.optimizer_state) and b.optimizer_state["iter"] == 114
+    assert all(np.array_equal(b.optimizer_state[k], v) for k, v in c.optimizer_state.items())
+    assert np.array_equal(b.loss, c.loss) and b.meta["np_random_state"] == c.meta["np_random_state"]
+    rc, out, err = run(capsys, "evaluate", *be, "--model", tmp_path / "b.npz")
+    assert rc == 0, err
+    assert "MultiLayerNetExtend 784-32-32-10" in out and "optimizer adam" in out
+    assert f"({round(b.meta['test_acc'] * 1670)}/1670)" in out
+
+
+def test_train_plain_mlp_with_sigmoid_and_sgd(tmp_path, capsys):
+    rc, out, err = run(capsys, "train", "--backend", "numpy", "--activation", "sigmoid", "--hidden", "20",
+                       "--weight-init", "0.1", "--epochs", "1", "--seed", "0", "--save", tmp_path / "m.npz")  # fmt: skip
+    assert rc == 0, err
+    assert "MultiLayerNet 784-20-10 (sigmoid, init std 0.1)" in out and "optimizer sgd, lr 0.1" in out
+    ck = load_checkpoint(tmp_path / "m.npz")
+    assert ck.kind == "MultiLayerNet" and ck.config["weight_init_std"] == 0.1 and ck.optimizer == "sgd"
+
+
+def test_resume_of_an_mlp_rejects_mismatches(tmp_path, capsys):
+    ck = tmp_path / "m.npz"
+    args = ["train", "--backend", "numpy", "--iters", "3", "--quiet", "--save", ck, *MLP[:-2], "--seed", "0"]
+    assert run(capsys, *args)[0] == 0
+    base = ["train", "--backend", "numpy", "--resume", ck, "--iters", "2"]
+    for extra, fragment in (
+        (["--optimizer", "sgd"], "--optimizer sgd differs from adam"),
+        (["--net", "two-layer"], "--net two-layer differs"),
+        (["--hidden", "32"], "--hidden 32 differs from the checkpoint"),
+        (["--activation", "sigmoid"], "--activation sigmoid differs"),
+        (["--weight-init", "xavier"], "--weight-init xavier differs"),
+        (["--weight-decay", "0.5"], "--weight-decay 0.5 differs"),
+        (["--dropout", "0.3"], "--dropout 0.3 differs from the checkpoint"),
+        (["--dtype", "float32"], "--dtype float32 differs"),
+    ):
+        rc, out, err = run(capsys, *base, *extra)
+        assert rc == 2 and out == "", (extra, err)
+        assert_one_error_line(err, fragment, str(ck))
+    for extra in (["--weight-init", "he"], ["--hidden", "32,32"], ["--batchnorm"], ["--optimizer", "adam"]):
+        assert run(capsys, *base, *extra, "--quiet")[0] == 0, extra  # the same values are fine
+    plain = tmp_path / "plain.npz"
+    assert run(capsys, "train", "--backend", "numpy", "--net", "mlp", "--hidden", "8", "--iters", "2",
+               "--quiet", "--save", plain)[0] == 0  # fmt: skip
+    rc, out, err = run(
+        capsys, "train", "--backend", "numpy", "--resume", plain, "--batchnorm", "--iters", "1"
+    )
+    assert rc == 2
+    assert_one_error_line(err, "--batchnorm differs from the checkpoint", "(no batchnorm)")
+    two = tmp_path / "two.npz"
+    assert run(capsys, "train", "--backend", "numpy", "--hidden", "8", "--iters", "2", "--quiet",
+               "--save", two)[0] == 0  # fmt: skip
+    rc, out, err = run(
+        capsys, "train", "--backend", "numpy", "--resume", two, "--activation", "relu", "--iters", "1"
+    )
+    assert rc == 2
+    assert_one_error_line(err, "--activation does not apply to the checkpoint", "two-layer")
+
+
+def test_resume_of_a_version_1_checkpoint_continues_with_sgd(tmp_path, capsys):
+    import json
+
+    ck = tmp_path / "m.npz"
+    args = ["--backend", "numpy", "--hidden", "10", "--seed", "0", "--quiet"]
+    assert run(capsys, "train", *args, "--iters", "5", "--save", ck)[0] == 0
+    with np.load(ck) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    for key in ("net", "optimizer", "optimizer_state", "np_random_state"):
+        meta.pop(key, None)
+    meta["format_version"] = 1
+    with open(ck, "wb") as fh:  # as the previous version wrote it
+        np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+    assert run(capsys, "train", "--backend", "numpy", "--resume", ck, "--iters", "5", "--save", ck)[0] == 0
+    assert run(capsys, "train", *args, "--iters", "10", "--save", tmp_path / "full.npz")[0] == 0
+    a, b = load_checkpoint(ck), load_checkpoint(tmp_path / "full.npz")
+    assert a.meta["format_version"] == 2 and a.optimizer == "sgd"
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in b.params)
+    rc, out, err = run(
+        capsys, "train", "--backend", "numpy", "--resume", ck, "--optimizer", "adam", "--iters", "1"
+    )
+    assert rc == 2
+    assert_one_error_line(err, "--optimizer adam differs from sgd")
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+def test_gradcheck_mlp_with_batchnorm_and_dropout_passes(capsys, backend):
+    rc, out, err = run(capsys, "gradcheck", "--backend", backend, "--net", "mlp", "--hidden", "6,5",
+                       "--batchnorm", "--dropout", "0.3", "--weight-decay", "0.1", "--seed", "0")  # fmt: skip
+    assert rc == 0, out + err
+    first = out.splitlines()[0]
+    assert first.startswith("gradient check: MultiLayerNetExtend 784-6-5-10 (relu, init relu, batchnorm")
+    assert first.endswith(", seed 0") and "gamma1: " in out and "beta2: " in out
+    assert "kinks: found by comparing every ReLU layer's mask" in out and "gradient check PASSED" in out

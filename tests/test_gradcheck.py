@@ -177,3 +177,69 @@ def test_the_reference_backend_passes_at_every_seed(dtype):
         assert report.passed, (seed, str(report))
         kinks += sum(p.kinks for p in report.params)
     assert kinks > 0  # some seed did put a unit within h of its kink
+
+
+# ------------------------------------------------- the chapter-6 nets
+
+
+def mlp_data(n=5, d=20):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, d)), np.array([0, 1, 2, 1, 0][:n])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_an_mlp_with_batchnorm_and_dropout_passes(backend):
+    net = scratchprop.MultiLayerNetExtend(
+        20, [8, 8], 3, weight_decay_lambda=0.1, use_dropout=True, dropout_ratio=0.3,
+        use_batchnorm=True, backend=backend, seed=1,
+    )  # fmt: skip
+    x, t = mlp_data()
+    np.random.seed(0)
+    report = scratchprop.gradcheck(net, x, t, warmup=backend == "numba")
+    assert report.passed, str(report)
+    assert report.kinks_checked and report.kink_method == "masks"
+    assert [p.name for p in report.params] == list(net.params)
+    assert "kinks: found by comparing every ReLU layer's mask" in str(report)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_kink_in_a_deeper_relu_layer_is_found(backend):
+    # hidden unit 0 of the SECOND ReLU layer sits 3e-5 from its kink for sample 0
+    net = scratchprop.MultiLayerNet(20, [8, 8], 3, backend=backend, seed=5)  # no unit near 0 otherwise
+    x, t = mlp_data()
+    h1 = np.maximum(x @ net.params["W1"] + net.params["b1"], 0)
+    net.params["b2"][0] = 3e-5 - h1[0] @ net.params["W2"][:, 0]
+    report = scratchprop.gradcheck(net, x, t)
+    assert report.passed, str(report)
+    p = {q.name: q for q in report.params}
+    assert p["b2"].kinks == 1 and p["b2"].kink_at == ((0,),) and p["b2"].kink_max_abs > 1e-3
+    assert p["W3"].kinks == 0 and p["b3"].kinks == 0  # after the last ReLU: never
+    num, bp = net.numerical_gradient(x, t), net.gradient(x, t)
+    tol = scratchprop.tolerances.gradcheck(np.float64)
+    assert not gradcheck_mod.compare("b2", num["b2"], bp["b2"], tol["rtol"], tol["floor"]).passed
+
+
+def test_kink_detection_leaves_the_net_and_np_random_as_they_were():
+    net = scratchprop.MultiLayerNetExtend(20, [6], 3, use_dropout=True, use_batchnorm=True, seed=0)
+    x, t = mlp_data()
+    net.gradient(x, t)  # running statistics exist
+    before = {k: v.copy() for k, v in net.params.items()}
+    stats = (net.layers["BatchNorm1"].running_mean.copy(), net.layers["BatchNorm1"].running_var.copy())
+    np.random.seed(3)
+    state = np.random.get_state()[1].copy()
+    masks = gradcheck_mod.kink_masks(net, x, 1e-4)
+    assert set(masks) == set(net.params) and not masks["W2"].any()
+    assert np.array_equal(np.random.get_state()[1], state)
+    assert all(before[k].tobytes() == net.params[k].tobytes() for k in before)
+    assert np.array_equal(net.layers["BatchNorm1"].running_mean, stats[0])
+    assert np.array_equal(net.layers["BatchNorm1"].running_var, stats[1])
+
+
+def test_a_sigmoid_mlp_has_no_kinks_and_a_bug_still_fails():
+    net = scratchprop.MultiLayerNet(20, [6, 6], 3, activation="sigmoid", seed=0)
+    x, t = mlp_data()
+    report = scratchprop.gradcheck(net, x, t)
+    assert report.passed and report.kinks_checked and sum(p.kinks for p in report.params) == 0
+    real = net.gradient
+    net.gradient = lambda x, t: {**real(x, t), "W2": real(x, t)["W2"] * 1.01}
+    assert not scratchprop.gradcheck(net, x, t).passed

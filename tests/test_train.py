@@ -7,10 +7,20 @@ import json
 import numpy as np
 import pytest
 
-from scratchprop import TwoLayerNet
+from scratchprop import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet, get_backend
+from scratchprop.checkpoint import load_checkpoint, save_checkpoint
 from scratchprop.data import load_mnist
+from scratchprop.optimizers import Adam
 from scratchprop.progress import ProgressBar
-from scratchprop.train import TrainState, epoch_end, evaluate, iters_per_epoch, train, write_metrics
+from scratchprop.train import (
+    TrainState,
+    epoch_end,
+    evaluate,
+    iters_per_epoch,
+    make_optimizer,
+    train,
+    write_metrics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +211,118 @@ def test_train_reports_where_the_time_went(mnist):
     split = result.split()
     assert split.startswith("train_step ") and ", evaluation " in split and ", other " in split
     assert sum(int(p.split()[-1].rstrip("%")) for p in split.split(", ")) in (99, 100, 101)
+
+
+# ------------------------------------------------- any net, any optimizer
+
+
+def ext_net(backend="numpy", seed=0, dtype=np.float64):
+    """A small MultiLayerNetExtend with batchnorm and dropout (dropout draws from np.random)."""
+    return MultiLayerNetExtend(
+        784,
+        [16, 16],
+        10,
+        use_dropout=True,
+        dropout_ratio=0.2,
+        use_batchnorm=True,
+        weight_decay_lambda=0.01,
+        backend=backend,
+        dtype=dtype,
+        seed=seed,
+    )
+
+
+def running_stats(net):
+    return {
+        name: (layer.running_mean, layer.running_var)
+        for name, layer in net.layers.items()
+        if hasattr(layer, "running_mean")
+    }
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_adam_batchnorm_dropout_resume_through_a_checkpoint_is_bit_identical(mnist, backend, tmp_path):
+    kw = {"batch_size": 200, "optimizer": "adam", "optimizer_param": {"lr": 0.002}, "eval_samples": 300}
+    full_net = ext_net(backend)
+    full = train(full_net, *mnist, iters=60, seed=4, **kw).state  # epoch 1 ends at 42: one full row
+    net = ext_net(backend)
+    first = train(net, *mnist, iters=35, seed=4, **kw).state
+    path = save_checkpoint(
+        tmp_path / "m.npz", net, first.to_meta(), loss=first.loss, optimizer_state=first.optimizer_state
+    )
+    np.random.seed(12345)  # whatever happens in between: the resumed run restores np.random
+    ck = load_checkpoint(path)
+    resumed = ck.make_net(backend)
+    state = TrainState.from_meta(ck.meta, ck.loss, optimizer_state=ck.optimizer_state)
+    assert state.optimizer == "adam" and state.optimizer_state["iter"] == 35
+    result = train(resumed, *mnist, iters=25, state=state, batch_size=200, eval_samples=300)
+    assert type(result.optimizer) is get_backend(backend).Adam
+    for k in full_net.params:
+        assert resumed.params[k].tobytes() == full_net.params[k].tobytes(), k
+    for name, (mean, var) in running_stats(full_net).items():
+        assert np.array_equal(running_stats(resumed)[name][0], mean)
+        assert np.array_equal(running_stats(resumed)[name][1], var)
+    assert state.loss == full.loss and state.iteration == 60
+    key = ("epoch", "iteration", "loss", "train_acc", "test_acc", "partial")
+    assert [[r[k] for k in key] for r in state.history[1:]] == [[r[k] for k in key] for r in full.history]
+    assert state.np_random_state == full.np_random_state
+    for key, value in full.optimizer_state.items():
+        assert np.array_equal(state.optimizer_state[key], value), key
+
+
+def test_a_net_without_dropout_leaves_np_random_alone(mnist):
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    state = train(MultiLayerNet(784, [8], 10, seed=0), *mnist, iters=5, seed=0, optimizer="momentum").state
+    assert np.array_equal(np.random.get_state()[1], before) and state.np_random_state is None
+    assert state.optimizer == "momentum" and set(state.optimizer_state) >= {"lr", "momentum", "v/W1"}
+
+
+def test_the_recorded_loss_is_the_gradient_pass_with_weight_decay(mnist):
+    (x, t), _ = mnist
+    net = MultiLayerNet(784, [12, 12], 10, weight_decay_lambda=0.1, seed=0)
+    before = MultiLayerNet(784, [12, 12], 10, weight_decay_lambda=0.1, seed=0)
+    state = train(net, *mnist, iters=3, batch_size=50, seed=9, optimizer="sgd", lr=0.05).state
+    mask = np.random.default_rng(9).choice(len(x), 50)  # the run's first batch
+    expected = before.loss(x[mask].astype(np.float64), t[mask], train_flg=True)
+    assert state.loss[0] == pytest.approx(float(expected), rel=1e-12)
+    assert before.weight_decay() > 0.1  # the decay is part of it
+
+
+def test_two_layer_sgd_keeps_the_fused_step_and_other_optimizers_take_gradients(mnist, monkeypatch):
+    calls = []
+    real = TwoLayerNet.train_step
+    monkeypatch.setattr(TwoLayerNet, "train_step", lambda self, *a: calls.append(1) or real(self, *a))
+    a, b = small_net(), small_net()
+    train(a, *mnist, iters=10, seed=1)  # default: SGD, lr 0.1
+    assert len(calls) == 10
+    train(b, *mnist, iters=10, seed=1, optimizer="SGD", optimizer_param={"lr": 0.1})
+    assert len(calls) == 20 and all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    c = small_net()
+    result = train(c, *mnist, iters=10, seed=1, optimizer="adagrad")
+    assert len(calls) == 20 and type(result.optimizer).__name__ == "AdaGrad" and result.optimizer.lr == 0.01
+    assert result.state.loss[-1] < result.state.loss[0]
+
+
+def test_optimizer_arguments_and_mismatches(mnist):
+    state = train(small_net(), *mnist, iters=3, seed=0, optimizer="rmsprop").state
+    with pytest.raises(ValueError, match="optimizer 'rmsprop'; got 'adam'"):
+        train(small_net(), *mnist, iters=1, state=state, optimizer="adam")
+    with pytest.raises(ValueError, match="disagree"):
+        train(small_net(), *mnist, iters=1, lr=0.1, optimizer_param={"lr": 0.2})
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(small_net(), *mnist, iters=1, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="optimizer object"):
+        train(small_net(), *mnist, iters=1, optimizer=Adam(), lr=0.1)
+    # continuing a state: a new lr overrides the saved one, the rest is kept
+    result = train(small_net(), *mnist, iters=1, state=state, lr=0.005)
+    assert result.optimizer.lr == 0.005 and result.optimizer.decay_rate == 0.99
+    assert make_optimizer(small_net(), "sgd").lr == 0.1 and make_optimizer(small_net(), "adam").lr == 0.001
+
+
+def test_eval_samples_evaluates_the_first_samples(mnist):
+    (x, t), (xt, tt) = mnist
+    net = MultiLayerNet(784, [10], 10, seed=0)
+    row = train(net, *mnist, iters=5, seed=0, eval_samples=100).state.history[-1]
+    assert row["train_acc"] == net.accuracy(x[:100].astype(np.float64), t[:100])
+    assert row["test_acc"] == net.accuracy(xt[:100].astype(np.float64), tt[:100])

@@ -5,9 +5,18 @@ where ``f`` is smooth on ``[w - h, w + h]``. ReLU is not: when a perturbation
 moves a hidden unit's pre-activation across 0 for some sample, the two
 losses sit on different linear pieces and the quotient is no gradient at
 all, however right the backprop is. Such entries ("kink crossed") are found
-from the forward pass (:func:`kink_masks`), reported with their raw
-differences, and left out of the verdict, as careful gradient-check guides
-advise; the verdict counts the clean entries only.
+(:func:`kink_masks`), reported with their raw differences, and left out of the
+verdict, as careful gradient-check guides advise; the verdict counts the clean
+entries only.
+
+Finding them: for the two-layer net, from one forward pass (the move of each
+pre-activation is known in closed form); for the chapter-6 nets
+(:class:`scratchprop.layernet.LayerNet`: ReLU layers anywhere, BatchNorm,
+Dropout), by running the forward pass at ``w + h`` and ``w - h`` for every
+entry of every parameter upstream of a ReLU layer, with the Dropout masks of
+the numerical gradient, and comparing every ReLU layer's mask: an entry is a
+kink when some mask differs. That costs as many forward passes as the
+numerical gradient of those parameters.
 """
 
 import time
@@ -51,6 +60,7 @@ class GradcheckReport:
     floor: float = 0.0
     warmup: bool = False
     kinks_checked: bool = False  #: whether kink detection covered this net (see :func:`kink_masks`)
+    kink_method: str = ""  #: "closed form" (TwoLayerNet) or "masks" (LayerNet: ReLU masks at w +- h)
     seed: object = None  #: the seed the caller reports (the CLI's net seed)
 
     @property
@@ -84,7 +94,13 @@ class GradcheckReport:
             )
         lines.append(f"tolerance: max rel <= {self.rtol:g} (relative to max(|num|, |bp|, {self.floor:g}))")
         if not self.kinks_checked:
-            lines.append("kinks: not checked (kink detection covers the Affine -> Relu -> Affine net)")
+            lines.append(
+                "kinks: not checked (kink detection covers the Affine -> Relu -> Affine net and the "
+                "LayerNet nets)"
+            )
+        elif self.kink_method == "masks":
+            none = "" if any(p.kinks for p in self.params) else "; none crossed"
+            lines.append(f"kinks: found by comparing every ReLU layer's mask at w + h and w - h{none}")
         elif not any(p.kinks for p in self.params):
             lines.append("kinks: none (no +-h perturbation moves a ReLU input across 0)")
         for p in self.params:
@@ -136,8 +152,12 @@ def compare(name, numerical, backprop, rtol, floor, kink=None):
     )
 
 
-def kink_masks(net, x, h):
+def kink_masks(net, x, h, random_state=None):
     """``{param: bool mask}`` of the entries whose ``+-h`` perturbation crosses a ReLU kink, or None.
+
+    A :class:`scratchprop.layernet.LayerNet` (the chapter-6 nets): see
+    :func:`layer_kink_masks` (``random_state``: the ``np.random`` state the
+    numerical gradient started from, for Dropout's masks).
 
     For the book's two-layer structure (layers ``Affine1, Relu1, Affine2``
     holding ``params["W1"], ["b1"]``): moving ``W1[i, j]`` by ``h`` moves the
@@ -147,6 +167,10 @@ def kink_masks(net, x, h):
     value in the parameters' dtype). ``W2`` and ``b2`` feed no ReLU: never.
     Any other structure: None (not checked).
     """
+    from .layernet import LayerNet
+
+    if isinstance(net, LayerNet):
+        return layer_kink_masks(net, x, h, random_state)
     layers = getattr(net, "layers", None)
     params = getattr(net, "params", None)
     try:
@@ -177,13 +201,70 @@ def kink_masks(net, x, h):
     return out
 
 
+def _is_relu(layer):
+    return type(layer).__name__ == "Relu" and hasattr(layer, "mask")
+
+
+def layer_kink_masks(net, x, h, random_state=None):
+    """Kink masks of a LayerNet, found by running it: ``{param: bool mask}``.
+
+    Each entry of a parameter held by a layer before the last ReLU layer is
+    set to ``w + h`` and to ``w - h`` exactly as the numerical gradient sets it,
+    the net runs forward in training mode from ``random_state`` (the same
+    Dropout masks as the numerical gradient; default: the current state), and
+    the entry is a kink when some ReLU layer's mask differs between the two.
+    Parameters after the last ReLU (the output Affine) feed no ReLU: never.
+    The parameters, BatchNorm's running statistics and ``np.random`` are left
+    as they were.
+    """
+    names = list(net.layers)
+    relus = [name for name in names if _is_relu(net.layers[name])]
+    out = {k: np.zeros(np.shape(v), bool) for k, v in net.params.items()}
+    if not relus:
+        return out
+    last = max(names.index(name) for name in relus)
+    state = np.random.get_state() if random_state is None else random_state
+    outer = np.random.get_state()
+    stats = {
+        name: (layer.running_mean, layer.running_var)
+        for name, layer in net.layers.items()
+        if hasattr(layer, "running_mean")
+    }
+
+    def masks():
+        np.random.set_state(state)
+        net.predict(x, train_flg=True)
+        return [np.array(net.layers[name].mask) for name in relus]
+
+    try:
+        for key, (layer_name, _) in net.param_owner.items():
+            if names.index(layer_name) > last:
+                continue
+            p, kink = net.params[key], out[key]
+            for idx in np.ndindex(p.shape):
+                tmp_val = p[idx]
+                p[idx] = tmp_val + h
+                plus = masks()
+                p[idx] = tmp_val - h
+                minus = masks()
+                p[idx] = tmp_val
+                kink[idx] = any(not np.array_equal(a, b) for a, b in zip(plus, minus))
+    finally:
+        np.random.set_state(outer)
+        for name, (mean, var) in stats.items():
+            net.layers[name].running_mean, net.layers[name].running_var = mean, var
+    return out
+
+
 def gradcheck(net, x, t, h=1e-4, *, warmup=False, seed=None):
     """Compare ``net.numerical_gradient(x, t)`` with ``net.gradient(x, t)``.
 
     Parameters
     ----------
-    net : TwoLayerNet (or anything with ``params``, ``params_key``,
-        ``gradient`` and ``numerical_gradient``)
+    net : TwoLayerNet, MultiLayerNet, MultiLayerNetExtend (or anything with
+        ``params``, ``gradient`` and ``numerical_gradient``). For a net with
+        Dropout both gradients use the same masks: the numerical gradient
+        restores ``np.random``, and backprop then draws from the same state.
     x, t : the batch and its labels / one-hot targets.
     h : float
         Central-difference step.
@@ -203,6 +284,8 @@ def gradcheck(net, x, t, h=1e-4, *, warmup=False, seed=None):
         over the entries whose central difference crosses no ReLU kink (the
         others are counted and shown apart; see :func:`kink_masks`).
     """
+    from .layernet import LayerNet
+
     keys = list(getattr(net, "params_key", net.params.keys()))
     dtype = np.result_type(*[net.params[k] for k in keys])
     tol = tolerances.gradcheck(dtype)
@@ -212,6 +295,7 @@ def gradcheck(net, x, t, h=1e-4, *, warmup=False, seed=None):
         numerical(x, t)
         net.gradient(x, t)
 
+    random_state = np.random.get_state()  # Dropout's masks, for both gradients and the kink check
     start = time.perf_counter()
     grad_numerical = numerical(x, t)
     numerical_time = time.perf_counter() - start
@@ -222,7 +306,7 @@ def gradcheck(net, x, t, h=1e-4, *, warmup=False, seed=None):
     backprop_time = time.perf_counter() - start
 
     backend = getattr(net, "backend_name", "custom")
-    kinks = kink_masks(net, x, h)
+    kinks = kink_masks(net, x, h, random_state)
     return GradcheckReport(
         params=[
             compare(
@@ -245,5 +329,6 @@ def gradcheck(net, x, t, h=1e-4, *, warmup=False, seed=None):
         floor=tol["floor"],
         warmup=warmup,
         kinks_checked=kinks is not None,
+        kink_method="" if kinks is None else "masks" if isinstance(net, LayerNet) else "closed form",
         seed=seed,
     )

@@ -1,13 +1,25 @@
-"""Checkpoints: a TwoLayerNet's four parameters plus training metadata in one ``.npz``.
+"""Checkpoints: a net's parameters, its BatchNorm statistics, the optimizer's state and training
+metadata in one ``.npz``.
 
-Layout of the archive (readable with ``np.load(path)``, no pickles)::
+Layout of the archive (readable with ``np.load(path)``, no pickles), format version 2::
 
-    W1 (D, H)  b1 (H,)  W2 (H, C)  b2 (C,)   the parameters, float32 or float64
-    loss       (n_iterations,) float64         the per-iteration training loss
-    meta       0-d unicode array               JSON: sizes, dtype, epoch, iteration,
-                                               accuracies, backend, lr, batch size,
-                                               seed, dataset, version, the per-epoch
-                                               history and the batch RNG state
+    W1 b1 W2 b2 ...             the parameters by their keys (gamma1, beta1, ... too),
+                                float32 or float64, one dtype
+    running_mean/BatchNorm1     a BatchNormalization layer's running statistics, (D,)
+    running_var/BatchNorm1      (absent before its first training forward)
+    opt/m/W1, opt/v/W1, ...     the optimizer's state arrays (``state_dict()``'s, under ``opt/``)
+    loss     (n_iterations,) float64   the per-iteration training loss
+    meta     0-d unicode array         JSON: format, format_version, net (the kind:
+                                       TwoLayerNet, MultiLayerNet, MultiLayerNetExtend),
+                                       config (a chapter-6 net's ``config()``), sizes
+                                       (the layer widths), dtype, backend, optimizer (its
+                                       name) and optimizer_state (its numbers: lr,
+                                       beta1, iter, ...), and the training metadata: epoch,
+                                       iteration, accuracies, lr, batch size, seed, dataset,
+                                       history, the batch RNG state, np_random_state
+
+Version 1 (TwoLayerNet only: ``W1 b1 W2 b2 loss meta``, no ``net`` or
+optimizer) is still read, as a TwoLayerNet trained with SGD.
 
 Files are written atomically (a temporary file in the same directory, then
 :func:`os.replace`), so a crash never leaves a partial file under the final
@@ -24,11 +36,14 @@ import numpy as np
 
 from ._atomic import atomic_write
 
-__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "net_kind", "NET_KINDS"]
 
 FORMAT = "scratchprop-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PARAM_KEYS = ("W1", "b1", "W2", "b2")
+NET_KINDS = ("TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend")
+RUNNING = ("running_mean", "running_var")
+OPT_PREFIX = "opt/"
 _DTYPES = ("float32", "float64")
 
 
@@ -36,32 +51,86 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, truncated, not a checkpoint or does not fit."""
 
 
+def net_kind(net):
+    """``"TwoLayerNet"``, ``"MultiLayerNet"`` or ``"MultiLayerNetExtend"`` (subclasses count)."""
+    from .multilayer import MultiLayerNet, MultiLayerNetExtend
+    from .net import TwoLayerNet
+
+    for cls in (MultiLayerNetExtend, MultiLayerNet, TwoLayerNet):
+        if isinstance(net, cls):
+            return cls.__name__
+    raise TypeError(f"cannot checkpoint a {type(net).__name__}; expected one of {', '.join(NET_KINDS)}")
+
+
+def _net_class(kind):
+    from .multilayer import MultiLayerNet, MultiLayerNetExtend
+
+    return {"MultiLayerNet": MultiLayerNet, "MultiLayerNetExtend": MultiLayerNetExtend}[kind]
+
+
+def _batchnorm_layers(net):
+    """``{layer name: layer}`` of the layers with running statistics."""
+    layers = getattr(net, "layers", None) or {}
+    return {name: layer for name, layer in layers.items() if hasattr(layer, "running_mean")}
+
+
 @dataclass
 class Checkpoint:
-    """What :func:`load_checkpoint` returns: the parameters, the metadata and the loss curve."""
+    """What :func:`load_checkpoint` returns: parameters, running statistics, optimizer state, metadata, loss."""
 
     path: Path
     params: dict
     meta: dict
     loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: ``{BatchNorm layer name: (running_mean, running_var)}`` of the layers that have them
+    running: dict = field(default_factory=dict)
+    #: the optimizer's ``state_dict()`` (numbers from the metadata, arrays from ``opt/...``), or None
+    optimizer_state: dict = None
+
+    @property
+    def kind(self):
+        """``"TwoLayerNet"``, ``"MultiLayerNet"`` or ``"MultiLayerNetExtend"``."""
+        return self.meta.get("net", "TwoLayerNet")
+
+    @property
+    def config(self):
+        """The constructor arguments: a chapter-6 net's ``config()``; a TwoLayerNet's three sizes."""
+        if self.kind == "TwoLayerNet":
+            D, H, C = self.sizes
+            return {"input_size": D, "hidden_size": H, "output_size": C}
+        return dict(self.meta["config"])
+
+    @property
+    def optimizer(self):
+        """The optimizer's name (``"sgd"`` for a version-1 file)."""
+        return self.meta.get("optimizer") or "sgd"
 
     @property
     def sizes(self):
-        """``(D, H, C)``."""
-        D, H = self.params["W1"].shape
-        return D, H, self.params["W2"].shape[1]
+        """The layer widths: ``(D, H, C)`` for a TwoLayerNet, ``(D, H1, ..., C)`` for the others."""
+        if self.kind == "TwoLayerNet":
+            D, H = self.params["W1"].shape
+            return D, H, self.params["W2"].shape[1]
+        cfg = self.meta["config"]
+        return (cfg["input_size"], *cfg["hidden_size_list"], cfg["output_size"])
 
     @property
     def dtype(self):
         return self.params["W1"].dtype
 
     def make_net(self, backend="numpy"):
-        """A :class:`scratchprop.TwoLayerNet` holding these parameters."""
-        from .net import TwoLayerNet
+        """The net these parameters (and running statistics) belong to, on ``backend``."""
+        if self.kind == "TwoLayerNet":
+            from .net import TwoLayerNet
 
-        D, H, C = self.sizes
-        net = TwoLayerNet(D, H, C, backend=backend, dtype=self.dtype, seed=0)
+            D, H, C = self.sizes
+            net = TwoLayerNet(D, H, C, backend=backend, dtype=self.dtype, seed=0)
+        else:
+            net = _net_class(self.kind)(**self.config, backend=backend, dtype=self.dtype, seed=0)
         net.load_params(self.params)
+        for name, (mean, var) in self.running.items():
+            layer = net.layers[name]
+            layer.running_mean, layer.running_var = np.array(mean), np.array(var)
         return net
 
 
@@ -77,43 +146,86 @@ def _jsonable(value):
     return value
 
 
-def save_checkpoint(path, net, meta=None, loss=()):
-    """Write ``net``'s parameters, ``meta`` (a JSON-able dict) and the loss curve to ``path``.
+def save_checkpoint(path, net, meta=None, loss=(), *, optimizer=None, optimizer_state=None):
+    """Write ``net``'s parameters and BatchNorm statistics, ``meta`` (a JSON-able dict), the loss
+    curve and the optimizer's state to ``path``.
 
-    ``path`` is used as given (no ``.npz`` is appended). Sizes, dtype, backend
-    and the scratchprop version are filled in from ``net``. Returns the path.
+    ``optimizer``: an optimizer object (its name and ``state_dict()`` are saved)
+    or a name, with ``optimizer_state`` its ``state_dict()``; without it the
+    name is ``meta["optimizer"]`` (as :meth:`scratchprop.train.TrainState.to_meta`
+    gives it). ``path`` is used as given (no ``.npz`` is appended). The net's
+    kind, config, sizes, dtype, backend and the scratchprop version are filled
+    in from ``net``. Returns the path.
     """
     from . import __version__
+    from .train import optimizer_name
 
     path = Path(path)
-    params = {k: np.ascontiguousarray(net.params[k]) for k in PARAM_KEYS}
-    D, H = params["W1"].shape
+    kind = net_kind(net)
+    params = {k: np.ascontiguousarray(v) for k, v in net.params.items()}
+    if kind == "TwoLayerNet":
+        params = {k: params[k] for k in PARAM_KEYS}
+        D, H = params["W1"].shape
+        sizes, config = [D, H, params["W2"].shape[1]], None
+    else:
+        config = net.config()
+        sizes = [config["input_size"], *config["hidden_size_list"], config["output_size"]]
+    arrays = dict(params)
+    for name, layer in _batchnorm_layers(net).items():
+        if layer.running_mean is not None:
+            for stat in RUNNING:
+                arrays[f"{stat}/{name}"] = np.ascontiguousarray(getattr(layer, stat))
+    name = (meta or {}).get("optimizer")
+    if optimizer is not None:
+        if isinstance(optimizer, str):
+            name = optimizer
+        else:
+            name = optimizer_name(optimizer)
+            if optimizer_state is None and hasattr(optimizer, "state_dict"):
+                optimizer_state = optimizer.state_dict()
+    if optimizer_state is not None and not name:
+        raise ValueError("save_checkpoint: optimizer_state given without the optimizer's name")
+    numbers = {}
+    for key, value in (optimizer_state or {}).items():
+        if isinstance(value, np.ndarray):
+            arrays[OPT_PREFIX + str(key)] = np.ascontiguousarray(value)
+        else:
+            numbers[str(key)] = value
     full = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "scratchprop_version": __version__,
-        "sizes": [D, H, params["W2"].shape[1]],
+        "net": kind,
+        "sizes": sizes,
         "dtype": str(params["W1"].dtype),
         "backend": getattr(net, "backend_name", "numpy"),
     }
     full.update(meta or {})
+    full.update(net=kind, sizes=sizes, format_version=FORMAT_VERSION)
+    if config is not None:
+        full["config"] = config
+    if name:
+        full["optimizer"] = name
+    if optimizer_state is not None:
+        full["optimizer_state"] = numbers
     text = json.dumps(_jsonable(full), allow_nan=True)
     try:
         with atomic_write(path) as fh:
-            np.savez(fh, meta=np.array(text), loss=np.asarray(loss, dtype=np.float64), **params)
+            np.savez(fh, meta=np.array(text), loss=np.asarray(loss, dtype=np.float64), **arrays)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from None
     return path
 
 
 def load_checkpoint(path):
-    """Read and validate a checkpoint written by :func:`save_checkpoint`.
+    """Read and validate a checkpoint written by :func:`save_checkpoint` (format version 1 or 2).
 
     Raises
     ------
     CheckpointError
         Naming the file, if it is missing, not an ``.npz``, truncated or
-        corrupt, lacks a key, or holds inconsistent shapes or dtypes.
+        corrupt, lacks a key, has an unknown one (version 2), or holds
+        inconsistent shapes, dtypes, running statistics or optimizer state.
     """
     path = Path(path)
 
@@ -127,31 +239,90 @@ def load_checkpoint(path):
             if fh.read(4) != b"PK\x03\x04":
                 raise bad("not a checkpoint (.npz) file")
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in (*PARAM_KEYS, "meta") if k not in npz.files]
-            if missing:
+            files = list(npz.files)
+            if "meta" not in files:
+                missing = [k for k in (*PARAM_KEYS, "meta") if k not in files]
                 raise bad(
                     f"not a scratchprop checkpoint: missing {', '.join(missing)} "
-                    f"(has {', '.join(npz.files) or 'nothing'})"
+                    f"(has {', '.join(files) or 'nothing'})"
                 )
-            arrays = {k: npz[k] for k in (*PARAM_KEYS, "meta")}
-            loss = npz["loss"] if "loss" in npz.files else np.zeros(0)
+            meta_text = npz["meta"]
+            try:
+                meta = json.loads(str(meta_text[()]))
+            except (ValueError, TypeError, IndexError) as exc:
+                raise bad(f"corrupt metadata ({exc})") from None
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise bad("not a scratchprop checkpoint (metadata lacks its format tag)")
+            version = meta.get("format_version", 1)
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise bad(f"format_version must be an integer >= 1, got {version!r}")
+            if version > FORMAT_VERSION:
+                raise bad(
+                    f"written in checkpoint format version {version} by a newer scratchprop; "
+                    f"this one reads versions 1 to {FORMAT_VERSION}"
+                )
+            if version == 1:  # only the four parameters: other members are not read
+                missing = [k for k in PARAM_KEYS if k not in files]
+                if missing:
+                    raise bad(
+                        f"not a scratchprop checkpoint: missing {', '.join(missing)} "
+                        f"(has {', '.join(files) or 'nothing'})"
+                    )
+                files = [*PARAM_KEYS, *(["loss"] if "loss" in files else [])]
+            arrays = {k: npz[k] for k in files if k != "meta"}
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError) as exc:
         # truncated archives, CRC errors, bad .npy headers, pickled members, ...
         raise bad(f"corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from None
-    try:
-        meta = json.loads(str(arrays.pop("meta")[()]))
-    except (ValueError, TypeError, IndexError) as exc:
-        raise bad(f"corrupt metadata ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise bad("not a scratchprop checkpoint (metadata lacks its format tag)")
-    params = arrays
+    loss = arrays.pop("loss", np.zeros(0))
+    if loss.ndim != 1:
+        raise bad(f"loss history must be 1-D, got shape {loss.shape}")
+    kind = meta.get("net", "TwoLayerNet")
+    if version == 1 and "net" in meta and kind != "TwoLayerNet":
+        raise bad(f"a version-1 checkpoint holds a TwoLayerNet, not a {kind!r}")
+    if kind not in NET_KINDS:
+        raise bad(f"unknown net {kind!r}; expected one of {', '.join(NET_KINDS)}")
+    running = {k: arrays.pop(k) for k in [k for k in arrays if k.split("/")[0] in RUNNING]}
+    opt_arrays = {
+        k[len(OPT_PREFIX) :]: arrays.pop(k) for k in [k for k in arrays if k.startswith(OPT_PREFIX)]
+    }
+    if kind == "TwoLayerNet":
+        params = _check_two_layer(bad, arrays, meta)
+        net = None
+    else:
+        params, net = _check_layer_net(bad, kind, arrays, meta)
+    running = _check_running(bad, running, net, params["W1"].dtype)
+    optimizer_state = _check_optimizer(bad, meta, opt_arrays, params)
+    return Checkpoint(
+        path=path,
+        params=params,
+        meta=meta,
+        loss=loss.astype(np.float64),
+        running=running,
+        optimizer_state=optimizer_state,
+    )
+
+
+def _check_dtypes(bad, params):
     for k, a in params.items():
         if a.dtype.name not in _DTYPES:
             raise bad(f"{k} has dtype {a.dtype}; expected float32 or float64")
     if len({a.dtype for a in params.values()}) != 1:
         raise bad("parameters have mixed dtypes: " + ", ".join(f"{k} {a.dtype}" for k, a in params.items()))
+
+
+def _check_two_layer(bad, arrays, meta):
+    missing = [k for k in PARAM_KEYS if k not in arrays]
+    if missing:
+        raise bad(
+            f"not a scratchprop checkpoint: missing {', '.join(missing)} (has {', '.join(arrays) or 'nothing'})"
+        )
+    extra = [k for k in arrays if k not in PARAM_KEYS]
+    if extra:
+        raise bad(f"unexpected member {extra[0]!r} for a TwoLayerNet")
+    params = {k: arrays[k] for k in PARAM_KEYS}
+    _check_dtypes(bad, params)
     W1, b1, W2, b2 = (params[k] for k in PARAM_KEYS)
     if W1.ndim != 2 or W2.ndim != 2 or b1.ndim != 1 or b2.ndim != 1:
         raise bad(
@@ -168,6 +339,104 @@ def load_checkpoint(path):
         )
     if list(meta.get("sizes", [D, H, C])) != [D, H, C]:
         raise bad(f"metadata sizes {meta.get('sizes')} disagree with the parameters ({D}, {H}, {C})")
-    if loss.ndim != 1:
-        raise bad(f"loss history must be 1-D, got shape {loss.shape}")
-    return Checkpoint(path=path, params=params, meta=meta, loss=loss.astype(np.float64))
+    return params
+
+
+def _check_layer_net(bad, kind, arrays, meta):
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise bad(f"a {kind} checkpoint needs its config in the metadata, got {config!r}")
+    dtype = next((a.dtype for a in arrays.values() if a.dtype.name in _DTYPES), np.dtype(np.float64))
+    try:  # the constructor checks the config and gives the parameters' keys and shapes
+        net = _net_class(kind)(**config, backend="numpy", dtype=dtype, seed=0)
+    except (TypeError, ValueError) as exc:
+        raise bad(f"bad {kind} config ({exc})") from None
+    expected = {k: v.shape for k, v in net.params.items()}
+    missing = [k for k in expected if k not in arrays]
+    if missing:
+        raise bad(f"{kind} parameters missing: {', '.join(missing)}")
+    extra = [k for k in arrays if k not in expected]
+    if extra:
+        raise bad(f"unexpected member {extra[0]!r} for this {kind}")
+    params = {k: arrays[k] for k in expected}
+    _check_dtypes(bad, params)
+    wrong = [
+        f"{k} {params[k].shape} (expected {shape})"
+        for k, shape in expected.items()
+        if params[k].shape != shape
+    ]
+    if wrong:
+        raise bad("inconsistent parameter shapes for the config: " + ", ".join(wrong))
+    sizes = [config["input_size"], *config["hidden_size_list"], config["output_size"]]
+    if list(meta.get("sizes", sizes)) != sizes:
+        raise bad(f"metadata sizes {meta.get('sizes')} disagree with the config ({sizes})")
+    return params, net
+
+
+def _check_running(bad, arrays, net, dtype):
+    layers = _batchnorm_layers(net) if net is not None else {}
+    out = {}
+    for key in arrays:
+        stat, _, name = key.partition("/")
+        if name not in layers:
+            raise bad(f"unexpected member {key!r}: the net has no BatchNorm layer {name!r}")
+    for name, layer in layers.items():
+        have = [f"{stat}/{name}" in arrays for stat in RUNNING]
+        if not any(have):
+            continue
+        if not all(have):
+            raise bad(f"{name} has one running statistic without the other")
+        D = layer.gamma.size
+        pair = tuple(arrays[f"{stat}/{name}"] for stat in RUNNING)
+        for stat, a in zip(RUNNING, pair):
+            if a.dtype.name not in _DTYPES or a.shape != (D,):
+                raise bad(
+                    f"{stat}/{name} must be float32 or float64 of shape ({D},), got {a.dtype} {a.shape}"
+                )
+        out[name] = pair
+    return out
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_optimizer(bad, meta, arrays, params):
+    from . import optimizers
+
+    name = meta.get("optimizer")
+    numbers = meta.get("optimizer_state")
+    if name is None:
+        if arrays or numbers is not None:
+            raise bad("optimizer state without the optimizer's name")
+        return None
+    if not isinstance(name, str) or not name:
+        raise bad(f"optimizer must be a name, got {name!r}")
+    if numbers is None:
+        numbers = {}
+    if not isinstance(numbers, dict) or not all(_number(v) for v in numbers.values()):
+        raise bad(f"optimizer_state must map names to numbers, got {numbers!r}")
+    for key, a in arrays.items():
+        slot, _, param = key.partition("/")
+        if not slot or param not in params:
+            raise bad(f"optimizer state {OPT_PREFIX}{key}: {param!r} is not a parameter")
+        if a.dtype.kind != "f" or a.shape != params[param].shape:
+            raise bad(
+                f"optimizer state {OPT_PREFIX}{key} must be a float array of {param}'s shape "
+                f"{params[param].shape}, got {a.dtype} {a.shape}"
+            )
+    state = {**numbers, **arrays}
+    cls = optimizers.OPTIMIZERS.get(name.lower())
+    if cls is None:  # someone's own optimizer: its state is its business
+        return state
+    try:
+        cls().load_state_dict(state)
+    except (ValueError, TypeError) as exc:
+        raise bad(f"optimizer state does not fit {name} ({exc})") from None
+    for slot in cls._slots:
+        have = {key.partition("/")[2] for key in arrays if key.partition("/")[0] == slot}
+        if have and have != set(params):
+            raise bad(f"optimizer state {slot} covers {sorted(have)}, not every parameter {sorted(params)}")
+        if not have and meta.get("iteration", 0):
+            raise bad(f"optimizer {name} after {meta.get('iteration')} iterations lacks its {slot} arrays")
+    return state

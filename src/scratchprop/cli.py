@@ -43,14 +43,106 @@ def seed(text):
     return value
 
 
+def hidden_sizes(text):
+    """``--hidden``: one positive integer, or several separated by commas (``100,100,100``)."""
+    parts = text.split(",")
+    sizes = []
+    for part in parts:
+        try:
+            value = int(part.strip())
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"must be a positive integer or comma-separated positive integers, got {text!r}"
+            )
+        sizes.append(value)
+    return sizes
+
+
+def weight_init(text):
+    """``--weight-init``: relu, he, sigmoid, xavier or a positive number (the std)."""
+    if text.lower() in ("relu", "he", "sigmoid", "xavier"):
+        return text.lower()
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be relu, he, sigmoid, xavier or a positive number, got {text!r}"
+        )
+    return value
+
+
+def ratio(text):
+    """``--dropout``: a ratio in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
+def non_negative(text):
+    """``--weight-decay``: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+
+
+def net_args(s, hidden_help):
+    """The flags that choose and shape the net (train and gradcheck)."""
+    s.add_argument(
+        "--net",
+        choices=("two-layer", "mlp"),
+        help="two-layer: the chapter-5 TwoLayerNet; mlp: the chapter-6 MultiLayerNet (with --batchnorm "
+        "or --dropout, MultiLayerNetExtend) (default: two-layer, or mlp when an mlp option is given)",
+    )
+    s.add_argument("--hidden", type=hidden_sizes, metavar="H[,H...]", help=hidden_help)
+    s.add_argument("--activation", choices=("relu", "sigmoid"), help="mlp: hidden activation (default: relu)")
+    s.add_argument(
+        "--weight-init",
+        type=weight_init,
+        metavar="INIT",
+        help="mlp: relu/he (sqrt(2/n)), sigmoid/xavier (sqrt(1/n)) or a number, the std "
+        "(default: the activation's, relu or sigmoid)",
+    )
+    s.add_argument(
+        "--weight-decay", type=non_negative, metavar="LAMBDA", help="mlp: L2 weight decay lambda (default: 0)"
+    )
+    s.add_argument(
+        "--batchnorm",
+        action="store_true",
+        default=None,
+        help="mlp: BatchNormalization after every hidden Affine (MultiLayerNetExtend)",
+    )
+    s.add_argument(
+        "--dropout",
+        type=ratio,
+        metavar="RATIO",
+        help="mlp: Dropout with this ratio after every hidden activation (MultiLayerNetExtend)",
+    )
+
+
 def build_parser():
     from .backends import BACKENDS
     from .data import DATASETS
 
     p = Parser(
         prog="scratchprop",
-        description="The 'Deep Learning from Scratch' chapter-5 two-layer "
-        "net on NumPy or Numba: train it, check its gradients, evaluate checkpoints.",
+        description="The 'Deep Learning from Scratch' nets on NumPy or Numba: the chapter-5 "
+        "two-layer net and the chapter-6 multi-layer nets (batch norm, dropout, weight decay, the "
+        "book's optimizers): train them, check their gradients, evaluate checkpoints.",
         epilog="Without --data, the bundled 10,000-digit real MNIST subset is used "
         "(8,330 train / 1,670 test).",
     )
@@ -83,14 +175,15 @@ def build_parser():
 
     t = sub.add_parser(
         "train",
-        help="train the net with mini-batch SGD (the notebook's loop)",
-        description="Train TwoLayerNet with the notebook's loop: random mini-batches, "
-        "SGD, train/test accuracy on the whole sets after each epoch "
-        "(iter_per_epoch = max(train_size / batch_size, 1)).",
-        epilog="With --resume, --hidden, --dtype, --batch-size, --seed and --dataset "
-        "default to the checkpoint's (a different value is an error), --lr may change, "
-        "--epochs/--iters count further epochs/iterations, epoch numbers and histories "
-        "continue and the batch RNG continues exactly where it stopped.",
+        help="train a net with mini-batches (the notebook's loop)",
+        description="Train a net with the notebook's loop: random mini-batches, "
+        "SGD or another of the book's optimizers, train/test accuracy on the whole sets after "
+        "each epoch (iter_per_epoch = max(train_size / batch_size, 1)).",
+        epilog="With --resume, the net options (--net, --hidden, --activation, ...), --optimizer, "
+        "--dtype, --batch-size, --seed and --dataset default to the checkpoint's (a different "
+        "value is an error), --lr may change, --epochs/--iters count further epochs/iterations, "
+        "epoch numbers and histories continue, and the batch RNG, the optimizer's state and "
+        "Dropout's random state continue exactly where they stopped.",
     )
     data_args(t, dataset_default="mnist, or the checkpoint's")
     g = t.add_mutually_exclusive_group()
@@ -108,14 +201,23 @@ def build_parser():
         help="mini-batch size (default: 100, as the notebook)",
     )
     t.add_argument(
-        "--lr", type=positive(float), metavar="LR", help="SGD learning rate (default: 0.1, as the notebook)"
+        "--lr",
+        type=positive(float),
+        metavar="LR",
+        help="learning rate (default: 0.1 for sgd, as the notebook; the book's class default for "
+        "the other optimizers: 0.01, adam 0.001)",
     )
-    t.add_argument(
-        "--hidden", type=positive(int), metavar="H", help="hidden units (default: 100, as the notebook)"
+    t.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help="the book's optimizers (default: sgd)")
+    net_args(
+        t,
+        "hidden units: H for two-layer (default: 100, as the notebook); H1,H2,... for mlp "
+        "(default: 100,100,100)",
     )
     t.add_argument("--dtype", choices=("float32", "float64"), help="parameter dtype (default: float64)")
     t.add_argument(
-        "--seed", type=seed, help="seed for the weights and the batches (default: random, printed)"
+        "--seed",
+        type=seed,
+        help="seed for the weights, the batches and Dropout's masks (default: random, printed)",
     )
     t.add_argument(
         "--threads", type=int, metavar="N", help="numba threads, 1..NUMBA_NUM_THREADS (--backend numba only)"
@@ -137,12 +239,10 @@ def build_parser():
     gc.add_argument(
         "--batch", type=positive(int), default=3, metavar="N", help="first N training samples (default: 3)"
     )
-    gc.add_argument(
-        "--hidden",
-        type=positive(int),
-        default=100,
-        metavar="H",
-        help="hidden units (default: 100; the numerical gradient costs 2 loss evaluations per parameter)",
+    net_args(
+        gc,
+        "hidden units: H for two-layer (default: 100), H1,H2,... for mlp (default: 20,20); "
+        "the numerical gradient costs 2 loss evaluations per parameter",
     )
     gc.add_argument(
         "--dtype",

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from .checkpoint import CheckpointError
+from .cli import OPTIMIZER_NAMES
 
 N_CLASSES = 10
 
@@ -55,19 +56,35 @@ def deferred_interrupt():
         raise KeyboardInterrupt
 
 
-def warm_up(net):
-    """Load (or compile) the kernels a run of ``net`` uses, with Ctrl-C held (see above)."""
+def warm_up(net, optimizer=None):
+    """Load (or compile) the kernels a run of ``net`` (and ``optimizer``, a name) uses, with Ctrl-C
+    held (see above). ``np.random`` is left as it was (Dropout draws from it)."""
     if net.backend_name != "numba":
         return
     import numpy as np
 
     from .net import TwoLayerNet
+    from .train import make_optimizer
 
     with deferred_interrupt():
-        tiny = TwoLayerNet(4, 3, 2, backend="numba", dtype=net.dtype, seed=0)
-        x, t = np.zeros((2, 4), net.dtype), np.array([0, 1])
-        tiny.train_step(x, t, 0.1)
-        tiny.loss(x, t)
+        if isinstance(net, TwoLayerNet):
+            tiny = TwoLayerNet(4, 3, 2, backend="numba", dtype=net.dtype, seed=0)
+            x, t = np.zeros((2, 4), net.dtype), np.array([0, 1])
+            tiny.train_step(x, t, 0.1)
+            tiny.loss(x, t)
+            if optimizer in (None, "sgd"):
+                return
+        else:  # arrays big enough for the kernels (small ones run NumPy code)
+            cfg = {**net.config(), "input_size": 16, "hidden_size_list": [32], "output_size": 10}
+            tiny = type(net)(**cfg, backend="numba", dtype=net.dtype, seed=0)
+            x, t = np.zeros((32, 16), net.dtype), np.arange(32) % 10
+        saved = np.random.get_state()
+        try:
+            grads = tiny.gradient(x, t)
+            make_optimizer(tiny, optimizer).update(tiny.params, grads)
+            tiny.predict(x)
+        finally:
+            np.random.set_state(saved)
 
 
 _NUMBA_ENV = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY")
@@ -172,14 +189,145 @@ def check_output(option, path):
         raise CLIError(f"{option} {exc}") from None
 
 
+MLP_OPTIONS = ("activation", "weight_init", "weight_decay", "batchnorm", "dropout")
+KIND_NET = {"TwoLayerNet": "two-layer", "MultiLayerNet": "mlp", "MultiLayerNetExtend": "mlp"}
+
+
+def flag_name(name):
+    return "--" + name.replace("_", "-")
+
+
+def hidden_text(sizes):
+    return ",".join(str(h) for h in sizes)
+
+
+def net_choice(args):
+    """``--net``, or mlp when an mlp option is given; checks the options fit the net."""
+    given = [name for name in MLP_OPTIONS if getattr(args, name) is not None]
+    if args.net == "two-layer" and given:
+        raise CLIError(f"{flag_name(given[0])} applies to --net mlp, not to the two-layer net")
+    net = args.net or ("mlp" if given else "two-layer")
+    if net == "two-layer" and args.hidden is not None and len(args.hidden) != 1:
+        raise CLIError(
+            f"--hidden {hidden_text(args.hidden)}: the two-layer net has one hidden layer; "
+            "use --net mlp for more"
+        )
+    return net
+
+
+def mlp_config(args, D, default_hidden):
+    """``(kind, config)`` of the chapter-6 net the mlp options describe."""
+    activation = args.activation or "relu"
+    cfg = {
+        "input_size": D,
+        "hidden_size_list": list(args.hidden or default_hidden),
+        "output_size": N_CLASSES,
+        "activation": activation,
+        "weight_init_std": args.weight_init if args.weight_init is not None else activation,
+        "weight_decay_lambda": args.weight_decay or 0,
+    }
+    if not args.batchnorm and args.dropout is None:
+        return "MultiLayerNet", cfg
+    cfg.update(
+        use_dropout=args.dropout is not None,
+        dropout_ratio=0.5 if args.dropout is None else args.dropout,
+        use_batchnorm=bool(args.batchnorm),
+    )
+    return "MultiLayerNetExtend", cfg
+
+
+def build_net(args, D, seed, default_hidden):
+    """The net the flags describe (new, seeded)."""
+    dtype = getattr(args, "dtype", None) or "float64"
+    if net_choice(args) == "two-layer":
+        from .net import TwoLayerNet
+
+        H = args.hidden[0] if args.hidden else default_hidden[0]
+        return TwoLayerNet(D, H, N_CLASSES, backend=args.backend, dtype=dtype, seed=seed)
+    from . import multilayer
+
+    kind, cfg = mlp_config(args, D, default_hidden)
+    try:
+        return getattr(multilayer, kind)(**cfg, backend=args.backend, dtype=dtype, seed=seed)
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def describe(net):
+    """``TwoLayerNet 784-100-10`` or ``MultiLayerNetExtend 784-100-100-10 (relu, init relu, ...)``."""
+    from .checkpoint import net_kind
+
+    kind = net_kind(net)
+    if kind == "TwoLayerNet":
+        return f"{kind} {'-'.join(str(n) for n in net.sizes)}"
+    cfg = net.config()
+    sizes = [cfg["input_size"], *cfg["hidden_size_list"], cfg["output_size"]]
+    init = cfg["weight_init_std"]
+    parts = [cfg["activation"], f"init {init}" if isinstance(init, str) else f"init std {init:g}"]
+    if cfg.get("use_batchnorm"):
+        parts.append("batchnorm")
+    if cfg.get("use_dropout"):
+        parts.append(f"dropout {cfg['dropout_ratio']:g}")
+    if cfg["weight_decay_lambda"]:
+        parts.append(f"weight decay {cfg['weight_decay_lambda']:g}")
+    return f"{kind} {'-'.join(str(n) for n in sizes)} ({', '.join(parts)})"
+
+
+def _same_init(a, b):
+    alias = {"he": "relu", "xavier": "sigmoid"}
+    if isinstance(a, str) or isinstance(b, str):
+        return (
+            isinstance(a, str)
+            and isinstance(b, str)
+            and alias.get(a.lower(), a.lower()) == alias.get(b.lower(), b.lower())
+        )
+    return float(a) == float(b)
+
+
+def check_resume_net(args, ckpt):
+    """Every net option given must agree with the checkpoint's net (one line naming it otherwise)."""
+    where = f"the checkpoint {args.resume}"
+    kind = ckpt.kind
+    label = KIND_NET[kind]
+    if args.net is not None and args.net != label:
+        raise CLIError(f"--net {args.net} differs from {where} ({label})")
+    if kind == "TwoLayerNet":
+        given = [name for name in MLP_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise CLIError(f"{flag_name(given[0])} does not apply to {where} (a two-layer net)")
+        cH = ckpt.sizes[1]
+        if args.hidden is not None and args.hidden != [cH]:
+            raise CLIError(f"--hidden {hidden_text(args.hidden)} differs from {where} (hidden {cH})")
+        return
+    cfg = ckpt.config
+    dropout = cfg["dropout_ratio"] if cfg.get("use_dropout") else None
+    init = cfg["weight_init_std"]
+    # option -> (the checkpoint's value, how to show it, how to show the given one)
+    saved = {
+        "hidden": (cfg["hidden_size_list"], hidden_text(cfg["hidden_size_list"]), hidden_text),
+        "activation": (cfg["activation"], cfg["activation"], str),
+        "weight_init": (init, init if isinstance(init, str) else f"{init:g}", lambda v: f"{v:g}"),
+        "weight_decay": (cfg["weight_decay_lambda"], f"{cfg['weight_decay_lambda']:g}", lambda v: f"{v:g}"),
+        "batchnorm": (bool(cfg.get("use_batchnorm")), "batchnorm" if cfg.get("use_batchnorm") else "no batchnorm",
+                      lambda v: ""),
+        "dropout": (dropout, "no dropout" if dropout is None else f"dropout {dropout:g}", lambda v: f"{v:g}"),
+    }  # fmt: skip
+    for name, (have, shown, show) in saved.items():
+        given = getattr(args, name)
+        if given is None:
+            continue
+        if not (_same_init(given, have) if name == "weight_init" else given == have):
+            value = show(given) if not isinstance(given, str) else given
+            raise CLIError(f"{flag_name(name)}{' ' + value if value else ''} differs from {where} ({shown})")
+
+
 def cmd_train(args):
     import numpy as np
 
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data import DEBIAN_FASHION_MNIST_DIR
-    from .net import TwoLayerNet
     from .progress import ProgressBar
-    from .train import TrainState, epoch_end, new_seed, train, write_metrics
+    from .train import TrainState, epoch_end, make_optimizer, new_seed, train, write_metrics
 
     if args.metrics and not args.metrics.lower().endswith((".json", ".csv")):
         raise CLIError(f"--metrics {args.metrics}: the file name must end in .json or .csv")
@@ -206,23 +354,28 @@ def cmd_train(args):
         return given if given is not None else saved if saved is not None else default
 
     dataset = pick("dataset", args.dataset, "mnist")
+    if not ckpt:
+        net_choice(args)  # the options fit the net: before the data is read
     (x_train, t_train), (x_test, t_test) = load_data(args.data, dataset)
     D = x_train.shape[1]
     if ckpt:
-        cD, cH, cC = ckpt.sizes
-        if args.hidden is not None and args.hidden != cH:
-            raise CLIError(f"--hidden {args.hidden} differs from the checkpoint {args.resume} (hidden {cH})")
-        if (cD, cC) != (D, N_CLASSES):
+        check_resume_net(args, ckpt)
+        sizes = ckpt.sizes
+        if (sizes[0], sizes[-1]) != (D, N_CLASSES):
             raise CLIError(
-                f"checkpoint {args.resume} is a {cD}-{cH}-{cC} net but the {dataset} data "
+                f"checkpoint {args.resume} is a {'-'.join(map(str, sizes))} net but the {dataset} data "
                 f"has {D} features and {N_CLASSES} classes"
             )
         if args.dtype is not None and args.dtype != ckpt.dtype.name:
             raise CLIError(f"--dtype {args.dtype} differs from the checkpoint {args.resume} ({ckpt.dtype})")
+        if args.optimizer is not None and args.optimizer != ckpt.optimizer.lower():
+            raise CLIError(
+                f"--optimizer {args.optimizer} differs from {ckpt.optimizer} in the checkpoint {args.resume}"
+            )
         batch_size = pick("batch-size", args.batch_size, 100)
         pick("seed", args.seed, None)
         try:
-            state = TrainState.from_meta(meta, ckpt.loss)
+            state = TrainState.from_meta(meta, ckpt.loss, optimizer_state=ckpt.optimizer_state)
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"{args.resume}: {exc}") from None
         if state.train_size != len(x_train):
@@ -230,33 +383,39 @@ def cmd_train(args):
                 f"checkpoint {args.resume} was trained on {state.train_size} samples but "
                 f"the {dataset} training set has {len(x_train)}: resume on the same data"
             )
+        opt_name = ckpt.optimizer.lower()
+        if opt_name not in OPTIMIZER_NAMES:
+            raise CLIError(
+                f"checkpoint {args.resume} was trained with the optimizer {ckpt.optimizer!r}, which the "
+                f"command line cannot rebuild (it knows {', '.join(OPTIMIZER_NAMES)})"
+            )
         net = ckpt.make_net(args.backend)
-        lr = args.lr if args.lr is not None else meta.get("lr", 0.1)
+        saved_lr = (ckpt.optimizer_state or {}).get("lr", meta.get("lr", 0.1))
+        lr = args.lr if args.lr is not None else saved_lr
     else:
         batch_size = args.batch_size or 100
         seed = args.seed if args.seed is not None else new_seed()
-        net = TwoLayerNet(
-            D, args.hidden or 100, N_CLASSES, backend=args.backend, dtype=args.dtype or "float64", seed=seed
-        )
+        net = build_net(args, D, seed, default_hidden=[100, 100, 100] if net_choice(args) == "mlp" else [100])
         state = TrainState(seed=seed, batch_size=batch_size, train_size=len(x_train))
-        lr = args.lr or 0.1
-    warm_up(net)
+        opt_name = args.optimizer or "sgd"
+        lr = make_optimizer(net, opt_name, lr=args.lr).lr
+    warm_up(net, opt_name)
     epochs, iters = args.epochs, args.iters
     if epochs is None and iters is None:
         iters = 10000
     ipe = state.iters_per_epoch
-    D, H, C = net.sizes
+    label = describe(net)
     say = (lambda *a, **k: None) if args.quiet else print
     source = str(args.data or ("bundled" if dataset == "mnist" else DEBIAN_FASHION_MNIST_DIR))
     say(
-        f"TwoLayerNet {D}-{H}-{C} | backend {net.backend_name}, {net.dtype}, threads {threads} | "
+        f"{label} | backend {net.backend_name}, {net.dtype}, threads {threads} | "
         f"{dataset} ({source}): {len(x_train)} train / {len(x_test)} test"
     )
     if ckpt:
         say(f"resuming {args.resume} at epoch {state.epoch}, iteration {state.iteration}")
     plan = f"{iters} iterations" if iters else f"{epochs} epochs"
     say(
-        f"lr {lr:g}, batch size {batch_size}, seed {state.seed}, {plan} "
+        f"optimizer {opt_name}, lr {lr:g}, batch size {batch_size}, seed {state.seed}, {plan} "
         f"(an epoch is {ipe:g} iterations), ending at iteration "
         f"{state.iteration + iters if iters else epoch_end(state.epoch + epochs, ipe)}",
         flush=True,
@@ -283,10 +442,10 @@ def cmd_train(args):
             )
         info = {**run_meta, **st.to_meta(), "train_acc": row["train_acc"], "test_acc": row["test_acc"]}
         if args.save:
-            save_checkpoint(args.save, net, info, loss=st.loss)
+            save_checkpoint(args.save, net, info, loss=st.loss, optimizer_state=st.optimizer_state)
             saved_epoch.append(row["epoch"])
         if args.metrics:
-            run = {k: v for k, v in info.items() if k not in ("history", "rng_state")}
+            run = {k: v for k, v in info.items() if k not in ("history", "rng_state", "np_random_state")}
             write_metrics(args.metrics, st.history, run)
 
     def on_step(done, total, loss):
@@ -301,6 +460,7 @@ def cmd_train(args):
             iters=iters,
             batch_size=batch_size,
             lr=lr,
+            optimizer=opt_name,
             state=state,
             on_step=on_step,
             on_epoch=on_epoch,
@@ -323,7 +483,7 @@ def cmd_train(args):
             state.history,
             state.loss,
             ipe,
-            title=f"TwoLayerNet {D}-{H}-{C} on {dataset} ({net.backend_name}, {net.dtype})",
+            title=f"{label.split(' (')[0]} on {dataset} ({net.backend_name}, {net.dtype})",
         )
     last = state.history[-1]
     print(
@@ -336,7 +496,8 @@ def cmd_train(args):
         f"epoch loss {last['loss']:.4f}"
     )
     print(
-        f"throughput: {result.samples_per_second:,.0f} samples/s (SGD steps {result.step_seconds:.2f} s"
+        f"throughput: {result.samples_per_second:,.0f} samples/s ({type(result.optimizer).__name__} steps "
+        f"{result.step_seconds:.2f} s"
         f", first {result.first_step_seconds:.3g} s not counted) | backend {net.backend_name}, "
         f"{net.dtype}, threads {threads}"
     )
@@ -353,28 +514,32 @@ def cmd_train(args):
 
 def cmd_gradcheck(args):
     from ._gradcheck import gradcheck
-    from .net import TwoLayerNet
 
     setup_backend(args.backend)
+    kind = net_choice(args)
     dataset = args.dataset or "mnist"
     (x_train, t_train), _ = load_data(args.data, dataset)
     if args.batch > len(x_train):
         raise CLIError(f"--batch {args.batch} exceeds the {len(x_train)} training samples")
-    from .train import new_seed
+    from .train import new_seed, seed_global_random
 
     seed = args.seed if args.seed is not None else new_seed()  # printed: a failure can be rerun
-    net = TwoLayerNet(
-        x_train.shape[1], args.hidden, N_CLASSES, backend=args.backend, dtype=args.dtype, seed=seed
-    )
+    net = build_net(args, x_train.shape[1], seed, default_hidden=[20, 20] if kind == "mlp" else [100])
+    if kind == "mlp":
+        seed_global_random(seed)  # Dropout's masks
     x = x_train[: args.batch].astype(net.dtype)
     print(
-        f"gradient check: TwoLayerNet {x.shape[1]}-{args.hidden}-{N_CLASSES}, first {args.batch} "
+        f"gradient check: {describe(net)}, first {args.batch} "
         f"{dataset} training samples, backend {net.backend_name}, {net.dtype}, seed {seed}",
         flush=True,
     )
     # a JIT backend's first call loads or compiles its kernels: time the second (the NumPy
-    # reference's numerical gradient takes seconds, and has nothing to warm up)
-    report = gradcheck(net, x, t_train[: args.batch], warmup=net.backend_name != "numpy", seed=seed)
+    # reference's numerical gradient takes seconds, and has nothing to warm up). A chapter-6 net's
+    # numerical gradient runs its layers per entry (no fused kernel): a tiny net warms them up.
+    twice = net.backend_name != "numpy" and kind == "two-layer"
+    if kind == "mlp":
+        warm_up(net)
+    report = gradcheck(net, x, t_train[: args.batch], warmup=twice, seed=seed)
     print(report)
     return 0 if report.passed else 1
 
@@ -388,18 +553,20 @@ def cmd_evaluate(args):
     meta = ckpt.meta
     dataset = args.dataset or meta.get("dataset") or "mnist"
     (x_train, t_train), (x_test, t_test) = load_data(args.data, dataset)
-    D, H, C = ckpt.sizes
-    if (D, C) != (x_train.shape[1], N_CLASSES):
+    sizes = ckpt.sizes
+    shape = "-".join(str(n) for n in sizes)
+    if (sizes[0], sizes[-1]) != (x_train.shape[1], N_CLASSES):
         raise CLIError(
-            f"checkpoint {args.model} is a {D}-{H}-{C} net but the {dataset} data has "
+            f"checkpoint {args.model} is a {shape} net but the {dataset} data has "
             f"{x_train.shape[1]} features and {N_CLASSES} classes"
         )
     net = ckpt.make_net(args.backend)
     warm_up(net)
     print(
-        f"model {args.model}: TwoLayerNet {D}-{H}-{C}, {ckpt.dtype}, trained on "
+        f"model {args.model}: {describe(net)}, {ckpt.dtype}, trained on "
         f"{meta.get('dataset', '?')} for {meta.get('epoch', '?')} epochs ({meta.get('iteration', '?')} "
-        f"iterations, backend {meta.get('backend', '?')}); evaluating on {dataset} with {net.backend_name}"
+        f"iterations, backend {meta.get('backend', '?')}, optimizer {ckpt.optimizer}); evaluating on "
+        f"{dataset} with {net.backend_name}"
     )
     for name, x, t in (("train", x_train, t_train), ("test", x_test, t_test)):
         loss, acc, correct = evaluate(net, x, t)

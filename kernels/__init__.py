@@ -6,7 +6,7 @@ tested against: :mod:`.affine`, :mod:`.relu`, :mod:`.softmax_loss`,
 forward pass alone),
 :mod:`.numgrad` (numerical gradient).
 Chapter 6: :mod:`.sigmoid` (forward, backward),
-:mod:`.dropout` (train/test forward, backward; ``x * 0`` semantics),
+:mod:`.dropout` (forward from given draws, backward; ``x * 0`` semantics),
 :mod:`.batchnorm` (2-D train/test forward, backward, running statistics),
 :mod:`.optim` (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam: one fused in-place pass per array),
 :mod:`.mt19937` (``np.random.rand``'s generator on NumPy's own state: Dropout's masks).

@@ -1,8 +1,9 @@
-"""Dropout kernels: mask and masked output in one pass; test-time scaling; masked gradient.
+"""Dropout kernels: mask and masked output from given draws in one pass; masked gradient.
 
+The layer's usual forward draws inside :func:`.mt19937.dropout_mask`; :func:`forward_train`
+takes draws ``r`` made by ``np.random.rand`` when the global generator is not MT19937.
 Arrays are flat (``(n,)``, C order); ``x``, ``out``, ``dout``, ``dx`` are
-float32 or float64 of one dtype, ``r`` float64 (``np.random.rand``'s draws,
-made by the caller so the random stream is NumPy's), ``mask`` bool. The
+float32 or float64 of one dtype, ``r`` float64, ``mask`` bool. The
 caller allocates the outputs (``np.empty``), as for :mod:`.relu`.
 
 As NumPy's ``x * mask``, a dropped element is ``x * 0`` and not a stored
@@ -17,10 +18,8 @@ from .config import SERIAL, guard_cache
 
 __all__ = [
     "forward_train",
-    "forward_test",
     "backward",
     "forward_train_naive",
-    "forward_test_naive",
     "backward_naive",
 ]
 
@@ -38,16 +37,6 @@ def forward_train(x, r, ratio, out, mask):
         mask[i] = m
         out[i] = x[i] * (one if m else zero)  # x * 0, not 0: -0.0 and NaN as in NumPy
     return out, mask
-
-
-@njit(**SERIAL)
-def forward_test(x, scale, out):
-    """``x (n,), scale -> out (n,)``: ``out = x * scale``, ``scale = 1 - ratio`` (cast to ``x``'s dtype here,
-    as NumPy 2 does with a Python float)."""
-    s = x.dtype.type(scale)
-    for i in range(x.shape[0]):
-        out[i] = x[i] * s
-    return out
 
 
 @njit(**SERIAL)
@@ -71,15 +60,6 @@ def forward_train_naive(x, r, ratio):
         mask[i] = r[i] > ratio
         out[i] = x[i] * x.dtype.type(mask[i])
     return out, mask
-
-
-def forward_test_naive(x, scale):
-    """Element loop: ``x (n,), scale -> out``."""
-    s = x.dtype.type(scale)
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = x[i] * s
-    return out
 
 
 def backward_naive(dout, mask):

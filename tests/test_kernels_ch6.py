@@ -127,18 +127,6 @@ def test_dropout_negative_zero_and_nan(dt):
     same_bits(kept, x)
 
 
-@pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("n", SIZES)
-def test_dropout_test_mode(rng, dt, n):
-    x, _ = _dropout_inputs(rng, n, dt)
-    ratio = 0.3
-    out = np.empty_like(x)
-    assert K_do.forward_test(x, 1.0 - ratio, out) is out
-    same_bits(out, x * (1.0 - ratio))  # a Python float: the array's dtype (NEP 50)
-    same_bits(out, K_do.forward_test_naive(x, 1.0 - ratio))
-    same_bits(K_do.forward_test(x, dt(1.0 - ratio), np.empty_like(x)), out)
-
-
 # --- batchnorm -------------------------------------------------------------------------------------
 
 EPS = 10e-7  # the book's

@@ -20,7 +20,15 @@ as an argument, so no threshold is frozen into the Numba cache.
 
 import numpy as np
 
-__all__ = ["KERNEL_MIN_ELEMENTS", "kernel_dtype", "own_dtype", "as_c", "converted", "elementwise"]
+__all__ = [
+    "KERNEL_MIN_ELEMENTS",
+    "worth_a_kernel",
+    "kernel_dtype",
+    "own_dtype",
+    "as_c",
+    "converted",
+    "elementwise",
+]
 
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
@@ -28,6 +36,12 @@ F64 = np.dtype(np.float64)
 #: Elementwise arrays below this many elements run NumPy code: a kernel call costs
 #: ~1 us more than a ufunc, more than those few element operations (bench/THREADS.md).
 KERNEL_MIN_ELEMENTS = 512
+
+
+def worth_a_kernel(a):
+    """Whether ``a`` is an ndarray with at least :data:`KERNEL_MIN_ELEMENTS` elements: the cheap
+    first test of a wrapper, so that small inputs run the reference's code with no extra cost."""
+    return type(a) is np.ndarray and a.size >= KERNEL_MIN_ELEMENTS
 
 
 def kernel_dtype(*arrays):

@@ -18,7 +18,6 @@ import numpy as np
 
 from . import _dispatch as _d
 from . import _numpy_ch6 as _ref
-from . import _validate as check
 from .kernels import batchnorm as _K_bn
 from .kernels import dropout as _K_do
 from .kernels import mt19937 as _K_mt
@@ -34,8 +33,7 @@ class Sigmoid(_ref.Sigmoid):
     """``out = 1 / (1 + exp(-x))``; backward ``dout * (1 - out) * out``."""
 
     def forward(self, x):
-        x = check.as_numeric("Sigmoid", "x", x)
-        if _d.own_dtype(x) is None:
+        if not _d.worth_a_kernel(x) or _d.own_dtype(x) is None:
             return super().forward(x)
         # NumPy's exp is vectorised and Numba's is not (no SVML here), so the forward is the
         # reference's four ufuncs, in place in one new array instead of four (the same bits)
@@ -47,26 +45,21 @@ class Sigmoid(_ref.Sigmoid):
         return out
 
     def backward(self, dout):
-        check.forward_done("Sigmoid", self.out)
-        dout = check.dout_like("Sigmoid", dout, np.shape(self.out))
+        out = self.out
+        if not _d.worth_a_kernel(dout) or out is None or dout.shape != out.shape:
+            return super().backward(dout)  # also every error
         dt = _d.own_dtype(dout)
-        done = _d.elementwise(_K_sig.backward, dt if dt == self.out.dtype else None, dout, self.out)
+        done = _d.elementwise(_K_sig.backward, dt if dt == out.dtype else None, dout, out)
         return super().backward(dout) if done is None else done[0]
 
 
 class Dropout(_ref.Dropout):
-    """Dropout as the book has it, not inverted; the book's masks under ``np.random.seed``."""
+    """Dropout as the book has it, not inverted; the book's masks under ``np.random.seed``.
+    Test mode is the reference's one ufunc (a kernel does not beat it)."""
 
     def forward(self, x, train_flg=True):
-        x = check.as_numeric("Dropout", "x", x)
-        dt = _d.own_dtype(x)
-        if not train_flg:
-            done = _d.elementwise(_K_do.forward_test, dt, x, extra=(1.0 - self.dropout_ratio,))
-            if done is None:
-                return super().forward(x, train_flg)
-            self._last_train = False
-            return done[0]
-        if dt is None or x.size < _d.KERNEL_MIN_ELEMENTS:
+        dt = _d.own_dtype(x) if _d.worth_a_kernel(x) else None
+        if dt is None or not train_flg:
             return super().forward(x, train_flg)
         try:
             lock, state = _K_mt.global_state()
@@ -87,9 +80,12 @@ class Dropout(_ref.Dropout):
         return out
 
     def backward(self, dout):
-        check.train_forward_done("Dropout", self.mask, self._last_train)
-        dout = check.dout_like("Dropout", dout, self.mask.shape)
-        done = _d.elementwise(_K_do.backward, _d.own_dtype(dout), dout, extra=(self.mask,))
+        mask = self.mask
+        if not (
+            _d.worth_a_kernel(dout) and self._last_train and mask is not None and dout.shape == mask.shape
+        ):
+            return super().backward(dout)  # also every error
+        done = _d.elementwise(_K_do.backward, _d.own_dtype(dout), dout, extra=(mask,))
         return super().backward(dout) if done is None else done[0]
 
 

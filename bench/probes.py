@@ -11,6 +11,11 @@
     region, a ReLU pass serial and parallel (10k-1M elements), each back to
     back and right after a threaded ``np.dot``; and the ``np.dot`` right after
     a region.
+``python bench/probes.py dispatch``
+    ``_dispatch.KERNEL_MIN_ELEMENTS``'s two sides: Relu and Sigmoid through the
+    Numba wrappers with the kernel forced (threshold 0) against the reference's
+    NumPy code, 512 to 64k elements, interleaved; the kernel pays where the
+    ratio drops below 1.
 """
 
 import os
@@ -100,8 +105,32 @@ def regions():
         )
 
 
+def dispatch():
+    import scratchprop.numba as NB
+    import scratchprop.numpy as NP
+    from scratchprop import _dispatch
+
+    _dispatch.KERNEL_MIN_ELEMENTS = 0  # every call through the kernels
+    rng = np.random.default_rng(0)
+    print("median us, reference NumPy / Numba kernel path (ratio)")
+    for n in (512, 1024, 2048, 4096, 8192, 16384, 65536):
+        x, d = rng.standard_normal(n), rng.standard_normal(n)
+        row = []
+        for name in ("Relu", "Sigmoid"):
+            a, b = getattr(NP, name)(), getattr(NB, name)()
+            a.forward(x), b.forward(x)
+            for what, fa, fb in (
+                ("fwd", lambda: a.forward(x), lambda: b.forward(x)),
+                ("bwd", lambda: a.backward(d), lambda: b.backward(d)),
+            ):
+                ta, tb = median_us(fa, None, 500), median_us(fb, None, 500)
+                row.append(f"{name} {what} {ta:6.1f}/{tb:6.1f} ({tb / ta:4.2f})")
+        print(f"{n:>6}: " + " | ".join(row))
+
+
 if __name__ == "__main__":
+    probes = {"cache": cache, "regions": regions, "dispatch": dispatch}
     which = sys.argv[1] if len(sys.argv) > 1 else ""
-    if which not in ("cache", "regions"):
+    if which not in probes:
         raise SystemExit(__doc__)
-    (cache if which == "cache" else regions)()
+    probes[which]()

@@ -33,9 +33,11 @@ __all__ = [
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
 
-#: Elementwise arrays below this many elements run NumPy code: a kernel call costs
-#: ~1 us more than a ufunc, more than those few element operations (bench/THREADS.md).
-KERNEL_MIN_ELEMENTS = 512
+#: Elementwise arrays below this many elements run NumPy code. Model: a kernel call costs a
+#: few microseconds more than one ufunc call (Numba's argument typing, flattening, the outputs)
+#: and saves NumPy's extra passes, ~1 ns per element each: it pays from a few thousand
+#: elements (``python bench/probes.py dispatch`` measures both sides).
+KERNEL_MIN_ELEMENTS = 4096
 
 
 def worth_a_kernel(a):
@@ -76,17 +78,18 @@ def converted(x, dt, buf):
 
 
 def _flat(a, dt=None):
-    a = a if dt is None else as_c(a, dt)
-    return (a if a.flags.c_contiguous else np.ascontiguousarray(a)).reshape(-1)
+    if (dt is None or a.dtype == dt) and a.flags.c_contiguous:
+        return a.reshape(-1)
+    return np.ascontiguousarray(a, dtype=dt).reshape(-1)
 
 
 def elementwise(kernel, dt, x, *same, extra=(), outs=(None,), min_elements=None, state=None):
     """Run a flat elementwise ``kernel(x, *same, *extra, *outs)``; ``None`` if NumPy should.
 
     ``x`` and the arrays ``same`` (of ``x``'s shape) are converted to the compute
-    dtype ``dt`` (:func:`kernel_dtype` or :func:`own_dtype`; ``None``: no kernel); arrays in ``extra``
-    (masks, random draws) are flattened as they are, scalars passed as they
-    are. ``state`` (a random generator's state array) goes first when given.
+    dtype ``dt`` (:func:`kernel_dtype` or :func:`own_dtype`; ``None``: no kernel);
+    arrays in ``extra`` (masks, random draws) are flattened as they are, scalars
+    passed as they are. ``state`` (a random generator's state array) goes first when given.
     ``outs`` lists each output's dtype (``None``: ``dt``). Returns the
     outputs shaped like ``x``, or ``None`` when ``dt`` is not a kernel dtype or
     ``x`` has fewer than ``min_elements`` (default :data:`KERNEL_MIN_ELEMENTS`)
@@ -95,12 +98,16 @@ def elementwise(kernel, dt, x, *same, extra=(), outs=(None,), min_elements=None,
     """
     if dt is None or x.size < (KERNEL_MIN_ELEMENTS if min_elements is None else min_elements):
         return None
-    args = [_flat(x, dt)] + [_flat(a, dt) for a in same]
-    args += [_flat(a) if isinstance(a, np.ndarray) else a for a in extra]
-    n = args[0].shape[0]
+    # plain loops, not comprehensions: this runs on every layer call (a few us matter at 4k elements)
+    args = [_flat(x, dt)]
+    for a in same:
+        args.append(_flat(a, dt))
+    for a in extra:
+        args.append(_flat(a) if type(a) is np.ndarray else a)
+    n, shape = x.size, x.shape
     out = [np.empty(n, dt if o is None else o) for o in outs]
     if state is not None:
         kernel(state, *args, *out)
     else:
         kernel(*args, *out)
-    return tuple(o.reshape(x.shape) for o in out)
+    return [o.reshape(shape) for o in out]

@@ -32,7 +32,8 @@ continuing the lists, as the book's would.
 
 import numpy as np
 
-from .train import _optimizer_class, evaluate, iters_per_epoch, make_optimizer, train
+from ._train_setup import _optimizer_class
+from .train import evaluate, iters_per_epoch, make_optimizer, train
 
 __all__ = ["Trainer"]
 

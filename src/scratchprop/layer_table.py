@@ -31,6 +31,13 @@ def _bn_params(rng, dt, shape):
     return {"gamma": (1 + 0.1 * rng.standard_normal(D)).astype(dt), "beta": rng.standard_normal(D).astype(dt)}
 
 
+def _conv_params(rng, dt, shape):
+    # 30 5x5 filters on a 28x28 image (SimpleConvNet's Conv1), else 4 3x3 filters
+    FN, F = (30, 5) if shape[2:] == (28, 28) else (4, 3)
+    W = (rng.standard_normal((FN, shape[1], F, F)) * 0.3).astype(dt)
+    return {"W": W, "b": rng.standard_normal(FN).astype(dt)}
+
+
 def _labels(rng, dt, shape):
     return (_x(rng, dt, shape), rng.integers(0, shape[-1], shape[0]))
 
@@ -143,6 +150,28 @@ LAYERS = [
     ),
 ]
 
+_IMAGES = ((2, 1, 8, 8), (3, 2, 7, 5), (1, 3, 4, 4), (8, 4, 12, 12))
+
+LAYERS += [
+    LayerSpec(
+        "Convolution",
+        params=_conv_params,
+        inputs=lambda rng, dt, shape: (_x(rng, dt, shape),),
+        shapes=_IMAGES,
+        bench_shape=lambda N: (N, 1, 28, 28),
+        state=("x", "col", "col_W", "dW", "db"),
+        options={"stride": 1, "pad": 1},
+    ),
+    LayerSpec(
+        "Pooling",
+        inputs=lambda rng, dt, shape: (_x(rng, dt, shape),),
+        shapes=_IMAGES,
+        bench_shape=lambda N: (N, 30, 24, 24),  # SimpleConvNet's Pool1
+        state=("x", "arg_max"),
+        options={"pool_h": 2, "pool_w": 2, "stride": 2},
+    ),
+]
+
 _BY_NAME = {s.name: s for s in LAYERS}
 
 
@@ -167,6 +196,15 @@ def _add_errors():
     do = spec("Dropout")
     do.errors["bad_ratio"] = lambda M: lambda: M.Dropout(1.5)
     do.errors["backward_after_test_forward"] = _dropout_backward_after_test
+    conv = spec("Convolution")  # shapes[1] is (3, 2, 7, 5): W expects 2 channels
+    conv.errors["not_4d"] = _forward(conv, (3, 2, 7, 5), np.ones((3, 70)))
+    conv.errors["channel_mismatch"] = _forward(conv, (3, 2, 7, 5), np.ones((3, 1, 7, 5)))
+    conv.errors["stride_zero"] = lambda M: lambda: M.Convolution(np.ones((2, 1, 3, 3)), np.zeros(2), stride=0)
+    conv.errors["filter_larger_than_input"] = _conv_too_small
+    pool = spec("Pooling")
+    pool.errors["not_4d"] = _forward(pool, (3, 2, 7, 5), np.ones((3, 7)))
+    pool.errors["window_larger_than_input"] = _forward(pool, (3, 2, 7, 5), np.ones((1, 1, 1, 3)))
+    pool.errors["pool_size_zero"] = lambda M: lambda: M.Pooling(0, 2)
 
 
 def _dropout_backward_after_test(M):
@@ -177,6 +215,11 @@ def _dropout_backward_after_test(M):
         layer.backward(np.ones((2, 3)))
 
     return call
+
+
+def _conv_too_small(M):
+    layer = M.Convolution(np.ones((2, 1, 5, 5)), np.zeros(2), pad=1)  # 2 + 2*1 < 5
+    return lambda: layer.forward(np.ones((1, 1, 2, 3)))
 
 
 _add_errors()

@@ -9,7 +9,9 @@ checks, run in Python before any kernel). Change only the import::
 Chapter 5's layers live in :mod:`scratchprop._numba_layers`, chapter 6's in
 :mod:`scratchprop._numba_ch6`, the optimizers in
 :mod:`scratchprop._numba_optimizers`; the book's helper functions
-(``sigmoid``, ``relu_grad``, ...) are the reference's. For
+(``sigmoid``, ``relu_grad``, ...) are the reference's. Convolution and
+Pooling (with ``im2col``, ``col2im``, ``conv_output_size``) are the
+reference's until their kernels land. For
 :class:`scratchprop.TwoLayerNet` (``backend="numba"``) this module also
 provides the fused hooks :func:`net_predict`, :func:`net_gradient`,
 :func:`net_train_step` (:mod:`scratchprop._numba_net`) and
@@ -43,6 +45,7 @@ from ._numpy_ch6 import (
     softmax_loss,
     step_function,
 )
+from ._numpy_conv import Convolution, Pooling, col2im, conv_output_size, im2col
 from .numba_numgrad import net_numerical_gradient
 from .threads import get_num_threads, set_num_threads
 
@@ -53,6 +56,11 @@ __all__ = [
     "Sigmoid",
     "Dropout",
     "BatchNormalization",
+    "Convolution",
+    "Pooling",
+    "im2col",
+    "col2im",
+    "conv_output_size",
     "softmax",
     "cross_entropy_error",
     "numerical_gradient",

@@ -1,6 +1,7 @@
 """The NumPy reference: the book's chapter-5 layers, with its known bugs fixed.
 
 Chapter 6 (Sigmoid, Dropout, BatchNormalization, optimizers) is re-exported from ``_numpy_ch6`` / ``optimizers``.
+Chapter 7 (im2col, col2im, conv_output_size, Convolution, Pooling) is re-exported from ``_numpy_conv``.
 
 This module is the spec every other backend is tested against. It stays
 plain NumPy and readable; speed tricks live in ``scratchprop.kernels``.
@@ -193,6 +194,7 @@ from ._numpy_ch6 import (  # noqa: E402
     softmax_loss,
     step_function,
 )
+from ._numpy_conv import Convolution, Pooling, col2im, conv_output_size, im2col  # noqa: E402
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop  # noqa: E402
 
 __all__ += [
@@ -212,4 +214,9 @@ __all__ += [
     "AdaGrad",
     "RMSprop",
     "Adam",
+    "im2col",
+    "col2im",
+    "conv_output_size",
+    "Convolution",
+    "Pooling",
 ]

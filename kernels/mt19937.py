@@ -179,7 +179,7 @@ def _view(bg):
     view = np.ctypeslib.as_array((ctypes.c_uint32 * (N + 1)).from_address(bg.ctypes.state_address))
     st = bg.state["state"]
     if int(view.view(np.int32)[N]) != int(st["pos"]) or not np.array_equal(view[:N], st["key"]):
-        raise RuntimeError("MT19937 state layout is not {uint32 key[624]; int pos} in this NumPy")
+        raise TypeError("MT19937 state layout is not {uint32 key[624]; int pos} in this NumPy")
     return view
 
 
@@ -189,9 +189,10 @@ def global_state():
     ``state`` is a ``(625,) uint32`` view on the bit generator's own memory
     (``np.random.seed``/``set_state`` write into that same memory). Cached per
     bit generator object, rebuilt when the global one is another object.
-    Raises ``TypeError`` when the global generator is not ``MT19937``.
+    Raises ``TypeError`` when the global generator is not ``MT19937`` or this
+    NumPy does not expose it as expected (the caller then draws through ``np.random.rand``).
     """
-    bg = np.random.mtrand._rand._bit_generator
+    bg = getattr(getattr(np.random.mtrand, "_rand", None), "_bit_generator", None)
     if _CACHE and _CACHE[0][0] is bg:
         return _CACHE[0][1], _CACHE[0][2]
     if not isinstance(bg, np.random.MT19937):

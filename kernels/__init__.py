@@ -5,7 +5,7 @@ tested against: :mod:`.affine`, :mod:`.relu`, :mod:`.softmax_loss`,
 :mod:`.two_layer` (the fused net step; :mod:`.two_layer_predict` the
 forward pass alone),
 :mod:`.numgrad` (numerical gradient).
-Chapter 6: :mod:`.sigmoid` (forward, backward),
+Chapter 6: :mod:`.sigmoid` (backward; the forward is NumPy's vectorised exp),
 :mod:`.dropout` (forward from given draws, backward; ``x * 0`` semantics),
 :mod:`.batchnorm` (2-D train/test forward, backward, running statistics),
 :mod:`.optim` (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam: one fused in-place pass per array),

@@ -1,13 +1,12 @@
-"""Sigmoid kernels: ``out = 1 / (1 + exp(-x))`` and ``dx = dout * (1 - out) * out``, one pass each.
+"""Sigmoid's backward kernel: ``dx = dout * (1 - out) * out`` in one pass.
 
-Arrays are flat (``(n,)``, C order), float32 or float64, all of one dtype;
-the caller reshapes and allocates the outputs (``np.empty``), as for
-:mod:`.relu`. The reference's formulas in its order, with the constants in
-the array's dtype (NumPy 2 computes ``1 + float32`` in float32): large
-negative ``x`` gives ``0`` (``exp`` overflows to inf, silently here, with a
-RuntimeWarning in NumPy), NaN propagates. ``exp`` is libm's here and NumPy's
-own SIMD one there: the two may differ in the last bit. Serial, on the
-calling thread (see ``scratchprop.threads``).
+The forward is NumPy's: its ``exp`` is vectorised and Numba's is not here
+(no SVML), so ``scratchprop._numba_ch6.Sigmoid.forward`` runs the
+reference's ufuncs in place. Arrays are flat (``(n,)``, C order), float32
+or float64, all of one dtype; the caller reshapes and allocates ``dx``
+(``np.empty``), as for :mod:`.relu`. The reference's formula in its order,
+the constant in the array's dtype; NaN propagates. Serial, on the calling
+thread (see ``scratchprop.threads``).
 """
 
 import numpy as np
@@ -15,16 +14,7 @@ from numba import njit
 
 from .config import SERIAL, guard_cache
 
-__all__ = ["forward", "backward", "forward_naive", "backward_naive"]
-
-
-@njit(**SERIAL)
-def forward(x, out):
-    """``x (n,) -> out (n,)``: ``out = 1 / (1 + exp(-x))``, written into the caller's ``out``."""
-    one = x.dtype.type(1)
-    for i in range(x.shape[0]):
-        out[i] = one / (one + np.exp(-x[i]))
-    return out
+__all__ = ["backward", "backward_naive"]
 
 
 @njit(**SERIAL)
@@ -38,16 +28,6 @@ def backward(dout, out, dx):
 
 
 # Naive references: plain loops over NumPy scalars, what the kernels are tested against.
-
-
-def forward_naive(x):
-    """Element loop: ``x (n,) -> out``."""
-    one = x.dtype.type(1)
-    out = np.empty_like(x)
-    with np.errstate(over="ignore"):
-        for i in range(x.shape[0]):
-            out[i] = one / (one + np.exp(-x[i]))
-    return out
 
 
 def backward_naive(dout, out):

@@ -48,10 +48,7 @@ def rng():
 @pytest.mark.parametrize("n", SIZES)
 def test_sigmoid(rng, dt, n):
     x = rand(rng, n, dt, 4.0)
-    out = np.empty_like(x)
-    assert K_sig.forward(x, out) is out
-    close(out, K_sig.forward_naive(x), dt)
-    close(out, 1 / (1 + np.exp(-x)), dt)
+    out = 1 / (1 + np.exp(-x))  # the forward is NumPy's (see kernels/sigmoid.py)
     dout = rand(rng, n, dt)
     dx = np.empty_like(x)
     assert K_sig.backward(dout, out, dx) is dx
@@ -62,11 +59,8 @@ def test_sigmoid(rng, dt, n):
 @pytest.mark.parametrize("dt", DTYPES)
 def test_sigmoid_extremes_and_nan(dt):
     x = np.array([-1e4, -800.0, 1e4, np.nan, -np.inf, np.inf, 0.0, -0.0], dtype=dt)
-    out = K_sig.forward(x, np.empty_like(x))
     with np.errstate(over="ignore"):
-        ref = 1 / (1 + np.exp(-x))
-    np.testing.assert_array_equal(out, ref)
-    np.testing.assert_array_equal(out, np.array([0, 0, 1, np.nan, 0, 1, 0.5, 0.5], dtype=dt))
+        out = 1 / (1 + np.exp(-x))
     dout = np.array([1, 1, 1, 1, 1, 1, np.nan, 2], dtype=dt)
     dx = K_sig.backward(dout, out, np.empty_like(x))
     np.testing.assert_array_equal(dx, dout * (1.0 - out) * out)
@@ -333,7 +327,6 @@ def test_deterministic(rng, dt):
     x, d = rand(rng, (N, D), dt), rand(rng, (N, D), dt)
     flat, dflat = x.reshape(-1), d.reshape(-1)
     gamma, beta = _bn_params(rng, D, dt)
-    twice(K_sig.forward, flat, outs=[flat])
     twice(K_sig.backward, dflat, flat, outs=[flat])
     r = rng.random(flat.size)
     twice(K_do.forward_train, flat, r, 0.5, outs=[flat, np.empty(flat.size, bool)])

@@ -316,9 +316,9 @@ def close(a, b, scale=10):
 @pytest.mark.parametrize("make", [tiny_simple, tiny_deep])
 def test_numba_backend_equals_numpy(make):
     ref, got = make(seed=10), make(seed=10, backend="numba")
-    assert got.backend_name == "numba" and type(got.layers["Relu1"]).__module__.startswith(
-        "scratchprop._numba"
-    )
+    assert got.backend_name == "numba"
+    for name in ("Relu1", "Conv1", "Pool1"):
+        assert type(got.layers[name]).__module__.startswith("scratchprop._numba")
     for k in ref.params:
         np.testing.assert_array_equal(got.params[k], ref.params[k])
     x, t = batch(5, seed=11)
@@ -336,11 +336,15 @@ def test_numba_backend_equals_numpy(make):
     assert got.accuracy(x, t, batch_size=2) == ref.accuracy(x, t, batch_size=2)
 
 
-def test_numba_reexports_the_reference_conv_layers():
+def test_numba_conv_layers_subclass_the_reference_and_share_its_helpers():
     import scratchprop.numba as NB
     import scratchprop.numpy as NP
 
-    for name in ("Convolution", "Pooling", "im2col", "col2im", "conv_output_size"):
+    for name in ("Convolution", "Pooling"):
+        assert issubclass(getattr(NB, name), getattr(NP, name)) and getattr(NB, name) is not getattr(NP, name)
+        assert getattr(NB, name).__module__ == "scratchprop._numba_conv"
+    for name in ("im2col", "col2im", "conv_output_size"):
         assert getattr(NB, name) is getattr(NP, name)
+    for name in ("Convolution", "Pooling", "im2col", "col2im", "conv_output_size"):
         assert name in NB.__all__ and name in NP.__all__
     assert Pooling is NP.Pooling

@@ -211,17 +211,26 @@ class Convolution:
         out_h, out_w = _out_hw("Convolution", self.x.shape, *self.W.shape[2:], self.stride, self.pad)
         return (self.x.shape[0], self.W.shape[0], out_h, out_w)
 
-    def forward(self, x):
-        """``x (N, C, H, W) -> (N, FN, out_h, out_w)``."""
+    def _check_forward(self, x):
+        """``x`` as a checked ndarray, and the output's height and width."""
         layer = "Convolution"
         _conv_params(layer, self.W, self.b)
         x = _image(layer, "x", x)
-        FN, C, FH, FW = self.W.shape
+        C = self.W.shape[1]
         if x.shape[1] != C:
             raise ValueError(
                 f"{layer}: x has {x.shape[1]} channels but W {self.W.shape} expects {C}; got x {check._desc(x)}"
             )
-        out_h, out_w = _out_hw(layer, x.shape, FH, FW, self.stride, self.pad)
+        return (x, *_out_hw(layer, x.shape, *self.W.shape[2:], self.stride, self.pad))
+
+    def _check_backward(self, dout):
+        check.forward_done("Convolution", self.x)
+        return check.dout_like("Convolution", dout, self._out_shape())
+
+    def forward(self, x):
+        """``x (N, C, H, W) -> (N, FN, out_h, out_w)``."""
+        x, out_h, out_w = self._check_forward(x)
+        FN, C, FH, FW = self.W.shape
 
         col = im2col(x, FH, FW, self.stride, self.pad)  # (N*out_h*out_w, C*FH*FW)
         col_W = self.W.reshape(FN, C * FH * FW).T  # (C*FH*FW, FN): one column per filter
@@ -235,10 +244,8 @@ class Convolution:
 
     def backward(self, dout):
         """``dout (N, FN, out_h, out_w) -> dx (N, C, H, W)``; sets ``dW``, ``db``."""
-        layer = "Convolution"
-        check.forward_done(layer, self.x)
+        dout = self._check_backward(dout)
         FN, C, FH, FW = self.W.shape
-        dout = check.dout_like(layer, dout, self._out_shape())
         dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)  # rows (n, oh, ow), like col
 
         self.db = np.sum(dout, axis=0)
@@ -270,12 +277,19 @@ class Pooling:
         out_h, out_w = _out_hw("Pooling", self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
         return (*self.x.shape[:2], out_h, out_w)
 
+    def _check_forward(self, x):
+        """``x`` as a checked ndarray, and the output's height and width."""
+        x = _image("Pooling", "x", x)
+        return (x, *_out_hw("Pooling", x.shape, self.pool_h, self.pool_w, self.stride, self.pad))
+
+    def _check_backward(self, dout):
+        check.forward_done("Pooling", self.x)
+        return check.dout_like("Pooling", dout, self._out_shape())
+
     def forward(self, x):
         """``x (N, C, H, W) -> (N, C, out_h, out_w)``."""
-        layer = "Pooling"
-        x = _image(layer, "x", x)
+        x, out_h, out_w = self._check_forward(x)
         N, C, _, _ = x.shape
-        out_h, out_w = _out_hw(layer, x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
 
         # one row per (n, oh, ow, c): the values of one channel's window
         col = im2col(x, self.pool_h, self.pool_w, self.stride, self.pad)
@@ -289,9 +303,7 @@ class Pooling:
 
     def backward(self, dout):
         """``dout (N, C, out_h, out_w) -> dx (N, C, H, W)``: each value goes to its window's ``arg_max``."""
-        layer = "Pooling"
-        check.forward_done(layer, self.x)
-        dout = check.dout_like(layer, dout, self._out_shape())
+        dout = self._check_backward(dout)
         N, C, out_h, out_w = dout.shape
         dout = dout.transpose(0, 2, 3, 1).reshape(-1)  # (n, oh, ow, c), like arg_max
 

@@ -9,9 +9,9 @@ checks, run in Python before any kernel). Change only the import::
 Chapter 5's layers live in :mod:`scratchprop._numba_layers`, chapter 6's in
 :mod:`scratchprop._numba_ch6`, the optimizers in
 :mod:`scratchprop._numba_optimizers`; the book's helper functions
-(``sigmoid``, ``relu_grad``, ...) are the reference's. Convolution and
-Pooling (with ``im2col``, ``col2im``, ``conv_output_size``) are the
-reference's until their kernels land. For
+(``sigmoid``, ``relu_grad``, ...) and ``im2col``, ``col2im``,
+``conv_output_size`` are the reference's; Convolution and Pooling are in
+:mod:`scratchprop._numba_conv`. For
 :class:`scratchprop.TwoLayerNet` (``backend="numba"``) this module also
 provides the fused hooks :func:`net_predict`, :func:`net_gradient`,
 :func:`net_train_step` (:mod:`scratchprop._numba_net`) and
@@ -26,6 +26,7 @@ given thread count.
 """
 
 from ._numba_ch6 import BatchNormalization, Dropout, Sigmoid
+from ._numba_conv import Convolution, Pooling
 from ._numba_layers import (
     Affine,
     Relu,
@@ -45,7 +46,7 @@ from ._numpy_ch6 import (
     softmax_loss,
     step_function,
 )
-from ._numpy_conv import Convolution, Pooling, col2im, conv_output_size, im2col
+from ._numpy_conv import col2im, conv_output_size, im2col
 from .numba_numgrad import net_numerical_gradient
 from .threads import get_num_threads, set_num_threads
 

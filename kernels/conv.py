@@ -1,0 +1,269 @@
+"""Convolution and max-pooling kernels (the book's chapter 7).
+
+Images are ``(N, C, H, W)``. The unfolded images are kept transposed from
+the book's ``im2col`` matrix: ``colT (C*FH*FW, N*OH*OW)``, one row per
+window value ``(c, fh, fw)``, one column per output position ``(n, oh, ow)``
+(``colT.T`` is the book's ``col``). In that layout every pass reads and
+writes runs of contiguous memory, and the products, which stay in BLAS
+(called by the wrapper: ``W (FN, C*FH*FW) @ colT``), give channel-major
+rows ``(FN, N*OH*OW)`` that move into NCHW as whole image rows, not element
+by element. Padding is ``pad`` zeros on each side, never materialised.
+
+Every kernel handles whole images, so a range of images is independent of
+the rest: ``<name>_images(n0, n1, ...)`` does images ``[n0, n1)`` on the
+calling thread, and ``<name>(..., nchunks)`` runs it over ``nchunks`` ranges
+in ``prange`` (the caller decides which, ``scratchprop.threads``; the
+parallel twin compiles only when first used). No value is
+written by two images, and every sum is formed in a fixed order, so the bits
+do not depend on the thread count.
+
+The folds (:func:`fold`, :func:`pool_backward`) add into zeroed images
+one window offset ``(fh, fw)`` after another, the order of the reference's
+``col2im`` (one ``+=`` per offset), so each pixel's sum is its bits; an
+image is written by one thread only.
+
+Outputs are allocated by the caller; values are cast to the output's dtype
+on store (float32 images into a float64 ``col``: no separate conversion).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .config import PARALLEL, SERIAL, guard_cache
+
+__all__ = [
+    "unfold",
+    "unfold_images",
+    "fold",
+    "fold_images",
+    "cn_to_nchw",
+    "cn_to_nchw_images",
+    "nchw_to_cn",
+    "pool_forward",
+    "pool_forward_images",
+    "pool_backward",
+    "pool_backward_images",
+]
+
+
+@njit(**SERIAL)
+def unfold_images(n0, n1, x, FH, FW, stride, pad, colT):
+    _, C, H, W = x.shape
+    OH = (H + 2 * pad - FH) // stride + 1
+    OW = (W + 2 * pad - FW) // stride + 1
+    P = OH * OW
+    for n in range(n0, n1):
+        for c in range(C):
+            img = x[n, c]
+            for i in range(FH):
+                for j in range(FW):
+                    dst = colT[(c * FH + i) * FW + j, n * P : (n + 1) * P]
+                    for oh in range(OH):
+                        h = oh * stride + i - pad
+                        row = dst[oh * OW : (oh + 1) * OW]
+                        if h < 0 or h >= H:
+                            row[:] = 0
+                            continue
+                        src = img[h]
+                        for ow in range(OW):
+                            w = ow * stride + j - pad
+                            row[ow] = src[w] if 0 <= w < W else 0
+
+
+@njit(**PARALLEL)
+def unfold(x, FH, FW, stride, pad, colT, nchunks):
+    """``x (N, C, H, W) -> colT (C*FH*FW, N*OH*OW)``: the book's ``im2col`` transposed, zeros for the
+    padding. Row ``(c, fh, fw)`` holds that window value for every output position ``(n, oh, ow)``."""
+    N = x.shape[0]
+    for c in prange(nchunks):
+        unfold_images(c * N // nchunks, (c + 1) * N // nchunks, x, FH, FW, stride, pad, colT)
+
+
+@njit(**SERIAL)
+def fold_images(n0, n1, colT, FH, FW, stride, pad, dx):
+    _, C, H, W = dx.shape
+    OH = (H + 2 * pad - FH) // stride + 1
+    OW = (W + 2 * pad - FW) // stride + 1
+    P = OH * OW
+    for n in range(n0, n1):
+        dx[n] = 0
+        for c in range(C):
+            img = dx[n, c]
+            for i in range(FH):  # one window offset at a time, in the reference's order
+                for j in range(FW):
+                    src = colT[(c * FH + i) * FW + j, n * P : (n + 1) * P]
+                    for oh in range(OH):
+                        h = oh * stride + i - pad
+                        if h < 0 or h >= H:
+                            continue
+                        dst = img[h]
+                        row = src[oh * OW : (oh + 1) * OW]
+                        for ow in range(OW):
+                            w = ow * stride + j - pad
+                            if 0 <= w < W:
+                                dst[w] += row[ow]
+
+
+@njit(**PARALLEL)
+def fold(colT, FH, FW, stride, pad, dx, nchunks):
+    """``colT (C*FH*FW, N*OH*OW) -> dx (N, C, H, W)``: the reference's ``col2im`` of ``colT.T``
+    (overlaps add up, the padding is dropped)."""
+    N = dx.shape[0]
+    for c in prange(nchunks):
+        fold_images(c * N // nchunks, (c + 1) * N // nchunks, colT, FH, FW, stride, pad, dx)
+
+
+@njit(**SERIAL)
+def cn_to_nchw_images(n0, n1, rows, b, out):
+    _, F, OH, OW = out.shape
+    P = OH * OW
+    for n in range(n0, n1):
+        for f in range(F):
+            o = out[n, f].reshape(P)  # C-contiguous: a view
+            src = rows[f, n * P : (n + 1) * P]
+            bf = b[f]
+            for p in range(P):
+                o[p] = src[p] + bf
+
+
+@njit(**PARALLEL)
+def cn_to_nchw(rows, b, out, nchunks):
+    """``rows (F, N*OH*OW) + b (F,) -> out (N, F, OH, OW)``: the bias, and channels back inside images."""
+    N = out.shape[0]
+    for c in prange(nchunks):
+        cn_to_nchw_images(c * N // nchunks, (c + 1) * N // nchunks, rows, b, out)
+
+
+@njit(**SERIAL)
+def nchw_to_cn(dout, rows, db):
+    """``dout (N, F, OH, OW) -> rows (F, N*OH*OW)`` and ``db (F,)``, each row's sum from zero in order
+    (the order of NumPy's ``sum(axis=0)`` over the reference's ``(N*OH*OW, F)`` matrix: its bits)."""
+    N, F, OH, OW = dout.shape
+    P = OH * OW
+    for f in range(F):
+        db[f] = 0
+    for n in range(N):
+        d = dout[n].reshape(F, P)
+        for f in range(F):
+            dst = rows[f, n * P : (n + 1) * P]
+            for p in range(P):
+                dst[p] = d[f, p]
+        for p in range(P):  # F independent sums: not one long chain of dependent adds
+            for f in range(F):
+                db[f] += d[f, p]
+
+
+@njit(**SERIAL)
+def _window_max(xf, img, H, W, h0, w0, PH, PW):
+    """The max of one window and np.argmax's index in it (the first maximum, or the first NaN);
+    values outside the ``H x W`` image (the padding) are zeros."""
+    zero = xf.dtype.type(0)
+    best = zero
+    arg = 0
+    for i in range(PH):
+        h = h0 + i
+        for j in range(PW):
+            w = w0 + j
+            v = xf[img + h * W + w] if 0 <= h < H and 0 <= w < W else zero
+            k = i * PW + j
+            if k == 0 or (best == best and (v > best or v != v)):
+                best = v
+                arg = k
+    return best, arg
+
+
+@njit(**SERIAL)
+def pool_forward_images(n0, n1, x, PH, PW, stride, pad, out, arg_max):
+    _, C, H, W = x.shape
+    _, _, OH, OW = out.shape
+    xf = x.reshape(-1)  # flat indices: no views in the inner loops
+    of = out.reshape(-1)
+    two = PH == 2 and PW == 2  # the book's nets: 2x2 windows, unrolled (a generic loop is 3x slower)
+    for n in range(n0, n1):
+        for c in range(C):
+            img = (n * C + c) * H * W
+            for oh in range(OH):
+                h0 = oh * stride - pad
+                for ow in range(OW):
+                    w0 = ow * stride - pad
+                    if two and h0 >= 0 and h0 + 2 <= H and w0 >= 0 and w0 + 2 <= W:
+                        top = img + h0 * W + w0
+                        v0, v1, v2, v3 = xf[top], xf[top + 1], xf[top + W], xf[top + W + 1]
+                        if (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3):
+                            best, arg = _window_max(xf, img, H, W, h0, w0, 2, 2)
+                        else:  # selects, not branches: the comparisons are unpredictable
+                            best, arg = v0, 0
+                            t = v1 > best
+                            best, arg = (v1, 1) if t else (best, arg)
+                            t = v2 > best
+                            best, arg = (v2, 2) if t else (best, arg)
+                            t = v3 > best
+                            best, arg = (v3, 3) if t else (best, arg)
+                    else:
+                        best, arg = _window_max(xf, img, H, W, h0, w0, PH, PW)
+                    of[((n * C + c) * OH + oh) * OW + ow] = best
+                    arg_max[((n * OH + oh) * OW + ow) * C + c] = arg
+
+
+@njit(**PARALLEL)
+def pool_forward(x, PH, PW, stride, pad, out, arg_max, nchunks):
+    """Max pooling: ``x (N, C, H, W) -> out (N, C, OH, OW)``, ``arg_max (N*OH*OW*C,)`` (rows ``(n, oh, ow, c)``,
+    the index in the ``PH x PW`` window of its first maximum; zero padding takes part, as in the book)."""
+    N = x.shape[0]
+    for c in prange(nchunks):
+        pool_forward_images(c * N // nchunks, (c + 1) * N // nchunks, x, PH, PW, stride, pad, out, arg_max)
+
+
+@njit(**SERIAL)
+def pool_backward_images(n0, n1, dout, arg_max, PH, PW, stride, pad, dx):
+    _, C, H, W = dx.shape
+    _, _, OH, OW = dout.shape
+    apart = stride >= PH and stride >= PW  # windows never overlap: one pass
+    ki = np.empty(PH * PW, np.intp)  # window index -> row, column (no division in the loop)
+    kj = np.empty(PH * PW, np.intp)
+    for k in range(PH * PW):
+        ki[k] = k // PW
+        kj[k] = k % PW
+    for n in range(n0, n1):
+        dx[n] = 0
+        for c in range(C):
+            img = dx[n, c]
+            d = dout[n, c]
+            # overlapping windows: one pass per window offset, so each pixel adds its values in
+            # the reference's order
+            for k in range(1 if apart else PH * PW):
+                for oh in range(OH):
+                    for ow in range(OW):
+                        a = arg_max[((n * OH + oh) * OW + ow) * C + c]
+                        if apart or a == k:
+                            h = oh * stride + ki[a] - pad
+                            w = ow * stride + kj[a] - pad
+                            if 0 <= h < H and 0 <= w < W:
+                                img[h, w] += d[oh, ow]
+
+
+@njit(**PARALLEL)
+def pool_backward(dout, arg_max, PH, PW, stride, pad, dx, nchunks):
+    """``dout (N, C, OH, OW) -> dx (N, C, H, W)``: each value to its window's ``arg_max``."""
+    N = dx.shape[0]
+    for c in prange(nchunks):
+        pool_backward_images(c * N // nchunks, (c + 1) * N // nchunks, dout, arg_max, PH, PW, stride, pad, dx)
+
+
+# --- naive versions: the book's loops, for the tests ----------------------------------------------
+
+
+def im2col_naive(x, FH, FW, stride, pad):
+    """The book's ``im2col`` (loops over the window offsets), in ``x``'s dtype."""
+    N, C, H, W = x.shape
+    OH = (H + 2 * pad - FH) // stride + 1
+    OW = (W + 2 * pad - FW) // stride + 1
+    img = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+    col = np.zeros((N, C, FH, FW, OH, OW), x.dtype)
+    for y in range(FH):
+        for z in range(FW):
+            col[:, :, y, z] = img[:, :, y : y + stride * OH : stride, z : z + stride * OW : stride]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(N * OH * OW, -1)
+
+
+guard_cache(globals())

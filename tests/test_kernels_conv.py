@@ -1,0 +1,136 @@
+"""The chapter-7 kernels (``scratchprop.kernels.conv``) against the reference's NumPy code.
+
+The unfold is a copy and the folds add in the reference's order, so those
+are compared bit for bit; so are pooling's max, ``arg_max`` (NaN included)
+and its backward. Every kernel's parallel twin must give its serial
+version's bits for any number of chunks (the results may not depend on the
+thread count). The layer-level equivalence, error parity and determinism
+run from the layer table (``tests/test_layer_table.py``).
+"""
+
+import numpy as np
+import pytest
+
+from scratchprop import _numpy_conv as ref
+from scratchprop.kernels import conv as K
+
+DTYPES = [np.float64, np.float32]
+# (N, C, H, W), filter (FH, FW), stride, pad: the book's 5x5 and 3x3, strides, padding, odd sizes
+CASES = [
+    ((2, 1, 8, 8), (5, 5), 1, 0),
+    ((3, 2, 7, 5), (3, 3), 1, 1),
+    ((2, 3, 9, 9), (3, 3), 2, 1),
+    ((1, 2, 6, 7), (2, 3), 2, 2),
+    ((3, 1, 5, 5), (1, 1), 1, 0),
+    ((2, 2, 4, 4), (4, 4), 1, 3),
+]
+
+
+def same_bits(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes()
+
+
+def out_hw(shape, F, stride, pad):
+    return ((shape[2] + 2 * pad - F[0]) // stride + 1, (shape[3] + 2 * pad - F[1]) // stride + 1)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("shape, F, stride, pad", CASES)
+def test_unfold_is_im2col_transposed(shape, F, stride, pad, dt):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dt)
+    OH, OW = out_hw(shape, F, stride, pad)
+    colT = np.full((shape[1] * F[0] * F[1], shape[0] * OH * OW), np.nan, dt)
+    K.unfold_images(0, shape[0], x, F[0], F[1], stride, pad, colT)
+    same_bits(np.ascontiguousarray(colT.T), ref.im2col(x, F[0], F[1], stride, pad))
+    same_bits(np.ascontiguousarray(colT.T), K.im2col_naive(x, F[0], F[1], stride, pad))
+
+
+def test_unfold_converts_float32_images_on_store():
+    x = np.random.default_rng(1).standard_normal((2, 1, 6, 6)).astype(np.float32)
+    colT = np.empty((9, 2 * 16))
+    K.unfold_images(0, 2, x, 3, 3, 1, 0, colT)
+    same_bits(np.ascontiguousarray(colT.T), ref.im2col(x, 3, 3).astype(np.float64))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("shape, F, stride, pad", CASES)
+def test_fold_is_col2im_bit_for_bit(shape, F, stride, pad, dt):
+    OH, OW = out_hw(shape, F, stride, pad)
+    col = np.random.default_rng(2).standard_normal((shape[0] * OH * OW, shape[1] * F[0] * F[1])).astype(dt)
+    dx = np.full(shape, np.nan, dt)  # every element must be written
+    K.fold_images(0, shape[0], np.ascontiguousarray(col.T), F[0], F[1], stride, pad, dx)
+    same_bits(dx, np.ascontiguousarray(ref.col2im(col, shape, F[0], F[1], stride, pad)))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_bias_and_layout_passes(dt):
+    rng = np.random.default_rng(3)
+    N, F, OH, OW = 3, 4, 5, 6
+    rows = rng.standard_normal((F, N * OH * OW)).astype(dt)
+    b = rng.standard_normal(F).astype(dt)
+    out = np.empty((N, F, OH, OW), dt)
+    K.cn_to_nchw_images(0, N, rows, b, out)
+    same_bits(out, np.ascontiguousarray((rows.T + b).reshape(N, OH, OW, F).transpose(0, 3, 1, 2)))
+    back, db = np.empty_like(rows), np.empty(F, dt)
+    K.nchw_to_cn(out, back, db)
+    same_bits(back, np.ascontiguousarray((rows.T + b).T))
+    # db adds the reference's (N*OH*OW, F) rows in order: NumPy's sum(axis=0), bit for bit
+    same_bits(db, np.sum(np.ascontiguousarray(back.T), axis=0))
+
+
+POOLS = [((2, 2), 2, 0), ((3, 3), 1, 1), ((2, 2), 1, 0), ((2, 2), 2, 1), ((1, 3), 1, 0), ((3, 2), 2, 0)]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("P, stride, pad", POOLS)
+def test_pooling_max_argmax_and_backward_are_the_references(P, stride, pad, dt):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 7, 8)).astype(dt)
+    x[0, 0, 1, 1] = x[1, 1, 2, 3] = np.nan  # np.argmax: the first NaN wins
+    x[2, 0, :3, :3] = -1.0  # all negative: padding zeros win where they take part
+    x[2, 1, :2, :2] = 0.5  # ties: the first maximum
+    layer = ref.Pooling(P[0], P[1], stride, pad)
+    want = np.ascontiguousarray(layer.forward(x))
+    out, arg = np.empty(want.shape, dt), np.empty(want.size, np.intp)
+    K.pool_forward_images(0, 3, x, P[0], P[1], stride, pad, out, arg)
+    same_bits(out, want)
+    assert np.array_equal(arg, layer.arg_max)
+    dout = rng.standard_normal(want.shape).astype(dt)
+    dx = np.full(x.shape, np.nan, dt)
+    K.pool_backward_images(0, 3, dout, arg, P[0], P[1], stride, pad, dx)
+    same_bits(dx, np.ascontiguousarray(layer.backward(dout)))
+
+
+@pytest.mark.parametrize("nchunks", [2, 3, 5])
+def test_parallel_twins_give_the_serial_bits(nchunks):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3, 9, 9))
+    F, stride, pad = (3, 3), 1, 1
+    OH, OW = out_hw(x.shape, F, stride, pad)
+    runs = {}
+    for mode in ("serial", "parallel"):
+        colT = np.empty((27, 5 * OH * OW))
+        dx = np.empty(x.shape)
+        out = np.empty((5, 4, OH, OW))
+        pooled = np.empty((5, 3, 4, 4))
+        arg = np.empty(pooled.size, np.intp)
+        dpool = np.empty(x.shape)
+        rows = rng.standard_normal((4, 5 * OH * OW)) if mode == "serial" else runs["serial"][2]
+        b = np.arange(4.0)
+        dp = rng.standard_normal(pooled.shape) if mode == "serial" else runs["serial"][6]
+        if mode == "serial":
+            K.unfold_images(0, 5, x, *F, stride, pad, colT)
+            K.fold_images(0, 5, colT, *F, stride, pad, dx)
+            K.cn_to_nchw_images(0, 5, rows, b, out)
+            K.pool_forward_images(0, 5, x, 2, 2, 2, 0, pooled, arg)
+            K.pool_backward_images(0, 5, dp, arg, 2, 2, 2, 0, dpool)
+        else:
+            K.unfold(x, *F, stride, pad, colT, nchunks)
+            K.fold(colT, *F, stride, pad, dx, nchunks)
+            K.cn_to_nchw(rows, b, out, nchunks)
+            K.pool_forward(x, 2, 2, 2, 0, pooled, arg, nchunks)
+            K.pool_backward(dp, arg, 2, 2, 2, 0, dpool, nchunks)
+        runs[mode] = (colT, dx, rows, out, pooled, arg, dp, dpool)
+    for a, b in zip(runs["serial"], runs["parallel"], strict=True):
+        same_bits(a, b)

@@ -243,3 +243,30 @@ def test_a_sigmoid_mlp_has_no_kinks_and_a_bug_still_fails():
     real = net.gradient
     net.gradient = lambda x, t: {**real(x, t), "W2": real(x, t)["W2"] * 1.01}
     assert not scratchprop.gradcheck(net, x, t).passed
+
+
+def pooling_tie_net(backend):
+    """A 3x3-input SimpleConvNet whose one 2x2 pooling window holds 2 and 2 - 3e-5: moving ``W1[0, 0, 0,
+    0]`` (or ``W1[0, 0, 0, 1]``) by h = 1e-4 changes which entry is the window's maximum."""
+    conv = {"filter_num": 1, "filter_size": 2, "pad": 0, "stride": 1}
+    net = scratchprop.SimpleConvNet((1, 3, 3), conv, hidden_size=2, output_size=2, backend=backend, seed=0)
+    net.params["W1"][...] = 1.0
+    net.params["W2"][...] = [[1.0, 0.5]]  # hidden units at 2 and 1: far from their ReLU kink
+    x = np.array([[[[1.0, 0.0, 1.0], [0.5, 0.5, 0.5 - 3e-5], [0.0, 0.0, 0.0]]]])
+    return net, x, np.array([0])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_max_pooling_switch_is_a_kink(backend, monkeypatch):
+    net, x, t = pooling_tie_net(backend)
+    report = scratchprop.gradcheck(net, x, t)
+    assert report.passed, str(report)
+    p = {q.name: q for q in report.params}
+    assert p["W1"].kinks == 2 and p["W1"].kink_at == ((0, 0, 0, 0), (0, 0, 0, 1))
+    assert p["W1"].kink_max_abs > 1e-4 and sum(q.kinks for q in report.params) == 2
+    text = str(report)
+    assert "every ReLU layer's mask and every Pooling layer's arg_max" in text
+    assert "moves a ReLU input across 0 or a pooling window's maximum to another entry" in text
+    monkeypatch.setattr(gradcheck_mod, "_is_pooling", lambda layer: False)  # ReLU masks only
+    report = scratchprop.gradcheck(*pooling_tie_net(backend))
+    assert not report.passed and not report.kink_pooling

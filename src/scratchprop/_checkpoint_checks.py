@@ -3,7 +3,7 @@ and dtypes, BatchNorm running statistics and the optimizer's state; each raises 
 
 import numpy as np
 
-from .checkpoint import _DTYPES, OPT_PREFIX, PARAM_KEYS, RUNNING, _batchnorm_layers, _net_class
+from .checkpoint import _DTYPES, OPT_PREFIX, PARAM_KEYS, RUNNING, _batchnorm_layers, _net_class, config_sizes
 
 
 def _check_dtypes(bad, params):
@@ -69,7 +69,7 @@ def _check_layer_net(bad, kind, arrays, meta):
     ]
     if wrong:
         raise bad("inconsistent parameter shapes for the config: " + ", ".join(wrong))
-    sizes = [config["input_size"], *config["hidden_size_list"], config["output_size"]]
+    sizes = config_sizes(kind, config)
     if list(meta.get("sizes", sizes)) != sizes:
         raise bad(f"metadata sizes {meta.get('sizes')} disagree with the config ({sizes})")
     return params, net

@@ -66,6 +66,9 @@ def warm_up(net, optimizer=None):
             tiny.loss(x, t)
             if optimizer in (None, "sgd"):
                 return
+        elif hasattr(net, "input_dim"):  # a convnet: its own layers, on a few images
+            tiny = type(net)(**net.config(), backend="numba", dtype=net.dtype, seed=0)
+            x, t = np.zeros((8, *net.input_dim), net.dtype), np.arange(8) % net.output_size
         else:  # arrays big enough for the kernels (small ones run NumPy code)
             cfg = {**net.config(), "input_size": 16, "hidden_size_list": [32], "output_size": 10}
             tiny = type(net)(**cfg, backend="numba", dtype=net.dtype, seed=0)
@@ -147,7 +150,9 @@ def setup_backend(name, threads=None):
     return f"numba {numba.get_num_threads()}, kernels' BLAS {blas}"
 
 
-def load_data(root, dataset):
+def load_data(root, dataset, images=False):
+    """The data set's ``(x, t), (x_test, t_test)``: ``x`` rows ``(N, H*W)``, or with ``images``
+    ``(N, 1, H, W)`` (for the convnets; the loader's own reshape, no extra copy)."""
     from .data import DEBIAN_FASHION_MNIST_DIR, load_mnist
 
     if root is None and dataset == "fashion-mnist" and not DEBIAN_FASHION_MNIST_DIR.is_dir():
@@ -158,16 +163,18 @@ def load_data(root, dataset):
         )
     if root is not None and not Path(root).is_dir():
         raise CLIError(f"--data {root}: no such directory")
-    (x, t), (xt, tt) = load_mnist(root, dataset=dataset)
+    (x, t), (xt, tt) = load_mnist(root, flatten=not images, dataset=dataset)
     where = f"--data {root}" if root is not None else dataset
-    for name, images in (("training", x), ("test", xt)):
-        if len(images) == 0:
+    for name, some in (("training", x), ("test", xt)):
+        if len(some) == 0:
             raise CLIError(f"{where}: the {name} set has no images")
     if x.shape[1:] != xt.shape[1:]:
-        raise CLIError(
-            f"{where}: training images have {x.shape[1]} pixels but test images "
-            f"{xt.shape[1]}: the two sets must have the same image size"
+        have = (
+            f"are {x.shape[2]}x{x.shape[3]} but test images {xt.shape[2]}x{xt.shape[3]}"
+            if images
+            else f"have {x.shape[1]} pixels but test images {xt.shape[1]}"
         )
+        raise CLIError(f"{where}: training images {have}: the two sets must have the same image size")
     return (x, t), (xt, tt)
 
 

@@ -3,9 +3,9 @@ trained with a progress bar, per-epoch checkpoints, a metrics file and a plot.""
 
 import sys
 
-from ._cli_common import N_CLASSES, CLIError, check_output, load_data, setup_backend, warm_up
-from ._cli_nets import build_net, check_resume_net, describe, net_choice
-from .checkpoint import CheckpointError
+from ._cli_common import CLIError, check_output, load_data, setup_backend, warm_up
+from ._cli_nets import CONV_NETS, build_net, check_fits_data, check_resume_net, describe, net_choice
+from .checkpoint import CONV_KINDS, CheckpointError
 from .cli import OPTIMIZER_NAMES
 
 
@@ -42,18 +42,14 @@ def cmd_train(args):
         return given if given is not None else saved if saved is not None else default
 
     dataset = pick("dataset", args.dataset, "mnist")
-    if not ckpt:
-        net_choice(args)  # the options fit the net: before the data is read
-    (x_train, t_train), (x_test, t_test) = load_data(args.data, dataset)
-    D = x_train.shape[1]
+    if ckpt:
+        images = ckpt.kind in CONV_KINDS
+    else:
+        images = net_choice(args) in CONV_NETS  # the options fit the net: before the data is read
+    (x_train, t_train), (x_test, t_test) = load_data(args.data, dataset, images=images)
     if ckpt:
         check_resume_net(args, ckpt)
-        sizes = ckpt.sizes
-        if (sizes[0], sizes[-1]) != (D, N_CLASSES):
-            raise CLIError(
-                f"checkpoint {args.resume} is a {'-'.join(map(str, sizes))} net but the {dataset} data "
-                f"has {D} features and {N_CLASSES} classes"
-            )
+        check_fits_data(args.resume, ckpt, x_train, dataset)
         if args.dtype is not None and args.dtype != ckpt.dtype.name:
             raise CLIError(f"--dtype {args.dtype} differs from the checkpoint {args.resume} ({ckpt.dtype})")
         if args.optimizer is not None and args.optimizer != ckpt.optimizer.lower():
@@ -83,7 +79,8 @@ def cmd_train(args):
     else:
         batch_size = args.batch_size or 100
         seed = args.seed if args.seed is not None else new_seed()
-        net = build_net(args, D, seed, default_hidden=[100, 100, 100] if net_choice(args) == "mlp" else [100])
+        default_hidden = [100, 100, 100] if net_choice(args) == "mlp" else [100]
+        net = build_net(args, x_train.shape[1:], seed, default_hidden=default_hidden)
         state = TrainState(seed=seed, batch_size=batch_size, train_size=len(x_train))
         opt_name = args.optimizer or "sgd"
         lr = make_optimizer(net, opt_name, lr=args.lr).lr

@@ -9,14 +9,18 @@ all, however right the backprop is. Such entries ("kink crossed") are found
 verdict, as careful gradient-check guides advise; the verdict counts the clean
 entries only.
 
+Max pooling has kinks too: where ``+-h`` changes which entry of a window is
+its maximum (near-ties, common in a narrow, freshly initialised convnet).
+
 Finding them: for the two-layer net, from one forward pass (the move of each
-pre-activation is known in closed form); for the chapter-6 nets
+pre-activation is known in closed form); for the chapter-6 to 8 nets
 (:class:`scratchprop.layernet.LayerNet`: ReLU layers anywhere, BatchNorm,
-Dropout), by running the forward pass at ``w + h`` and ``w - h`` for every
-entry of every parameter upstream of a ReLU layer, with the Dropout masks of
-the numerical gradient, and comparing every ReLU layer's mask: an entry is a
-kink when some mask differs. That costs as many forward passes as the
-numerical gradient of those parameters.
+Dropout, Convolution, Pooling), by running the forward pass at ``w + h`` and
+``w - h`` for every entry of every parameter upstream of a ReLU or Pooling
+layer, with the Dropout masks of the numerical gradient, and comparing every
+ReLU layer's mask and every Pooling layer's ``arg_max``: an entry is a kink
+when one of them differs. That costs as many forward passes as the numerical
+gradient of those parameters.
 """
 
 import time
@@ -61,6 +65,7 @@ class GradcheckReport:
     warmup: bool = False
     kinks_checked: bool = False  #: whether kink detection covered this net (see :func:`kink_masks`)
     kink_method: str = ""  #: "closed form" (TwoLayerNet) or "masks" (LayerNet: ReLU masks at w +- h)
+    kink_pooling: bool = False  #: whether the "masks" compared max-pooling layers' arg_max too
     seed: object = None  #: the seed the caller reports (the CLI's net seed)
 
     @property
@@ -100,16 +105,18 @@ class GradcheckReport:
             )
         elif self.kink_method == "masks":
             none = "" if any(p.kinks for p in self.params) else "; none crossed"
-            lines.append(f"kinks: found by comparing every ReLU layer's mask at w + h and w - h{none}")
+            pools = " and every Pooling layer's arg_max" if self.kink_pooling else ""
+            lines.append(f"kinks: found by comparing every ReLU layer's mask{pools} at w + h and w - h{none}")
         elif not any(p.kinks for p in self.params):
             lines.append("kinks: none (no +-h perturbation moves a ReLU input across 0)")
         for p in self.params:
             if p.kinks:
                 at = ", ".join(str(i) for i in p.kink_at) + (", ..." if p.kinks > len(p.kink_at) else "")
                 what = "entry whose" if p.kinks == 1 else "entries whose"
+                pools = " or a pooling window's maximum to another entry" if self.kink_pooling else ""
                 lines.append(
                     f"kinks: {p.name} has {p.kinks} {what} +-h perturbation moves a ReLU "
-                    f"input across 0, left out of the verdict (max |d| there "
+                    f"input across 0{pools}, left out of the verdict (max |d| there "
                     f"{p.kink_max_abs:.2e}): {at}"
                 )
         lines.append(f"parameters restored bit-exactly: {'yes' if self.params_restored else 'NO'}")
@@ -155,7 +162,7 @@ def compare(name, numerical, backprop, rtol, floor, kink=None):
 def kink_masks(net, x, h, random_state=None):
     """``{param: bool mask}`` of the entries whose ``+-h`` perturbation crosses a ReLU kink, or None.
 
-    A :class:`scratchprop.layernet.LayerNet` (the chapter-6 nets): see
+    A :class:`scratchprop.layernet.LayerNet` (the chapter-6 to 8 nets): see
     :func:`layer_kink_masks` (``random_state``: the ``np.random`` state the
     numerical gradient started from, for Dropout's masks).
 
@@ -205,24 +212,34 @@ def _is_relu(layer):
     return type(layer).__name__ == "Relu" and hasattr(layer, "mask")
 
 
+def _is_pooling(layer):
+    return type(layer).__name__ == "Pooling" and hasattr(layer, "arg_max")
+
+
+def _kink_state(layer):
+    """What a kink changes in ``layer``: a ReLU's mask, a max pooling's ``arg_max``."""
+    return layer.mask if _is_relu(layer) else layer.arg_max
+
+
 def layer_kink_masks(net, x, h, random_state=None):
     """Kink masks of a LayerNet, found by running it: ``{param: bool mask}``.
 
-    Each entry of a parameter held by a layer before the last ReLU layer is
-    set to ``w + h`` and to ``w - h`` exactly as the numerical gradient sets it,
-    the net runs forward in training mode from ``random_state`` (the same
-    Dropout masks as the numerical gradient; default: the current state), and
-    the entry is a kink when some ReLU layer's mask differs between the two.
-    Parameters after the last ReLU (the output Affine) feed no ReLU: never.
+    Each entry of a parameter held by a layer before the last ReLU or Pooling
+    layer is set to ``w + h`` and to ``w - h`` exactly as the numerical
+    gradient sets it, the net runs forward in training mode from
+    ``random_state`` (the same Dropout masks as the numerical gradient;
+    default: the current state), and the entry is a kink when some ReLU
+    layer's mask or some Pooling layer's ``arg_max`` differs between the two.
+    Parameters after the last of them (the output Affine) feed none: never.
     The parameters, BatchNorm's running statistics and ``np.random`` are left
     as they were.
     """
     names = list(net.layers)
-    relus = [name for name in names if _is_relu(net.layers[name])]
+    watched = [name for name in names if _is_relu(net.layers[name]) or _is_pooling(net.layers[name])]
     out = {k: np.zeros(np.shape(v), bool) for k, v in net.params.items()}
-    if not relus:
+    if not watched:
         return out
-    last = max(names.index(name) for name in relus)
+    last = max(names.index(name) for name in watched)
     state = np.random.get_state() if random_state is None else random_state
     outer = np.random.get_state()
     stats = {
@@ -234,7 +251,7 @@ def layer_kink_masks(net, x, h, random_state=None):
     def masks():
         np.random.set_state(state)
         net.predict(x, train_flg=True)
-        return [np.array(net.layers[name].mask) for name in relus]
+        return [np.array(_kink_state(net.layers[name])) for name in watched]
 
     try:
         for key, (layer_name, _) in net.param_owner.items():
@@ -330,5 +347,6 @@ def gradcheck(net, x, t, h=1e-4, *, warmup=False, seed=None):
         warmup=warmup,
         kinks_checked=kinks is not None,
         kink_method="" if kinks is None else "masks" if isinstance(net, LayerNet) else "closed form",
+        kink_pooling=isinstance(net, LayerNet) and any(map(_is_pooling, net.layers.values())),
         seed=seed,
     )

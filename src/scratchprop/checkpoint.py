@@ -10,9 +10,11 @@ Layout of the archive (readable with ``np.load(path)``, no pickles), format vers
     opt/m/W1, opt/v/W1, ...     the optimizer's state arrays (``state_dict()``'s, under ``opt/``)
     loss     (n_iterations,) float64   the per-iteration training loss
     meta     0-d unicode array         JSON: format, format_version, net (the kind:
-                                       TwoLayerNet, MultiLayerNet, MultiLayerNetExtend),
-                                       config (a chapter-6 net's ``config()``), sizes
-                                       (the layer widths), dtype, backend, optimizer (its
+                                       TwoLayerNet, MultiLayerNet, MultiLayerNetExtend,
+                                       SimpleConvNet, DeepConvNet), config (a chapter-6
+                                       to 8 net's ``config()``), sizes (the layer widths; a
+                                       convnet's: its input's C*H*W, hidden_size and
+                                       output_size), dtype, backend, optimizer (its
                                        name) and optimizer_state (its numbers: lr,
                                        beta1, iter, ...), and the training metadata: epoch,
                                        iteration, accuracies, lr, batch size, seed, dataset,
@@ -27,6 +29,7 @@ name. :func:`load_checkpoint` validates everything (the checks are in
 ``_checkpoint_checks``) and raises :class:`CheckpointError` naming the file.
 """
 
+import inspect
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -41,7 +44,9 @@ __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"
 FORMAT = "scratchprop-checkpoint"
 FORMAT_VERSION = 2
 PARAM_KEYS = ("W1", "b1", "W2", "b2")
-NET_KINDS = ("TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend")
+NET_KINDS = ("TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet")
+#: the kinds whose input is images ``(N, C, H, W)`` (their config has ``input_dim``), not rows ``(N, D)``
+CONV_KINDS = ("SimpleConvNet", "DeepConvNet")
 RUNNING = ("running_mean", "running_var")
 OPT_PREFIX = "opt/"
 _DTYPES = ("float32", "float64")
@@ -52,20 +57,37 @@ class CheckpointError(ValueError):
 
 
 def net_kind(net):
-    """``"TwoLayerNet"``, ``"MultiLayerNet"`` or ``"MultiLayerNetExtend"`` (subclasses count)."""
+    """One of :data:`NET_KINDS`: ``"TwoLayerNet"``, ``"MultiLayerNet"``, ... (subclasses count)."""
+    from .convnet import DeepConvNet, SimpleConvNet
     from .multilayer import MultiLayerNet, MultiLayerNetExtend
     from .net import TwoLayerNet
 
-    for cls in (MultiLayerNetExtend, MultiLayerNet, TwoLayerNet):
+    for cls in (MultiLayerNetExtend, MultiLayerNet, TwoLayerNet, SimpleConvNet, DeepConvNet):
         if isinstance(net, cls):
             return cls.__name__
     raise TypeError(f"cannot checkpoint a {type(net).__name__}; expected one of {', '.join(NET_KINDS)}")
 
 
 def _net_class(kind):
-    from .multilayer import MultiLayerNet, MultiLayerNetExtend
+    from . import convnet, multilayer
 
-    return {"MultiLayerNet": MultiLayerNet, "MultiLayerNetExtend": MultiLayerNetExtend}[kind]
+    return getattr(convnet if kind in CONV_KINDS else multilayer, kind)
+
+
+def _full_config(kind, config):
+    """A convnet's ``config`` with the constructor's defaults for what it leaves out."""
+    params = inspect.signature(_net_class(kind)).parameters.values()
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return {**defaults, **config}
+
+
+def config_sizes(kind, config):
+    """The ``sizes`` a chapter-6 to 8 net's ``config`` gives: the layer widths ``[D, H1, ..., C]``; a
+    convnet's ``[C*H*W of its input, hidden_size, output_size]``."""
+    if kind in CONV_KINDS:
+        cfg = _full_config(kind, config)
+        return [int(np.prod(cfg["input_dim"])), cfg["hidden_size"], cfg["output_size"]]
+    return [config["input_size"], *config["hidden_size_list"], config["output_size"]]
 
 
 def _batchnorm_layers(net):
@@ -89,12 +111,12 @@ class Checkpoint:
 
     @property
     def kind(self):
-        """``"TwoLayerNet"``, ``"MultiLayerNet"`` or ``"MultiLayerNetExtend"``."""
+        """One of :data:`NET_KINDS`: ``"TwoLayerNet"``, ``"MultiLayerNet"``, ..."""
         return self.meta.get("net", "TwoLayerNet")
 
     @property
     def config(self):
-        """The constructor arguments: a chapter-6 net's ``config()``; a TwoLayerNet's three sizes."""
+        """The constructor arguments: a chapter-6 to 8 net's ``config()``; a TwoLayerNet's three sizes."""
         if self.kind == "TwoLayerNet":
             D, H, C = self.sizes
             return {"input_size": D, "hidden_size": H, "output_size": C}
@@ -107,12 +129,19 @@ class Checkpoint:
 
     @property
     def sizes(self):
-        """The layer widths: ``(D, H, C)`` for a TwoLayerNet, ``(D, H1, ..., C)`` for the others."""
+        """The layer widths: ``(D, H, C)`` for a TwoLayerNet, ``(D, H1, ..., C)`` for the chapter-6
+        nets, ``(C*H*W, hidden_size, output_size)`` for a convnet."""
         if self.kind == "TwoLayerNet":
             D, H = self.params["W1"].shape
             return D, H, self.params["W2"].shape[1]
-        cfg = self.meta["config"]
-        return (cfg["input_size"], *cfg["hidden_size_list"], cfg["output_size"])
+        return tuple(config_sizes(self.kind, self.meta["config"]))
+
+    @property
+    def input_shape(self):
+        """The shape of one input sample: ``(D,)``, or ``(C, H, W)`` for a convnet."""
+        if self.kind in CONV_KINDS:
+            return tuple(_full_config(self.kind, self.meta["config"])["input_dim"])
+        return (self.sizes[0],)
 
     @property
     def dtype(self):
@@ -169,7 +198,7 @@ def save_checkpoint(path, net, meta=None, loss=(), *, optimizer=None, optimizer_
         sizes, config = [D, H, params["W2"].shape[1]], None
     else:
         config = net.config()
-        sizes = [config["input_size"], *config["hidden_size_list"], config["output_size"]]
+        sizes = config_sizes(kind, config)
     arrays = dict(params)
     for name, layer in _batchnorm_layers(net).items():
         if layer.running_mean is not None:

@@ -104,9 +104,11 @@ def net_args(s, hidden_help):
     """The flags that choose and shape the net (train and gradcheck)."""
     s.add_argument(
         "--net",
-        choices=("two-layer", "mlp"),
+        choices=("two-layer", "mlp", "simple-convnet", "deep-convnet"),
         help="two-layer: the chapter-5 TwoLayerNet; mlp: the chapter-6 MultiLayerNet (with --batchnorm "
-        "or --dropout, MultiLayerNetExtend) (default: two-layer, or mlp when an mlp option is given)",
+        "or --dropout, MultiLayerNetExtend); simple-convnet, deep-convnet: the chapter-7 SimpleConvNet "
+        "and the chapter-8 DeepConvNet with the book's defaults, on the images as 1xHxW "
+        "(default: two-layer, or mlp when an mlp option is given)",
     )
     s.add_argument("--hidden", type=hidden_sizes, metavar="H[,H...]", help=hidden_help)
     s.add_argument("--activation", choices=("relu", "sigmoid"), help="mlp: hidden activation (default: relu)")
@@ -135,14 +137,16 @@ def net_args(s, hidden_help):
 
 
 def build_parser():
+    from ._cli_nets import GRADCHECK_FILTERS, GRADCHECK_HIDDEN
     from .backends import BACKENDS
     from .data import DATASETS
 
     p = Parser(
         prog="scratchprop",
         description="The 'Deep Learning from Scratch' nets on NumPy or Numba: the chapter-5 "
-        "two-layer net and the chapter-6 multi-layer nets (batch norm, dropout, weight decay, the "
-        "book's optimizers): train them, check their gradients, evaluate checkpoints.",
+        "two-layer net, the chapter-6 multi-layer nets (batch norm, dropout, weight decay, the "
+        "book's optimizers) and the chapter-7/8 convnets: train them, check their gradients, evaluate "
+        "checkpoints.",
         epilog="Without --data, the bundled 10,000-digit real MNIST subset is used "
         "(8,330 train / 1,670 test).",
     )
@@ -233,7 +237,11 @@ def build_parser():
         help="compare backprop with numerical gradients on real data",
         description="The notebook's gradient check on the first --batch training "
         "samples: numerical vs backprop times and per-parameter differences. Exit "
-        "status 1 if a parameter is outside the tolerance.",
+        "status 1 if a parameter is outside the tolerance. The convnets are checked with the book's "
+        f"layers, filter sizes, pads and strides but {GRADCHECK_FILTERS} filters per convolution and "
+        f"{GRADCHECK_HIDDEN} hidden units "
+        "(the book's have 433,890 and 123,552 parameters, each costing 2 loss evaluations), as the "
+        "book's own ch07 gradient check uses a small SimpleConvNet.",
     )
     data_args(gc)
     gc.add_argument(

@@ -20,14 +20,17 @@ from ._cli_common import (
     warm_up,
 )
 from ._cli_nets import (
+    CONV_NETS,
     KIND_NET,
     MLP_OPTIONS,
     build_net,
+    check_fits_data,
     check_resume_net,
     describe,
     flag_name,
     hidden_text,
     mlp_config,
+    narrow_conv_config,
     net_choice,
 )
 from ._cmd_train import cmd_train
@@ -48,13 +51,16 @@ __all__ = [
     "N_CLASSES",
     "MLP_OPTIONS",
     "KIND_NET",
+    "CONV_NETS",
     "flag_name",
     "hidden_text",
     "net_choice",
     "mlp_config",
+    "narrow_conv_config",
     "build_net",
     "describe",
     "check_resume_net",
+    "check_fits_data",
 ]
 
 
@@ -64,14 +70,15 @@ def cmd_gradcheck(args):
     setup_backend(args.backend)
     kind = net_choice(args)
     dataset = args.dataset or "mnist"
-    (x_train, t_train), _ = load_data(args.data, dataset)
+    (x_train, t_train), _ = load_data(args.data, dataset, images=kind in CONV_NETS)
     if args.batch > len(x_train):
         raise CLIError(f"--batch {args.batch} exceeds the {len(x_train)} training samples")
     from .train import new_seed, seed_global_random
 
     seed = args.seed if args.seed is not None else new_seed()  # printed: a failure can be rerun
-    net = build_net(args, x_train.shape[1], seed, default_hidden=[20, 20] if kind == "mlp" else [100])
-    if kind == "mlp":
+    default_hidden = [20, 20] if kind == "mlp" else [100]
+    net = build_net(args, x_train.shape[1:], seed, default_hidden=default_hidden, narrow=True)
+    if kind != "two-layer":
         seed_global_random(seed)  # Dropout's masks
     x = x_train[: args.batch].astype(net.dtype)
     print(
@@ -80,10 +87,10 @@ def cmd_gradcheck(args):
         flush=True,
     )
     # a JIT backend's first call loads or compiles its kernels: time the second (the NumPy
-    # reference's numerical gradient takes seconds, and has nothing to warm up). A chapter-6 net's
-    # numerical gradient runs its layers per entry (no fused kernel): a tiny net warms them up.
+    # reference's numerical gradient takes seconds, and has nothing to warm up). A chapter-6 to 8
+    # net's numerical gradient runs its layers per entry (no fused kernel): a tiny net warms them up.
     twice = net.backend_name != "numpy" and kind == "two-layer"
-    if kind == "mlp":
+    if kind != "two-layer":
         warm_up(net)
     report = gradcheck(net, x, t_train[: args.batch], warmup=twice, seed=seed)
     print(report)
@@ -91,21 +98,16 @@ def cmd_gradcheck(args):
 
 
 def cmd_evaluate(args):
-    from .checkpoint import load_checkpoint
+    from .checkpoint import CONV_KINDS, load_checkpoint
     from .train import evaluate
 
     ckpt = load_checkpoint(args.model)
     setup_backend(args.backend)
     meta = ckpt.meta
     dataset = args.dataset or meta.get("dataset") or "mnist"
-    (x_train, t_train), (x_test, t_test) = load_data(args.data, dataset)
-    sizes = ckpt.sizes
-    shape = "-".join(str(n) for n in sizes)
-    if (sizes[0], sizes[-1]) != (x_train.shape[1], N_CLASSES):
-        raise CLIError(
-            f"checkpoint {args.model} is a {shape} net but the {dataset} data has "
-            f"{x_train.shape[1]} features and {N_CLASSES} classes"
-        )
+    images = ckpt.kind in CONV_KINDS
+    (x_train, t_train), (x_test, t_test) = load_data(args.data, dataset, images=images)
+    check_fits_data(args.model, ckpt, x_train, dataset)
     net = ckpt.make_net(args.backend)
     warm_up(net)
     print(

@@ -11,11 +11,14 @@ with ``rng = np.random.default_rng(seed)``. The generator's state is part of
 :class:`TrainState` (and of checkpoints), so a run resumed from a checkpoint
 draws exactly the batches an uninterrupted run would have drawn.
 
-Nets and optimizers: :class:`scratchprop.TwoLayerNet` and the chapter-6 nets
+Nets and optimizers: :class:`scratchprop.TwoLayerNet`, the chapter-6 nets
 (:class:`scratchprop.MultiLayerNet`, :class:`scratchprop.MultiLayerNetExtend`)
-with any optimizer of :mod:`scratchprop.optimizers`, taken from the net's
-backend (``scratchprop.numba.Adam`` for a Numba net). The default is plain SGD
-with ``lr``; for a TwoLayerNet with SGD a step is ``net.train_step(x, t, lr)``
+and the chapter-7/8 convnets (:class:`scratchprop.SimpleConvNet`,
+:class:`scratchprop.DeepConvNet`, on images ``(N, C, H, W)``, e.g. from
+``load_mnist(flatten=False)``) with any optimizer of
+:mod:`scratchprop.optimizers`, taken from the net's backend
+(``scratchprop.numba.Adam`` for a Numba net). The default is plain SGD with
+``lr``; for a TwoLayerNet with SGD a step is ``net.train_step(x, t, lr)``
 (the fused kernel on the Numba backend), otherwise ``grads = net.gradient(x, t);
 optimizer.update(net.params, grads)``. The loss recorded for an iteration is
 the one of its gradient pass (before the update, with ``train_flg=True``:
@@ -94,18 +97,27 @@ def as_net_dtype(net, x, chunk=10000):
     return out
 
 
-def evaluate(net, x, t, chunk=10000):
+#: :func:`evaluate`'s default chunks: rows ``(N, D)``, and images ``(N, C, H, W)`` (a convnet's
+#: im2col makes each chunk filter_size**2 * channels times bigger: the book's batch of 100)
+EVAL_CHUNK = 10000
+EVAL_CHUNK_IMAGES = 100
+
+
+def evaluate(net, x, t, chunk=None):
     """``(mean loss, accuracy, n_correct)`` of ``net`` on the whole set ``x, t``, in chunks.
 
     ``t`` holds labels ``(N,)`` or one-hot rows ``(N, C)``. ``x`` is cast to
     the net's dtype chunk by chunk, so a float32 dataset never needs a full
     float64 copy (:func:`train` converts its data sets once, up front). The
     net predicts in test mode (``train_flg=False``); the loss includes the net's
-    weight decay, as ``net.loss(x, t)`` does.
+    weight decay, as ``net.loss(x, t)`` does. ``chunk``: samples per forward
+    pass (default :data:`EVAL_CHUNK` rows, :data:`EVAL_CHUNK_IMAGES` images).
     """
     n = len(x)
     if n == 0:
         raise ValueError("evaluate: the data set is empty")
+    if chunk is None:
+        chunk = EVAL_CHUNK_IMAGES if np.ndim(x) == 4 else EVAL_CHUNK
     total_loss = 0.0
     correct = 0
     for start in range(0, n, chunk):
@@ -140,11 +152,12 @@ def train(
 
     Parameters
     ----------
-    net : TwoLayerNet, MultiLayerNet or MultiLayerNetExtend
+    net : TwoLayerNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet or DeepConvNet
         Anything with ``params``, ``gradient``, ``predict`` and a loss layer
         (``last_layer`` / ``lastLayer``).
     train_data, test_data : (x, t) pairs
-        Images ``(N, D)`` and labels ``(N,)`` (or one-hot ``(N, C)``).
+        Images ``(N, D)`` (a convnet's ``(N, C, H, W)``) and labels ``(N,)``
+        (or one-hot ``(N, C)``).
     epochs, iters : int
         Exactly one: how many more epochs (to the end of epoch
         ``state.epoch + epochs``) or how many more iterations to run. A run

@@ -9,50 +9,45 @@ writes runs of contiguous memory, and the products, which stay in BLAS
 rows ``(FN, N*OH*OW)`` that move into NCHW as whole image rows, not element
 by element. Padding is ``pad`` zeros on each side, never materialised.
 
-Every kernel handles whole images, so a range of images is independent of
-the rest: ``<name>_images(n0, n1, ...)`` does images ``[n0, n1)`` on the
-calling thread, and ``<name>(..., nchunks)`` runs it over ``nchunks`` ranges
-in ``prange`` (the caller decides which, ``scratchprop.threads``; the
-parallel twin compiles only when first used). No value is
-written by two images, and every sum is formed in a fixed order, so the bits
-do not depend on the thread count.
+Every kernel runs on the calling thread, over whatever images it is given:
+the wrapper (``scratchprop._numba_conv``) hands the convolution's kernels a
+few images at a time, so the unfolded block stays in cache between the
+kernel that writes it and the product that reads it, and the threads are
+BLAS's alone (``scratchprop.threads``). Every sum is formed in a fixed
+order, so the bits depend on nothing but the inputs.
 
 The folds (:func:`fold`, :func:`pool_backward`) add into zeroed images
 one window offset ``(fh, fw)`` after another, the order of the reference's
-``col2im`` (one ``+=`` per offset), so each pixel's sum is its bits; an
-image is written by one thread only.
+``col2im`` (one ``+=`` per offset), so each pixel's sum is its bits.
 
 Outputs are allocated by the caller; values are cast to the output's dtype
 on store (float32 images into a float64 ``col``: no separate conversion).
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .config import PARALLEL, SERIAL, guard_cache
+from .config import SERIAL, guard_cache
 
 __all__ = [
     "unfold",
-    "unfold_images",
     "fold",
-    "fold_images",
     "cn_to_nchw",
-    "cn_to_nchw_images",
     "nchw_to_cn",
     "pool_forward",
-    "pool_forward_images",
     "pool_backward",
-    "pool_backward_images",
 ]
 
 
 @njit(**SERIAL)
-def unfold_images(n0, n1, x, FH, FW, stride, pad, colT):
-    _, C, H, W = x.shape
+def unfold(x, FH, FW, stride, pad, colT):
+    """``x (N, C, H, W) -> colT (C*FH*FW, N*OH*OW)``: the book's ``im2col`` transposed, zeros for the
+    padding. Row ``(c, fh, fw)`` holds that window value for every output position ``(n, oh, ow)``."""
+    N, C, H, W = x.shape
     OH = (H + 2 * pad - FH) // stride + 1
     OW = (W + 2 * pad - FW) // stride + 1
     P = OH * OW
-    for n in range(n0, n1):
+    for n in range(N):
         for c in range(C):
             img = x[n, c]
             for i in range(FH):
@@ -70,22 +65,15 @@ def unfold_images(n0, n1, x, FH, FW, stride, pad, colT):
                             row[ow] = src[w] if 0 <= w < W else 0
 
 
-@njit(**PARALLEL)
-def unfold(x, FH, FW, stride, pad, colT, nchunks):
-    """``x (N, C, H, W) -> colT (C*FH*FW, N*OH*OW)``: the book's ``im2col`` transposed, zeros for the
-    padding. Row ``(c, fh, fw)`` holds that window value for every output position ``(n, oh, ow)``."""
-    N = x.shape[0]
-    for c in prange(nchunks):
-        unfold_images(c * N // nchunks, (c + 1) * N // nchunks, x, FH, FW, stride, pad, colT)
-
-
 @njit(**SERIAL)
-def fold_images(n0, n1, colT, FH, FW, stride, pad, dx):
-    _, C, H, W = dx.shape
+def fold(colT, FH, FW, stride, pad, dx):
+    """``colT (C*FH*FW, N*OH*OW) -> dx (N, C, H, W)``: the reference's ``col2im`` of ``colT.T``
+    (overlaps add up, the padding is dropped)."""
+    N, C, H, W = dx.shape
     OH = (H + 2 * pad - FH) // stride + 1
     OW = (W + 2 * pad - FW) // stride + 1
     P = OH * OW
-    for n in range(n0, n1):
+    for n in range(N):
         dx[n] = 0
         for c in range(C):
             img = dx[n, c]
@@ -104,20 +92,12 @@ def fold_images(n0, n1, colT, FH, FW, stride, pad, dx):
                                 dst[w] += row[ow]
 
 
-@njit(**PARALLEL)
-def fold(colT, FH, FW, stride, pad, dx, nchunks):
-    """``colT (C*FH*FW, N*OH*OW) -> dx (N, C, H, W)``: the reference's ``col2im`` of ``colT.T``
-    (overlaps add up, the padding is dropped)."""
-    N = dx.shape[0]
-    for c in prange(nchunks):
-        fold_images(c * N // nchunks, (c + 1) * N // nchunks, colT, FH, FW, stride, pad, dx)
-
-
 @njit(**SERIAL)
-def cn_to_nchw_images(n0, n1, rows, b, out):
-    _, F, OH, OW = out.shape
+def cn_to_nchw(rows, b, out):
+    """``rows (F, N*OH*OW) + b (F,) -> out (N, F, OH, OW)``: the bias, and channels back inside images."""
+    N, F, OH, OW = out.shape
     P = OH * OW
-    for n in range(n0, n1):
+    for n in range(N):
         for f in range(F):
             o = out[n, f].reshape(P)  # C-contiguous: a view
             src = rows[f, n * P : (n + 1) * P]
@@ -126,31 +106,40 @@ def cn_to_nchw_images(n0, n1, rows, b, out):
                 o[p] = src[p] + bf
 
 
-@njit(**PARALLEL)
-def cn_to_nchw(rows, b, out, nchunks):
-    """``rows (F, N*OH*OW) + b (F,) -> out (N, F, OH, OW)``: the bias, and channels back inside images."""
-    N = out.shape[0]
-    for c in prange(nchunks):
-        cn_to_nchw_images(c * N // nchunks, (c + 1) * N // nchunks, rows, b, out)
-
-
 @njit(**SERIAL)
 def nchw_to_cn(dout, rows, db):
-    """``dout (N, F, OH, OW) -> rows (F, N*OH*OW)`` and ``db (F,)``, each row's sum from zero in order
-    (the order of NumPy's ``sum(axis=0)`` over the reference's ``(N*OH*OW, F)`` matrix: its bits)."""
+    """``dout (N, F, OH, OW) -> rows (F, N*OH*OW)``, and each channel's values added to ``db (F,)`` in
+    order: over blocks of images passed in turn into a zeroed ``db``, the order of NumPy's
+    ``sum(axis=0)`` over the reference's ``(N*OH*OW, F)`` matrix (its bits)."""
     N, F, OH, OW = dout.shape
     P = OH * OW
-    for f in range(F):
-        db[f] = 0
     for n in range(N):
         d = dout[n].reshape(F, P)
-        for f in range(F):
-            dst = rows[f, n * P : (n + 1) * P]
-            for p in range(P):
-                dst[p] = d[f, p]
-        for p in range(P):  # F independent sums: not one long chain of dependent adds
-            for f in range(F):
-                db[f] += d[f, p]
+        f = 0
+        while f < F:  # four channels at a time: four independent sums, four contiguous streams
+            if f + 4 <= F:
+                s0, s1, s2, s3 = db[f], db[f + 1], db[f + 2], db[f + 3]
+                r0 = rows[f, n * P : (n + 1) * P]
+                r1 = rows[f + 1, n * P : (n + 1) * P]
+                r2 = rows[f + 2, n * P : (n + 1) * P]
+                r3 = rows[f + 3, n * P : (n + 1) * P]
+                for p in range(P):
+                    v0, v1, v2, v3 = d[f, p], d[f + 1, p], d[f + 2, p], d[f + 3, p]
+                    r0[p], r1[p], r2[p], r3[p] = v0, v1, v2, v3
+                    s0 += v0
+                    s1 += v1
+                    s2 += v2
+                    s3 += v3
+                db[f], db[f + 1], db[f + 2], db[f + 3] = s0, s1, s2, s3
+                f += 4
+            else:
+                s0 = db[f]
+                r0 = rows[f, n * P : (n + 1) * P]
+                for p in range(P):
+                    r0[p] = d[f, p]
+                    s0 += d[f, p]
+                db[f] = s0
+                f += 1
 
 
 @njit(**SERIAL)
@@ -173,13 +162,15 @@ def _window_max(xf, img, H, W, h0, w0, PH, PW):
 
 
 @njit(**SERIAL)
-def pool_forward_images(n0, n1, x, PH, PW, stride, pad, out, arg_max):
-    _, C, H, W = x.shape
+def pool_forward(x, PH, PW, stride, pad, out, arg_max):
+    """Max pooling: ``x (N, C, H, W) -> out (N, C, OH, OW)``, ``arg_max (N*OH*OW*C,)`` (rows ``(n, oh, ow, c)``,
+    the index in the ``PH x PW`` window of its first maximum; zero padding takes part, as in the book)."""
+    N, C, H, W = x.shape
     _, _, OH, OW = out.shape
     xf = x.reshape(-1)  # flat indices: no views in the inner loops
     of = out.reshape(-1)
     two = PH == 2 and PW == 2  # the book's nets: 2x2 windows, unrolled (a generic loop is 3x slower)
-    for n in range(n0, n1):
+    for n in range(N):
         for c in range(C):
             img = (n * C + c) * H * W
             for oh in range(OH):
@@ -205,18 +196,10 @@ def pool_forward_images(n0, n1, x, PH, PW, stride, pad, out, arg_max):
                     arg_max[((n * OH + oh) * OW + ow) * C + c] = arg
 
 
-@njit(**PARALLEL)
-def pool_forward(x, PH, PW, stride, pad, out, arg_max, nchunks):
-    """Max pooling: ``x (N, C, H, W) -> out (N, C, OH, OW)``, ``arg_max (N*OH*OW*C,)`` (rows ``(n, oh, ow, c)``,
-    the index in the ``PH x PW`` window of its first maximum; zero padding takes part, as in the book)."""
-    N = x.shape[0]
-    for c in prange(nchunks):
-        pool_forward_images(c * N // nchunks, (c + 1) * N // nchunks, x, PH, PW, stride, pad, out, arg_max)
-
-
 @njit(**SERIAL)
-def pool_backward_images(n0, n1, dout, arg_max, PH, PW, stride, pad, dx):
-    _, C, H, W = dx.shape
+def pool_backward(dout, arg_max, PH, PW, stride, pad, dx):
+    """``dout (N, C, OH, OW) -> dx (N, C, H, W)``: each value to its window's ``arg_max``."""
+    N, C, H, W = dx.shape
     _, _, OH, OW = dout.shape
     apart = stride >= PH and stride >= PW  # windows never overlap: one pass
     ki = np.empty(PH * PW, np.intp)  # window index -> row, column (no division in the loop)
@@ -224,7 +207,7 @@ def pool_backward_images(n0, n1, dout, arg_max, PH, PW, stride, pad, dx):
     for k in range(PH * PW):
         ki[k] = k // PW
         kj[k] = k % PW
-    for n in range(n0, n1):
+    for n in range(N):
         dx[n] = 0
         for c in range(C):
             img = dx[n, c]
@@ -240,14 +223,6 @@ def pool_backward_images(n0, n1, dout, arg_max, PH, PW, stride, pad, dx):
                             w = ow * stride + kj[a] - pad
                             if 0 <= h < H and 0 <= w < W:
                                 img[h, w] += d[oh, ow]
-
-
-@njit(**PARALLEL)
-def pool_backward(dout, arg_max, PH, PW, stride, pad, dx, nchunks):
-    """``dout (N, C, OH, OW) -> dx (N, C, H, W)``: each value to its window's ``arg_max``."""
-    N = dx.shape[0]
-    for c in prange(nchunks):
-        pool_backward_images(c * N // nchunks, (c + 1) * N // nchunks, dout, arg_max, PH, PW, stride, pad, dx)
 
 
 # --- naive versions: the book's loops, for the tests ----------------------------------------------

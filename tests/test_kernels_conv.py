@@ -2,9 +2,9 @@
 
 The unfold is a copy and the folds add in the reference's order, so those
 are compared bit for bit; so are pooling's max, ``arg_max`` (NaN included)
-and its backward. Every kernel's parallel twin must give its serial
-version's bits for any number of chunks (the results may not depend on the
-thread count). The layer-level equivalence, error parity and determinism
+and its backward. The Numba layer runs the convolution a block of images
+at a time: any split into blocks must give the whole batch's results. The
+layer-level equivalence, error parity and determinism
 run from the layer table (``tests/test_layer_table.py``).
 """
 
@@ -41,7 +41,7 @@ def test_unfold_is_im2col_transposed(shape, F, stride, pad, dt):
     x = np.random.default_rng(0).standard_normal(shape).astype(dt)
     OH, OW = out_hw(shape, F, stride, pad)
     colT = np.full((shape[1] * F[0] * F[1], shape[0] * OH * OW), np.nan, dt)
-    K.unfold_images(0, shape[0], x, F[0], F[1], stride, pad, colT)
+    K.unfold(x, F[0], F[1], stride, pad, colT)
     same_bits(np.ascontiguousarray(colT.T), ref.im2col(x, F[0], F[1], stride, pad))
     same_bits(np.ascontiguousarray(colT.T), K.im2col_naive(x, F[0], F[1], stride, pad))
 
@@ -49,7 +49,7 @@ def test_unfold_is_im2col_transposed(shape, F, stride, pad, dt):
 def test_unfold_converts_float32_images_on_store():
     x = np.random.default_rng(1).standard_normal((2, 1, 6, 6)).astype(np.float32)
     colT = np.empty((9, 2 * 16))
-    K.unfold_images(0, 2, x, 3, 3, 1, 0, colT)
+    K.unfold(x, 3, 3, 1, 0, colT)
     same_bits(np.ascontiguousarray(colT.T), ref.im2col(x, 3, 3).astype(np.float64))
 
 
@@ -59,7 +59,7 @@ def test_fold_is_col2im_bit_for_bit(shape, F, stride, pad, dt):
     OH, OW = out_hw(shape, F, stride, pad)
     col = np.random.default_rng(2).standard_normal((shape[0] * OH * OW, shape[1] * F[0] * F[1])).astype(dt)
     dx = np.full(shape, np.nan, dt)  # every element must be written
-    K.fold_images(0, shape[0], np.ascontiguousarray(col.T), F[0], F[1], stride, pad, dx)
+    K.fold(np.ascontiguousarray(col.T), F[0], F[1], stride, pad, dx)
     same_bits(dx, np.ascontiguousarray(ref.col2im(col, shape, F[0], F[1], stride, pad)))
 
 
@@ -70,9 +70,9 @@ def test_bias_and_layout_passes(dt):
     rows = rng.standard_normal((F, N * OH * OW)).astype(dt)
     b = rng.standard_normal(F).astype(dt)
     out = np.empty((N, F, OH, OW), dt)
-    K.cn_to_nchw_images(0, N, rows, b, out)
+    K.cn_to_nchw(rows, b, out)
     same_bits(out, np.ascontiguousarray((rows.T + b).reshape(N, OH, OW, F).transpose(0, 3, 1, 2)))
-    back, db = np.empty_like(rows), np.empty(F, dt)
+    back, db = np.empty_like(rows), np.zeros(F, dt)  # db accumulates
     K.nchw_to_cn(out, back, db)
     same_bits(back, np.ascontiguousarray((rows.T + b).T))
     # db adds the reference's (N*OH*OW, F) rows in order: NumPy's sum(axis=0), bit for bit
@@ -93,44 +93,33 @@ def test_pooling_max_argmax_and_backward_are_the_references(P, stride, pad, dt):
     layer = ref.Pooling(P[0], P[1], stride, pad)
     want = np.ascontiguousarray(layer.forward(x))
     out, arg = np.empty(want.shape, dt), np.empty(want.size, np.intp)
-    K.pool_forward_images(0, 3, x, P[0], P[1], stride, pad, out, arg)
+    K.pool_forward(x, P[0], P[1], stride, pad, out, arg)
     same_bits(out, want)
     assert np.array_equal(arg, layer.arg_max)
     dout = rng.standard_normal(want.shape).astype(dt)
     dx = np.full(x.shape, np.nan, dt)
-    K.pool_backward_images(0, 3, dout, arg, P[0], P[1], stride, pad, dx)
+    K.pool_backward(dout, arg, P[0], P[1], stride, pad, dx)
     same_bits(dx, np.ascontiguousarray(layer.backward(dout)))
 
 
-@pytest.mark.parametrize("nchunks", [2, 3, 5])
-def test_parallel_twins_give_the_serial_bits(nchunks):
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30])
+def test_convolution_in_blocks_of_images_gives_the_whole_batchs_results(monkeypatch, chunk_bytes):
+    # the layer's blocks (one image, a few, the whole batch): db the same bits; out, dx and dW the
+    # same sums (BLAS may group a product's terms by its shape, and dW adds block by block)
+    import scratchprop._numba_conv as nbconv
+
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 3, 9, 9))
-    F, stride, pad = (3, 3), 1, 1
-    OH, OW = out_hw(x.shape, F, stride, pad)
-    runs = {}
-    for mode in ("serial", "parallel"):
-        colT = np.empty((27, 5 * OH * OW))
-        dx = np.empty(x.shape)
-        out = np.empty((5, 4, OH, OW))
-        pooled = np.empty((5, 3, 4, 4))
-        arg = np.empty(pooled.size, np.intp)
-        dpool = np.empty(x.shape)
-        rows = rng.standard_normal((4, 5 * OH * OW)) if mode == "serial" else runs["serial"][2]
-        b = np.arange(4.0)
-        dp = rng.standard_normal(pooled.shape) if mode == "serial" else runs["serial"][6]
-        if mode == "serial":
-            K.unfold_images(0, 5, x, *F, stride, pad, colT)
-            K.fold_images(0, 5, colT, *F, stride, pad, dx)
-            K.cn_to_nchw_images(0, 5, rows, b, out)
-            K.pool_forward_images(0, 5, x, 2, 2, 2, 0, pooled, arg)
-            K.pool_backward_images(0, 5, dp, arg, 2, 2, 2, 0, dpool)
-        else:
-            K.unfold(x, *F, stride, pad, colT, nchunks)
-            K.fold(colT, *F, stride, pad, dx, nchunks)
-            K.cn_to_nchw(rows, b, out, nchunks)
-            K.pool_forward(x, 2, 2, 2, 0, pooled, arg, nchunks)
-            K.pool_backward(dp, arg, 2, 2, 2, 0, dpool, nchunks)
-        runs[mode] = (colT, dx, rows, out, pooled, arg, dp, dpool)
-    for a, b in zip(runs["serial"], runs["parallel"], strict=True):
-        same_bits(a, b)
+    W, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    dout = rng.standard_normal((5, 4, 9, 9))
+    runs = []
+    for size in (1 << 30, chunk_bytes):
+        monkeypatch.setattr(nbconv, "CHUNK_BYTES", size)
+        layer = nbconv.Convolution(W, b, 1, 1)
+        out = layer.forward(x)
+        dx = layer.backward(dout)
+        runs.append((out, dx, layer.db, layer.dW, layer.col))
+    same_bits(runs[1][2], runs[0][2])
+    for i in (0, 1, 3):
+        np.testing.assert_allclose(runs[1][i], runs[0][i], rtol=1e-12, atol=1e-12)
+    same_bits(runs[1][4], ref.im2col(x, 3, 3, 1, 1))

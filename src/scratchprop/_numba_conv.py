@@ -3,18 +3,21 @@
 Each subclasses its reference class (:mod:`scratchprop._numpy_conv`): the
 constructor, the checks, the attributes and every edge case are the
 reference's. The three products run in NumPy's BLAS on the unfolded images
-kept transposed (``kernels/conv.py`` says why); the kernels do the rest in
-one pass each: the unfold with the padding and the dtype conversion, the
-bias with the move to NCHW, the fold, and max pooling with its ``arg_max``,
-each parallel across the batch when the work pays (:mod:`scratchprop.threads`).
+kept transposed (``kernels/conv.py`` says why), a few images at a time so the
+unfolded block is still in cache when the product reads it; the kernels do
+the rest in one pass each on the calling thread (the unfold with the padding
+and the dtype conversion, the bias with the move to NCHW, the fold, max
+pooling with its ``arg_max``): the only threads are BLAS's, the rule of
+:mod:`scratchprop.threads`.
 
 What differs from the reference, none of it in the values: the outputs are
-C-contiguous (the reference returns a transposed view), and float32 images
-with float64 filters are unfolded straight into a float64 ``col`` (the
-reference unfolds in float32 and NumPy converts the whole matrix for the
-product); ``col`` still reads back in the image's dtype, as the reference's.
-The products sum in another order than the reference's, so the last bits
-of ``out``, ``dW`` and ``dx`` may differ (:mod:`scratchprop.tolerances`).
+C-contiguous (the reference returns a transposed view); float32 images with
+float64 filters are unfolded straight into float64 (the reference unfolds in
+float32 and NumPy converts the whole matrix for the product); ``col`` is made
+when first read, in the image's dtype, as the reference's. The products sum
+in another order than the reference's (and ``dW`` block by block), so the
+last bits of ``out``, ``dW`` and ``dx`` may differ
+(:mod:`scratchprop.tolerances`); ``db`` has the reference's bits.
 """
 
 import numpy as np
@@ -22,30 +25,31 @@ import numpy as np
 from . import _dispatch as _d
 from . import _numpy_conv as _ref
 from .kernels import conv as _K
-from .threads import CONV_MIN_ELEMENTS, get_num_threads, parallel_region
 
 __all__ = ["Convolution", "Pooling"]
 
 _INTP = np.dtype(np.intp)
 
-
-def _run(name, n_elements, n_images, *args):
-    """Kernel ``name`` over the batch: on Numba's threads (``name(*args, nchunks)``) when the work
-    pays, else on the calling thread (``name_images(0, N, *args)``); the same bits either way."""
-    with parallel_region(n_elements if n_images > 1 else 0, CONV_MIN_ELEMENTS) as threaded:
-        if threaded:
-            getattr(_K, name)(*args, min(n_images, get_num_threads()))
-        else:
-            getattr(_K, name + "_images")(0, n_images, *args)
+#: Bytes of unfolded images per block: the block is written by the unfold and read by the product
+#: right after, so it must still be in cache (a few MiB: L2 plus a share of L3). The whole batch's
+#: (tens of MiB for DeepConvNet) went to memory and back, 1.4-3x slower (``bench/CONV.md``).
+CHUNK_BYTES = 4 << 20
 
 
-def _scratch(layer, name, shape, dt):
-    """A work array of the layer's, reused from call to call while ``shape`` and ``dt`` fit: a fresh
+def _blocks(N, per_image_bytes):
+    """``[(n0, n1), ...]``: the batch in blocks of whole images, each at most :data:`CHUNK_BYTES`
+    unfolded (one image when one alone is bigger). Depends on the shapes only: fixed sums."""
+    B = max(1, min(N, CHUNK_BYTES // max(1, per_image_bytes)))
+    return [(n0, min(N, n0 + B)) for n0 in range(0, N, B)]
+
+
+def _scratch(layer, name, n, dt):
+    """A flat work array of ``n`` elements, reused from call to call while big enough: a fresh
     array of megabytes per call costs its page faults again (more than the pass that fills it)."""
     ws = layer.__dict__.setdefault("_scratch", {})
     a = ws.get(name)
-    if a is None or a.shape != shape or a.dtype != dt:
-        a = ws[name] = np.empty(shape, dt)
+    if a is None or a.size < n or a.dtype != dt:
+        a = ws[name] = np.empty(n, dt)
     return a
 
 
@@ -59,25 +63,39 @@ def _images(x, dt):
 class Convolution(_ref.Convolution):
     """``W.reshape(FN, -1) @ im2col(x).T + b`` as NCHW; ``backward`` sets ``dW``, ``db``.
 
-    ``backward_params`` sets ``dW`` and ``db`` without ``dx`` (a net's first layer: no
+    A few images at a time (:func:`_blocks`): unfold, product, bias and layout; backward unfolds
+    the block again rather than keep the whole batch's ``col`` (memory traffic costs more than
+    the unfold). ``backward_params`` sets ``dW`` and ``db`` without ``dx`` (a net's first layer: no
     fold, one product saved)."""
 
-    _colT = None  # the unfolded x, (C*FH*FW, N*OH*OW), when the kernels ran
+    _xk = None  # x as the kernels read it, when they ran
     _col = None  # the reference's col, when its code ran
 
     @property
     def col(self):
-        """``im2col(x)`` in ``x``'s float dtype, as the reference's: a transposed view of the layer's
-        work array, which the next forward rewrites (the reference makes a new one each call)."""
-        if self._colT is None:
+        """``im2col(x)`` in ``x``'s float dtype, as the reference's (made on first access)."""
+        if self._xk is None:
             return self._col
-        col = self._colT.T
-        want = _ref._float_dtype(self.x)
-        return col if col.dtype == want else col.astype(want)
+        if self._col is None:
+            FN, C, FH, FW = self.W.shape
+            N, _, H, W_ = self.x.shape
+            OH = _ref.conv_output_size(H, FH, self.stride, self.pad)
+            OW = _ref.conv_output_size(W_, FW, self.stride, self.pad)
+            colT = np.empty((C * FH * FW, N * OH * OW), _ref._float_dtype(self.x))
+            _K.unfold(_images(self.x, colT.dtype), FH, FW, self.stride, self.pad, colT)
+            self._col = colT.T
+        return self._col
 
     @col.setter
     def col(self, value):
-        self._col, self._colT = value, None
+        self._col, self._xk = value, None
+
+    def _shapes(self, x):
+        FN, C, FH, FW = self.W.shape
+        N, _, H, W_ = x.shape
+        OH = _ref.conv_output_size(H, FH, self.stride, self.pad)
+        OW = _ref.conv_output_size(W_, FW, self.stride, self.pad)
+        return FN, C * FH * FW, FH, FW, OH * OW
 
     def forward(self, x):
         x, OH, OW = self._check_forward(x)
@@ -85,16 +103,21 @@ class Convolution(_ref.Convolution):
         dt = _d.kernel_dtype(_ref._float_dtype(x), W, b)
         if dt is None:
             return super().forward(x)
-        FN, C, FH, FW = W.shape
+        FN, K, FH, FW, P = self._shapes(x)
         N = x.shape[0]
-        colT = _scratch(self, "colT", (C * FH * FW, N * OH * OW), dt)
-        _run("unfold", colT.size, N, _images(x, dt), FH, FW, self.stride, self.pad, colT)
-        rows = _scratch(self, "rows", (FN, colT.shape[1]), dt)
-        np.dot(_d.as_c(W, dt).reshape(FN, -1), colT, out=rows)
+        xk, Wm, bk = _images(x, dt), _d.as_c(W, dt).reshape(FN, K), _d.as_c(b, dt)
         out = np.empty((N, FN, OH, OW), dt)
-        _run("cn_to_nchw", rows.size, N, rows, _d.as_c(b, dt), out)
-        self.x, self.col_W = x, W.reshape(FN, C * FH * FW).T
-        self._colT, self._col = colT, None
+        blocks = _blocks(N, K * P * dt.itemsize)
+        most = (blocks[0][1] - blocks[0][0]) * P
+        cbuf, rbuf = _scratch(self, "col", K * most, dt), _scratch(self, "rows", FN * most, dt)
+        for n0, n1 in blocks:
+            m = (n1 - n0) * P
+            colT, rows = cbuf[: K * m].reshape(K, m), rbuf[: FN * m].reshape(FN, m)
+            _K.unfold(xk[n0:n1], FH, FW, self.stride, self.pad, colT)
+            np.dot(Wm, colT, out=rows)
+            _K.cn_to_nchw(rows, bk, out[n0:n1])
+        self.x, self.col_W = x, W.reshape(FN, K).T
+        self._xk, self._col = xk, None
         return out
 
     def backward(self, dout):
@@ -106,22 +129,34 @@ class Convolution(_ref.Convolution):
 
     def _backward(self, dout, need_dx):
         dout = self._check_backward(dout)
-        colT = self._colT
-        if colT is None or dout.dtype != colT.dtype:
+        xk = self._xk
+        dt = None if xk is None else _d.kernel_dtype(_ref._float_dtype(self.x), self.W, self.b)
+        if dt is None or dout.dtype != dt:
             return super().backward(dout)  # the reference's code ran, or another dtype: its promotions
-        dt = colT.dtype
-        FN, C, FH, FW = self.W.shape
-        drows = _scratch(self, "rows", (FN, colT.shape[1]), dt)
-        db = np.empty(FN, dt)
-        _K.nchw_to_cn(_d.as_c(dout, dt), drows, db)
-        self.db = db
-        self.dW = np.dot(drows, colT.T).reshape(FN, C, FH, FW)
-        if not need_dx:
-            return None
-        dcolT = _scratch(self, "dcolT", colT.shape, dt)
-        np.dot(_d.as_c(self.W, dt).reshape(FN, -1).T, drows, out=dcolT)
-        dx = np.empty(self.x.shape, dt)
-        _run("fold", dcolT.size, dx.shape[0], dcolT, FH, FW, self.stride, self.pad, dx)
+        FN, K, FH, FW, P = self._shapes(xk)
+        N = xk.shape[0]
+        dout = _d.as_c(dout, dt)
+        Wm = _d.as_c(self.W, dt).reshape(FN, K)
+        db, dW = np.zeros(FN, dt), np.empty((FN, K), dt)
+        dx = np.empty(self.x.shape, dt) if need_dx else None
+        blocks = _blocks(N, K * P * dt.itemsize)
+        most = (blocks[0][1] - blocks[0][0]) * P
+        cbuf, rbuf = _scratch(self, "col", K * most, dt), _scratch(self, "rows", FN * most, dt)
+        dbuf = _scratch(self, "dcol", K * most, dt) if need_dx else None
+        for i, (n0, n1) in enumerate(blocks):
+            m = (n1 - n0) * P
+            colT, drows = cbuf[: K * m].reshape(K, m), rbuf[: FN * m].reshape(FN, m)
+            _K.nchw_to_cn(dout[n0:n1], drows, db)
+            _K.unfold(xk[n0:n1], FH, FW, self.stride, self.pad, colT)
+            if i == 0:
+                np.dot(drows, colT.T, out=dW)
+            else:  # blocks added in order: the same bits every run
+                dW += drows @ colT.T
+            if need_dx:
+                dcolT = dbuf[: K * m].reshape(K, m)
+                np.dot(Wm.T, drows, out=dcolT)
+                _K.fold(dcolT, FH, FW, self.stride, self.pad, dx[n0:n1])
+        self.db, self.dW = db, dW.reshape(self.W.shape)
         return dx
 
 
@@ -140,10 +175,7 @@ class Pooling(_ref.Pooling):
         N, C, _, _ = x.shape
         out = np.empty((N, C, OH, OW), dt)
         arg_max = np.empty(out.size, _INTP)
-        _run(
-            "pool_forward",
-            x.size,
-            N,
+        _K.pool_forward(
             _d.as_c(x, dt),
             self.pool_h,
             self.pool_w,
@@ -162,10 +194,7 @@ class Pooling(_ref.Pooling):
         if dt is None or not self._kernel or arg_max.dtype != _INTP or arg_max.shape != (dout.size,):
             return super().backward(dout)
         dx = np.empty(self.x.shape, dt)
-        _run(
-            "pool_backward",
-            dx.size,
-            dx.shape[0],
+        _K.pool_backward(
             _d.as_c(dout, dt),
             _d.as_c(arg_max, _INTP),
             self.pool_h,

@@ -49,7 +49,6 @@ import numba as _numba
 __all__ = [
     "REGION_START_S",
     "NUMGRAD_MIN_ELEMENTS",
-    "CONV_MIN_ELEMENTS",
     "min_elements",
     "prefer_threading_layer",
     "parallel_region",
@@ -70,9 +69,6 @@ def min_elements(ns_per_element, payoff=10):
 
 #: The numerical gradient's ``W1`` block: ~5 ns per element (a short series per hidden unit).
 NUMGRAD_MIN_ELEMENTS = min_elements(5)
-#: Convolution's and Pooling's unfold / fold / transpose passes: ~1 ns per element (a copy or a
-#: short gather each), counted on the larger array of the pass.
-CONV_MIN_ELEMENTS = min_elements(1)
 
 _REGION = threading.Lock()
 _LAYER_OK = None

@@ -317,7 +317,14 @@ BUILDERS = {
     "compile": build_compile,
     "threads": build_train_step,
     "chapter6": lambda case: _chapter6().build_chapter6(case),
+    "convnets": lambda case: _convnets().build_convnets(case),
 }
+
+
+def _convnets():
+    from . import convnets  # imports this module: loaded on first use
+
+    return convnets
 
 
 def _chapter6():

@@ -38,6 +38,7 @@ if SMOKE:
     COMPILE_BATCH = 4
     SCENARIO_BATCHES = (1, 4)
     CH6_SIZES, CH6_BATCHES = (16, 8, 8, 4), (1, 4)
+    CONV_BATCH, CONV_INFER_N = 2, 4
 else:
     BATCHES = (1, 32, 100, 1000, 10000)
     # the layers also at a batch of 4: a few rows are where BLAS libraries differ most
@@ -48,6 +49,7 @@ else:
     COMPILE_BATCH = 100
     SCENARIO_BATCHES = (1, 32, 1000)
     CH6_SIZES, CH6_BATCHES = (784, 100, 100, 100, 100, 100, 10), (1, 32, 100, 1000)
+    CONV_BATCH, CONV_INFER_N = 100, 10000  # the book's train_convnet.py batch; its test set
 
 
 def _sz(sizes):
@@ -61,10 +63,11 @@ def _sz(sizes):
 class Case:
     """One benchmark.
 
-    group    layers | train_step | inference | gradcheck | compile | threads | scenario
+    group    layers | train_step | inference | gradcheck | compile | threads | scenario | chapter6 | convnets
     case     what is timed: "Affine.forward", "train_step", "accuracy",
              "numerical_gradient", "gradient", "cold_cache", ...
-    api      layer | TwoLayerNet | book (the user's notebook class) | torch | gemm | subprocess
+    api      layer | TwoLayerNet | net (our convnet class) | book (the user's notebook class) | torch | gemm
+             | subprocess
     backend  numpy | numba | torch | blas (NumPy's BLAS) | kernels (the kernels' BLAS)
     batch    samples per call (inference: samples evaluated)
     threads  0: the default (every backend on Numba's thread count); else that many
@@ -107,6 +110,8 @@ class Case:
             return "compile"
         if self.group == "chapter6":
             return f"chapter6 {self.case} batch={self.batch}"
+        if self.group == "convnets":
+            return f"convnets {self.case} {self.dtype} {'n' if 'accuracy' in self.case else 'batch'}={self.batch}"
         return f"{self.group} {self.dtype} batch={self.batch}"
 
     def info(self):
@@ -222,6 +227,24 @@ def _chapter6_cases():
                 yield Case("chapter6", case, api, backend, "float64", batch, CH6_SIZES)
 
 
+def _convnet_cases():
+    # see bench/convnets.py: for each net and dtype, numpy then numba side by side, for each api;
+    # NumPy's DeepConvNet takes ~0.6 s a step and ~30 s for 10,000 images: few rounds
+    for net in ("SimpleConvNet", "DeepConvNet"):
+        deep = net == "DeepConvNet"
+        for dtype in DTYPES:
+            for api, backend in (("book", "numpy"), ("book", "numba"), ("net", "numpy"), ("net", "numba")):
+                slow = deep and backend == "numpy"
+                yield Case(
+                    "convnets", f"{net}.train_step", api, backend, dtype, CONV_BATCH, rounds=5 if slow else 0
+                )
+            yield Case("convnets", f"{net}.train_step", "torch", "torch", dtype, CONV_BATCH)
+        for api, backend in (("book", "numpy"), ("book", "numba"), ("net", "numpy"), ("net", "numba")):
+            rounds = 1 if backend == "numpy" else 3
+            yield Case("convnets", f"{net}.accuracy", api, backend, "float64", CONV_INFER_N, rounds=rounds)
+        yield Case("convnets", f"{net}.accuracy", "torch", "torch", "float64", CONV_INFER_N, rounds=3)
+
+
 CASES = [
     *_layer_cases(),
     *_train_cases(),
@@ -231,6 +254,7 @@ CASES = [
     *_thread_cases(),
     *_scenario_cases(),
     *_chapter6_cases(),
+    *_convnet_cases(),
 ]
 
 

@@ -111,6 +111,13 @@ def book_deep_convnet_class(M):
         def loss(self, x, t):
             return self.last_layer.forward(self.predict(x, train_flg=True), t)
 
+        def accuracy(self, x, t, batch_size=100):
+            acc = 0.0
+            for i in range(int(x.shape[0] / batch_size)):
+                tx, tt = x[i * batch_size : (i + 1) * batch_size], t[i * batch_size : (i + 1) * batch_size]
+                acc += np.sum(np.argmax(self.predict(tx, train_flg=False), axis=1) == tt)
+            return acc / x.shape[0]
+
         def gradient(self, x, t):
             self.loss(x, t)
             dout = self.last_layer.backward(1)

@@ -76,5 +76,6 @@ def test_book_deep_convnet_trains_alike_on_both_backends():
         opts[1].update(got.params, gb)
     for k in ref.params:
         close(got.params[k], ref.params[k])
-    x, _ = batch(3, 7)
+    x, t = batch(6, 7)
     close(got.predict(x), ref.predict(x))
+    assert got.accuracy(x, t, batch_size=3) == ref.accuracy(x, t, batch_size=3)

@@ -181,9 +181,10 @@ def test_simple_convnet_gradient_matches_numerical(backend):
     agree(g, net.numerical_gradient(x, t))
 
 
-def test_deep_convnet_gradient_matches_numerical():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_deep_convnet_gradient_matches_numerical(backend):
     # numerical_gradient replays np.random for every loss, so both see the same Dropout masks
-    net = tiny_deep(seed=0)
+    net = tiny_deep(seed=0, backend=backend)
     x, t = batch(2)
     np.random.seed(0)
     ng = net.numerical_gradient(x, t)

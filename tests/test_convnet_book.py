@@ -41,6 +41,14 @@ def twins(make_class, seed, **kw):
     return nets
 
 
+def update_alike(opts, ref, got, ga, gb):
+    # the gradients agree, then each net takes its optimizer's step
+    for k in ga:
+        close(gb[k], ga[k])
+    opts[0].update(ref.params, ga)
+    opts[1].update(got.params, gb)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_book_simple_convnet_trains_alike_on_both_backends(dtype):
     ref, got = twins(book_simple_convnet_class, 0, std=0.1)
@@ -49,11 +57,7 @@ def test_book_simple_convnet_trains_alike_on_both_backends(dtype):
     for step in range(3):
         x, t = batch(8, step, dtype)
         close(got.loss(x, t), ref.loss(x, t))
-        ga, gb = ref.gradient(x, t), got.gradient(x, t)
-        for k in ga:
-            close(gb[k], ga[k])
-        opts[0].update(ref.params, ga)
-        opts[1].update(got.params, gb)
+        update_alike(opts, ref, got, ref.gradient(x, t), got.gradient(x, t))
     for k in ref.params:
         close(got.params[k], ref.params[k])
     x, t = batch(200, 9, dtype)
@@ -69,11 +73,7 @@ def test_book_deep_convnet_trains_alike_on_both_backends():
         np.random.seed(100 + step)  # the same Dropout masks on both sides
         ga = ref.gradient(x, t)
         np.random.seed(100 + step)
-        gb = got.gradient(x, t)
-        for k in ga:
-            close(gb[k], ga[k])
-        opts[0].update(ref.params, ga)
-        opts[1].update(got.params, gb)
+        update_alike(opts, ref, got, ga, got.gradient(x, t))
     for k in ref.params:
         close(got.params[k], ref.params[k])
     x, t = batch(6, 7)

@@ -19,7 +19,9 @@ The model, three rules:
    products (bias, ReLU, softmax, loss, masks, updates) are memory-bound
    and fused into one or two sweeps; two threads did not beat one for them
    up to 1M elements (a region costs a wake-up or a fight with the BLAS
-   pool, more than the sweep; ``bench/THREADS.md``).
+   pool, more than the sweep; ``bench/THREADS.md``). Convolution's unfold,
+   fold and pooling too: between a layer's products, regions of them met
+   OpenBLAS's spinning worker and stalled (``bench/CONV.md``).
 3. **Numba's threads only for long, BLAS-free regions**, ``parallel across
    the batch`` (or across rows of a weight matrix): a region runs on Numba's
    threads when its work is at least ``*_MIN_ELEMENTS`` (below), Numba has

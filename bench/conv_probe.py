@@ -5,6 +5,11 @@
     conv and DeepConvNet's three kinds), with the unfolded images in blocks of 0.25 to 16 MiB or the
     whole batch at once (``CHUNK_BYTES``), float64 and float32.
 
+``python bench/conv_probe.py after-product [processes]``
+    SimpleConvNet's unfold of 72 float32 images (4 MiB) alone, right after a product that read its
+    buffer (``np.dot`` on NumPy's BLAS, 2 threads, then 1), and NumPy's ``fill`` of that buffer and
+    ``sum`` of the product the same way, in several fresh processes ten seconds apart.
+
 ``python bench/conv_probe.py blas-threads [processes]``
     One Convolution backward (SimpleConvNet's, batch 100) with NumPy's BLAS on 2 threads and on 1,
     in several fresh processes: shows when OpenBLAS's spinning worker slows the passes that run
@@ -79,6 +84,43 @@ print("   ".join(out))
 """
 
 
+_AFTER = """
+import time, numpy as np
+from threadpoolctl import threadpool_limits
+from scratchprop.kernels import conv as K
+rng = np.random.default_rng(0)
+x = rng.random((72, 1, 28, 28)).astype(np.float32)
+colT = np.empty((25, 72 * 576), np.float32)
+A = rng.random((30, 25)).astype(np.float32)
+rows = np.empty((30, 72 * 576), np.float32)
+
+def ms(work, product=True, n=30):
+    out = []
+    for _ in range(n + 1):
+        if product:
+            np.dot(A, colT, out=rows)
+        t0 = time.perf_counter()
+        work()
+        out.append(time.perf_counter() - t0)
+    return np.median(out[1:]) * 1e3
+
+unfold = lambda: K.unfold(x, 5, 5, 1, 0, colT)
+r = [f"unfold alone {ms(unfold, False):.2f}", f"after the product {ms(unfold):.2f}"]
+with threadpool_limits(1, user_api="blas"):
+    r.append(f"(BLAS 1 thread: {ms(unfold):.2f})")
+r.append(f"| fill alone {ms(lambda: colT.fill(0.5), False):.2f}, after {ms(lambda: colT.fill(0.5)):.2f}")
+r.append(f"| sum of the product alone {ms(rows.sum, False):.2f}, after {ms(rows.sum):.2f} ms")
+print("  ".join(r))
+"""
+
+
+def after_product(processes=6):
+    for i in range(processes):
+        if i:
+            time.sleep(10)
+        subprocess.run([sys.executable, "-c", _AFTER], check=True)
+
+
 def blas_threads(processes=10):
     for _ in range(processes):
         subprocess.run([sys.executable, "-c", _ONE], check=True)
@@ -88,6 +130,8 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "blocks":
         blocks()
+    elif what == "after-product":
+        after_product(int(sys.argv[2]) if len(sys.argv) > 2 else 6)
     elif what == "blas-threads":
         blas_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
     else:

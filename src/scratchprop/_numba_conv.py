@@ -65,7 +65,8 @@ class Convolution(_ref.Convolution):
 
     A few images at a time (:func:`_blocks`): unfold, product, bias and layout; backward unfolds
     the block again rather than keep the whole batch's ``col`` (memory traffic costs more than
-    the unfold). ``backward_params`` sets ``dW`` and ``db`` without ``dx`` (a net's first layer: no
+    the unfold), so it reads ``x`` again: an input changed in place between forward and backward
+    changes ``dW`` here, not in the reference (which kept ``col``). ``backward_params`` sets ``dW`` and ``db`` without ``dx`` (a net's first layer: no
     fold, one product saved)."""
 
     _xk = None  # x as the kernels read it, when they ran

@@ -162,65 +162,95 @@ def _window_max(xf, img, H, W, h0, w0, PH, PW):
 
 
 @njit(**SERIAL)
-def pool_forward(x, PH, PW, stride, pad, out, arg_max):
-    """Max pooling: ``x (N, C, H, W) -> out (N, C, OH, OW)``, ``arg_max (N*OH*OW*C,)`` (rows ``(n, oh, ow, c)``,
-    the index in the ``PH x PW`` window of its first maximum; zero padding takes part, as in the book)."""
+def pool_forward(x, PH, PW, stride, pad, out, arg):
+    """Max pooling: ``x (N, C, H, W) -> out (N, C, OH, OW)``, ``arg (N*C*OH*OW,)`` (any integer dtype that
+    holds ``PH*PW - 1``; rows ``(n, c, oh, ow)``, like ``out``): the index in the ``PH x PW`` window of its
+    first maximum; zero padding takes part, as in the book. (The reference's ``arg_max`` is the same
+    numbers with rows ``(n, oh, ow, c)``: the wrapper reorders them only when asked.)"""
     N, C, H, W = x.shape
     _, _, OH, OW = out.shape
     xf = x.reshape(-1)  # flat indices: no views in the inner loops
     of = out.reshape(-1)
-    two = PH == 2 and PW == 2  # the book's nets: 2x2 windows, unrolled (a generic loop is 3x slower)
+    fast = PH == 2 and PW == 2 and pad == 0  # the book's nets: every window inside, unrolled
     for n in range(N):
         for c in range(C):
             img = (n * C + c) * H * W
             for oh in range(OH):
                 h0 = oh * stride - pad
-                for ow in range(OW):
-                    w0 = ow * stride - pad
-                    if two and h0 >= 0 and h0 + 2 <= H and w0 >= 0 and w0 + 2 <= W:
-                        top = img + h0 * W + w0
-                        v0, v1, v2, v3 = xf[top], xf[top + 1], xf[top + W], xf[top + W + 1]
-                        if (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3):
-                            best, arg = _window_max(xf, img, H, W, h0, w0, 2, 2)
-                        else:  # selects, not branches: the comparisons are unpredictable
-                            best, arg = v0, 0
-                            t = v1 > best
-                            best, arg = (v1, 1) if t else (best, arg)
-                            t = v2 > best
-                            best, arg = (v2, 2) if t else (best, arg)
-                            t = v3 > best
-                            best, arg = (v3, 3) if t else (best, arg)
-                    else:
-                        best, arg = _window_max(xf, img, H, W, h0, w0, PH, PW)
-                    of[((n * C + c) * OH + oh) * OW + ow] = best
-                    arg_max[((n * OH + oh) * OW + ow) * C + c] = arg
+                o = ((n * C + c) * OH + oh) * OW
+                nan = False
+                if fast:
+                    # selects, not branches (the comparisons are unpredictable); a NaN anywhere in
+                    # the row sends it to the generic loop below
+                    top = img + h0 * W
+                    for ow in range(OW):
+                        p = top + ow * stride
+                        v0, v1, v2, v3 = xf[p], xf[p + 1], xf[p + W], xf[p + W + 1]
+                        nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
+                        best, a = v0, 0
+                        t = v1 > best
+                        best, a = (v1, 1) if t else (best, a)
+                        t = v2 > best
+                        best, a = (v2, 2) if t else (best, a)
+                        t = v3 > best
+                        best, a = (v3, 3) if t else (best, a)
+                        of[o + ow] = best
+                        arg[o + ow] = a
+                if not fast or nan:
+                    for ow in range(OW):
+                        best, a = _window_max(xf, img, H, W, h0, ow * stride - pad, PH, PW)
+                        of[o + ow] = best
+                        arg[o + ow] = a
 
 
 @njit(**SERIAL)
-def pool_backward(dout, arg_max, PH, PW, stride, pad, dx):
-    """``dout (N, C, OH, OW) -> dx (N, C, H, W)``: each value to its window's ``arg_max``."""
+def pool_backward(dout, arg, PH, PW, stride, pad, dx):
+    """``dout (N, C, OH, OW) -> dx (N, C, H, W)``: each value to its window's ``arg`` (rows
+    ``(n, c, oh, ow)``, as :func:`pool_forward` writes it)."""
     N, C, H, W = dx.shape
     _, _, OH, OW = dout.shape
+    # windows side by side covering every pixel (the book's 2x2, stride 2, even sizes): each pixel
+    # is written once, its value or 0, with no zeroing pass
+    tiled = stride == PH and stride == PW and pad == 0 and OH * PH == H and OW * PW == W
     apart = stride >= PH and stride >= PW  # windows never overlap: one pass
     ki = np.empty(PH * PW, np.intp)  # window index -> row, column (no division in the loop)
     kj = np.empty(PH * PW, np.intp)
     for k in range(PH * PW):
         ki[k] = k // PW
         kj[k] = k % PW
+    zero = dx.dtype.type(0)
     for n in range(N):
-        dx[n] = 0
         for c in range(C):
             img = dx[n, c]
             d = dout[n, c]
+            a = arg[(n * C + c) * OH * OW : (n * C + c + 1) * OH * OW]
+            if tiled:  # 0 + v: -0.0 comes out 0.0, as from col2im's sums into zeros
+                for oh in range(OH):
+                    for i in range(PH):
+                        row = img[oh * PH + i]
+                        if PW == 2:  # the book's nets, unrolled
+                            for ow in range(OW):
+                                v = zero + d[oh, ow]
+                                k0 = np.intp(a[oh * OW + ow]) - i * 2
+                                row[2 * ow] = v if k0 == 0 else zero
+                                row[2 * ow + 1] = v if k0 == 1 else zero
+                            continue
+                        for ow in range(OW):
+                            v = zero + d[oh, ow]
+                            k0 = np.intp(a[oh * OW + ow]) - i * PW  # the maximum's column, if in this row
+                            for j in range(PW):
+                                row[ow * PW + j] = v if j == k0 else zero
+                continue
+            img[:, :] = 0
             # overlapping windows: one pass per window offset, so each pixel adds its values in
             # the reference's order
             for k in range(1 if apart else PH * PW):
                 for oh in range(OH):
                     for ow in range(OW):
-                        a = arg_max[((n * OH + oh) * OW + ow) * C + c]
-                        if apart or a == k:
-                            h = oh * stride + ki[a] - pad
-                            w = ow * stride + kj[a] - pad
+                        ak = a[oh * OW + ow]
+                        if apart or ak == k:
+                            h = oh * stride + ki[ak] - pad
+                            w = ow * stride + kj[ak] - pad
                             if 0 <= h < H and 0 <= w < W:
                                 img[h, w] += d[oh, ow]
 

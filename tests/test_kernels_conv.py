@@ -11,6 +11,7 @@ run from the layer table (``tests/test_layer_table.py``).
 import numpy as np
 import pytest
 
+from scratchprop import _numba_conv as nb
 from scratchprop import _numpy_conv as ref
 from scratchprop.kernels import conv as K
 
@@ -79,27 +80,62 @@ def test_bias_and_layout_passes(dt):
     same_bits(db, np.sum(np.ascontiguousarray(back.T), axis=0))
 
 
-POOLS = [((2, 2), 2, 0), ((3, 3), 1, 1), ((2, 2), 1, 0), ((2, 2), 2, 1), ((1, 3), 1, 0), ((3, 2), 2, 0)]
+POOLS = [
+    ((2, 2), 2, 0),
+    ((3, 3), 1, 1),
+    ((2, 2), 1, 0),
+    ((2, 2), 2, 1),
+    ((1, 3), 1, 0),
+    ((3, 2), 2, 0),
+    ((3, 3), 3, 0),
+]
 
 
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("P, stride, pad", POOLS)
-def test_pooling_max_argmax_and_backward_are_the_references(P, stride, pad, dt):
+@pytest.mark.parametrize("HW", [(7, 8), (6, 12)])  # (6, 12): 2x2 and 3x3 windows tile the image
+def test_pooling_max_argmax_and_backward_are_the_references(P, stride, pad, dt, HW):
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((3, 2, 7, 8)).astype(dt)
+    x = rng.standard_normal((3, 2, *HW)).astype(dt)
     x[0, 0, 1, 1] = x[1, 1, 2, 3] = np.nan  # np.argmax: the first NaN wins
     x[2, 0, :3, :3] = -1.0  # all negative: padding zeros win where they take part
     x[2, 1, :2, :2] = 0.5  # ties: the first maximum
     layer = ref.Pooling(P[0], P[1], stride, pad)
     want = np.ascontiguousarray(layer.forward(x))
-    out, arg = np.empty(want.shape, dt), np.empty(want.size, np.intp)
-    K.pool_forward(x, P[0], P[1], stride, pad, out, arg)
-    same_bits(out, want)
-    assert np.array_equal(arg, layer.arg_max)
     dout = rng.standard_normal(want.shape).astype(dt)
-    dx = np.full(x.shape, np.nan, dt)
-    K.pool_backward(dout, arg, P[0], P[1], stride, pad, dx)
-    same_bits(dx, np.ascontiguousarray(layer.backward(dout)))
+    dout[0, 0, 0, 0] = -0.0  # col2im adds into zeros: -0.0 comes back as 0.0
+    want_dx = np.ascontiguousarray(layer.backward(dout))
+    N, C, OH, OW = want.shape
+    for arg_dt in (np.uint8, np.intp):  # the layer's compact indices; intp for windows over 256
+        out, arg = np.empty(want.shape, dt), np.empty(want.size, arg_dt)
+        K.pool_forward(x, P[0], P[1], stride, pad, out, arg)
+        same_bits(out, want)
+        # the same indices as the reference's arg_max, whose rows are (n, oh, ow, c)
+        assert np.array_equal(arg.reshape(N, C, OH, OW).transpose(0, 2, 3, 1).reshape(-1), layer.arg_max)
+        dx = np.full(x.shape, np.nan, dt)
+        K.pool_backward(dout, arg, P[0], P[1], stride, pad, dx)
+        same_bits(dx, want_dx)
+
+
+@pytest.mark.parametrize("read_first", [False, True])
+def test_pooling_backward_reads_arg_max_once_it_was_read_or_changed(read_first):
+    # the layer keeps compact indices; once arg_max is read, backward uses that array, so a change
+    # made to it counts as in the reference
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 6))
+    dout = rng.standard_normal((2, 3, 3, 3))
+    ours, theirs = nb.Pooling(2, 2, 2), ref.Pooling(2, 2, 2)
+    same_bits(ours.forward(x), np.ascontiguousarray(theirs.forward(x)))
+    if read_first:
+        ours.arg_max[:5] = (ours.arg_max[:5] + 1) % 4
+        theirs.arg_max[:5] = (theirs.arg_max[:5] + 1) % 4
+    same_bits(ours.backward(dout), np.ascontiguousarray(theirs.backward(dout)))
+    ours.arg_max[0] = 7  # outside a 2x2 window: the reference's error, not a read out of bounds
+    with pytest.raises(IndexError):
+        theirs.arg_max[0] = 7
+        theirs.backward(dout)
+    with pytest.raises(IndexError):
+        ours.backward(dout)
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30])

@@ -93,8 +93,9 @@ def fold(colT, FH, FW, stride, pad, dx):
 
 
 @njit(**SERIAL)
-def cn_to_nchw(rows, b, out):
-    """``rows (F, N*OH*OW) + b (F,) -> out (N, F, OH, OW)``: the bias, and channels back inside images."""
+def cn_to_nchw(rows, b, out, relu):
+    """``rows (F, N*OH*OW) + b (F,) -> out (N, F, OH, OW)``: the bias, and channels back inside images;
+    with ``relu``, the ReLU that follows too (``max(v, 0)``, NaN kept: the Relu kernel's values)."""
     N, F, OH, OW = out.shape
     P = OH * OW
     for n in range(N):
@@ -102,19 +103,28 @@ def cn_to_nchw(rows, b, out):
             o = out[n, f].reshape(P)  # C-contiguous: a view
             src = rows[f, n * P : (n + 1) * P]
             bf = b[f]
-            for p in range(P):
-                o[p] = src[p] + bf
+            if relu:
+                for p in range(P):
+                    v = src[p] + bf
+                    o[p] = 0 if v <= 0 else v
+            else:
+                for p in range(P):
+                    o[p] = src[p] + bf
 
 
 @njit(**SERIAL)
-def nchw_to_cn(dout, rows, db):
+def nchw_to_cn(dout, rows, db, relu_out, relu):
     """``dout (N, F, OH, OW) -> rows (F, N*OH*OW)``, and each channel's values added to ``db (F,)`` in
     order: over blocks of images passed in turn into a zeroed ``db``, the order of NumPy's
-    ``sum(axis=0)`` over the reference's ``(N*OH*OW, F)`` matrix (its bits)."""
+    ``sum(axis=0)`` over the reference's ``(N*OH*OW, F)`` matrix (its bits). With ``relu``, ``dout``
+    is the gradient of the ReLU that followed, whose output was ``relu_out``: zeros where that is
+    ``<= 0`` (the Relu kernel's backward, fused)."""
     N, F, OH, OW = dout.shape
     P = OH * OW
+    zero = rows.dtype.type(0)
     for n in range(N):
         d = dout[n].reshape(F, P)
+        r = relu_out[n].reshape(F, P)
         f = 0
         while f < F:  # four channels at a time: four independent sums, four contiguous streams
             if f + 4 <= F:
@@ -125,6 +135,11 @@ def nchw_to_cn(dout, rows, db):
                 r3 = rows[f + 3, n * P : (n + 1) * P]
                 for p in range(P):
                     v0, v1, v2, v3 = d[f, p], d[f + 1, p], d[f + 2, p], d[f + 3, p]
+                    if relu:
+                        v0 = zero if r[f, p] <= 0 else v0
+                        v1 = zero if r[f + 1, p] <= 0 else v1
+                        v2 = zero if r[f + 2, p] <= 0 else v2
+                        v3 = zero if r[f + 3, p] <= 0 else v3
                     r0[p], r1[p], r2[p], r3[p] = v0, v1, v2, v3
                     s0 += v0
                     s1 += v1
@@ -136,8 +151,11 @@ def nchw_to_cn(dout, rows, db):
                 s0 = db[f]
                 r0 = rows[f, n * P : (n + 1) * P]
                 for p in range(P):
-                    r0[p] = d[f, p]
-                    s0 += d[f, p]
+                    v0 = d[f, p]
+                    if relu:
+                        v0 = zero if r[f, p] <= 0 else v0
+                    r0[p] = v0
+                    s0 += v0
                 db[f] = s0
                 f += 1
 

@@ -349,3 +349,47 @@ def test_numba_conv_layers_subclass_the_reference_and_share_its_helpers():
     for name in ("Convolution", "Pooling", "im2col", "col2im", "conv_output_size"):
         assert name in NB.__all__ and name in NP.__all__
     assert Pooling is NP.Pooling
+
+
+@pytest.mark.parametrize("make", [tiny_simple, tiny_deep])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numba_conv_relu_pairs_fused_give_the_layers_own_bits(make, dtype):
+    # a Numba net runs each Conv + Relu pair in one pass (forward_relu / backward_relu); walking the
+    # layers one by one must give the same bits, and the Relu the same mask
+    import scratchprop.numba as NB
+
+    fused, plain = make(seed=3, backend="numba", dtype=dtype), make(seed=3, backend="numba", dtype=dtype)
+    assert sum(hasattr(layer, "forward_relu") for layer in fused.layers.values()) >= 1
+    x, t = batch(4, seed=5)
+    x = x.astype(dtype)
+
+    def by_hand(net):
+        y, layers = x, list(net.layers.values())
+        for layer in layers:
+            y = layer.forward(y, True) if isinstance(layer, NB.Dropout) else layer.forward(y)
+        net.last_layer.forward(y, t)
+        d = net.last_layer.backward(1)
+        for layer in reversed(layers):
+            d = layer.backward(d)
+        return net._grads()
+
+    np.random.seed(6)
+    got = fused.gradient(x, t)
+    assert fused.layers["Conv1"]._relu is fused.layers["Relu1"]  # the fused passes ran
+    np.random.seed(6)
+    want = by_hand(plain)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    np.testing.assert_array_equal(fused.layers["Relu1"].mask, plain.layers["Relu1"].mask)
+    # the mask read (or set) after the forward: the pair's backward takes the Relu's own
+    np.random.seed(6)
+    fused.loss(x, t, train_flg=True)
+    fused.layers["Relu1"].mask = fused.layers["Relu1"].mask | True  # every input blocked
+    np.random.seed(6)
+    g = fused.gradient(x, t)  # a fresh forward: fused again, the same gradient
+    for k in want:
+        np.testing.assert_array_equal(g[k], want[k])
+    d = np.ones_like(fused.layers["Conv1"].forward_relu(x, fused.layers["Relu1"]))
+    fused.layers["Relu1"].mask = np.ones(d.shape, bool)
+    fused.layers["Conv1"].backward_relu(d, fused.layers["Relu1"])
+    assert not fused.layers["Conv1"].db.any()  # the mask that was set counted

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from scratchprop import _numba_conv as nb
+from scratchprop import _numba_layers as nb_layers
 from scratchprop import _numpy_conv as ref
 from scratchprop.kernels import conv as K
 
@@ -65,17 +66,27 @@ def test_fold_is_col2im_bit_for_bit(shape, F, stride, pad, dt):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
-def test_bias_and_layout_passes(dt):
+@pytest.mark.parametrize("relu", [False, True])
+def test_bias_and_layout_passes(dt, relu):
+    # 6 channels: four at a time, then two one by one; with relu, the Relu layer's values fused
     rng = np.random.default_rng(3)
-    N, F, OH, OW = 3, 4, 5, 6
+    N, F, OH, OW = 3, 6, 5, 6
     rows = rng.standard_normal((F, N * OH * OW)).astype(dt)
+    rows[0, :3] = np.nan, -0.0, 0.0
     b = rng.standard_normal(F).astype(dt)
+    b[0] = 0
     out = np.empty((N, F, OH, OW), dt)
-    K.cn_to_nchw(rows, b, out)
-    same_bits(out, np.ascontiguousarray((rows.T + b).reshape(N, OH, OW, F).transpose(0, 3, 1, 2)))
+    K.cn_to_nchw(rows, b, out, relu)
+    want = np.ascontiguousarray((rows.T + b).reshape(N, OH, OW, F).transpose(0, 3, 1, 2))
+    relu_layer = nb_layers.Relu()
+    if relu:
+        want = relu_layer.forward(want)
+    same_bits(out, want)
+    dout = rng.standard_normal(out.shape).astype(dt)
     back, db = np.empty_like(rows), np.zeros(F, dt)  # db accumulates
-    K.nchw_to_cn(out, back, db)
-    same_bits(back, np.ascontiguousarray((rows.T + b).T))
+    K.nchw_to_cn(dout, back, db, out, relu)
+    d = relu_layer.backward(dout) if relu else dout
+    same_bits(back, np.ascontiguousarray(d.transpose(1, 0, 2, 3).reshape(F, -1)))
     # db adds the reference's (N*OH*OW, F) rows in order: NumPy's sum(axis=0), bit for bit
     same_bits(db, np.sum(np.ascontiguousarray(back.T), axis=0))
 

@@ -24,6 +24,8 @@ import numpy as np
 
 from . import _dispatch as _d
 from . import _numpy_conv as _ref
+from . import _validate as check
+from ._numba_layers import Relu as _Relu
 from .kernels import conv as _K
 
 __all__ = ["Convolution", "Pooling"]
@@ -71,6 +73,7 @@ class Convolution(_ref.Convolution):
 
     _xk = None  # x as the kernels read it, when they ran
     _col = None  # the reference's col, when its code ran
+    _relu = _relu_out = None  # the Relu of the last forward_relu and its output, when fused
 
     @property
     def col(self):
@@ -99,6 +102,25 @@ class Convolution(_ref.Convolution):
         return FN, C * FH * FW, FH, FW, OH * OW
 
     def forward(self, x):
+        return self._forward(x, None)
+
+    def fuses_with(self, layer):
+        """Whether :meth:`forward_relu` / :meth:`backward_relu` take ``layer`` (this backend's Relu)."""
+        return type(layer) is _Relu
+
+    def forward_relu(self, x, relu):
+        """``relu.forward(self.forward(x))`` in one pass over the output (a net's Conv + Relu).
+
+        ``relu`` (this backend's :class:`Relu`) is left as its own forward leaves it: its ``mask`` is
+        made from the output when read. Then :meth:`backward_relu` takes the pair's backward."""
+        out = self._forward(x, relu)
+        if self._relu is None:  # the reference's code ran: the Relu's own forward
+            return relu.forward(out)
+        relu._out, relu._mask = out, None
+        return out
+
+    def _forward(self, x, relu):
+        self._relu = self._relu_out = None
         x, OH, OW = self._check_forward(x)
         W, b = self.W, self.b
         dt = _d.kernel_dtype(_ref._float_dtype(x), W, b)
@@ -116,27 +138,44 @@ class Convolution(_ref.Convolution):
             colT, rows = cbuf[: K * m].reshape(K, m), rbuf[: FN * m].reshape(FN, m)
             _K.unfold(xk[n0:n1], FH, FW, self.stride, self.pad, colT)
             np.dot(Wm, colT, out=rows)
-            _K.cn_to_nchw(rows, bk, out[n0:n1])
+            _K.cn_to_nchw(rows, bk, out[n0:n1], relu is not None)
         self.x, self.col_W = x, W.reshape(FN, K).T
         self._xk, self._col = xk, None
+        if relu is not None:
+            self._relu, self._relu_out = relu, out
         return out
 
     def backward(self, dout):
-        return self._backward(dout, True)
+        return self._backward(dout, True, None)
 
     def backward_params(self, dout):
         """Set ``dW`` and ``db`` as :meth:`backward` does, without ``dx``."""
-        self._backward(dout, False)
+        self._backward(dout, False, None)
 
-    def _backward(self, dout, need_dx):
+    def backward_relu(self, dout, relu, need_dx=True):
+        """``self.backward(relu.backward(dout))`` in one pass (after :meth:`forward_relu`); ``dx``, or
+        ``None`` without ``need_dx``. Takes the two backwards in turn when the pair's state is not
+        :meth:`forward_relu`'s (another forward ran, or the Relu's ``mask`` was read or set)."""
+        fused = relu is self._relu and relu._out is self._relu_out and relu._mask is None
+        if not fused:
+            dout = relu.backward(dout)
+            relu = None
+        else:
+            dout = check.dout_like("Relu", dout, self._relu_out.shape)
+        return self._backward(dout, need_dx, relu)
+
+    def _backward(self, dout, need_dx, relu):
         dout = self._check_backward(dout)
         xk = self._xk
         dt = None if xk is None else _d.kernel_dtype(_ref._float_dtype(self.x), self.W, self.b)
         if dt is None or dout.dtype != dt:
+            if relu is not None:
+                dout = relu.backward(dout)
             return super().backward(dout)  # the reference's code ran, or another dtype: its promotions
         FN, K, FH, FW, P = self._shapes(xk)
         N = xk.shape[0]
         dout = _d.as_c(dout, dt)
+        relu_out = self._relu_out
         Wm = _d.as_c(self.W, dt).reshape(FN, K)
         db, dW = np.zeros(FN, dt), np.empty((FN, K), dt)
         dx = np.empty(self.x.shape, dt) if need_dx else None
@@ -147,7 +186,8 @@ class Convolution(_ref.Convolution):
         for i, (n0, n1) in enumerate(blocks):
             m = (n1 - n0) * P
             colT, drows = cbuf[: K * m].reshape(K, m), rbuf[: FN * m].reshape(FN, m)
-            _K.nchw_to_cn(dout[n0:n1], drows, db)
+            after = dout[n0:n1] if relu is None else relu_out[n0:n1]  # the ReLU's output, when fused
+            _K.nchw_to_cn(dout[n0:n1], drows, db, after, relu is not None)
             _K.unfold(xk[n0:n1], FH, FW, self.stride, self.pad, colT)
             if i == 0:
                 np.dot(drows, colT.T, out=dW)

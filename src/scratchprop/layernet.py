@@ -43,6 +43,13 @@ def takes_train_flg(layer):
     return _TRAIN_FLG[cls]
 
 
+def _fuses(layer, following):
+    """Whether ``layer`` takes the layer in ``following`` (a list of 0 or 1) into its own passes
+    (``forward_relu`` / ``backward_relu``: Numba's Convolution and the Relu after it)."""
+    fuses = getattr(layer, "fuses_with", None)
+    return bool(following) and fuses is not None and fuses(following[0])
+
+
 class LayerNet:
     """Layers in order, a loss layer, and parameters shared with the layers by reference.
 
@@ -71,8 +78,16 @@ class LayerNet:
 
     def predict(self, x, train_flg=False):
         """Scores ``x (N, D) -> (N, C)``; ``train_flg`` goes to Dropout and BatchNormalization."""
-        for layer in self.layers.values():
+        layers = list(self.layers.values())
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if _fuses(layer, layers[i + 1 : i + 2]):  # e.g. Numba's Convolution + Relu: one pass
+                x = layer.forward_relu(x, layers[i + 1])
+                i += 2
+                continue
             x = layer.forward(x, train_flg) if takes_train_flg(layer) else layer.forward(x)
+            i += 1
         return x
 
     def weight_decay(self):
@@ -104,11 +119,19 @@ class LayerNet:
         """Backprop gradient of ``loss(x, t, train_flg=True)``: a dict keyed like ``params``."""
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
-        first, *rest = self.layers.values()
-        for layer in reversed(rest):
-            dout = layer.backward(dout)
-        # nothing reads the input's gradient: a layer that can skip it (Numba's Affine) does
-        getattr(first, "backward_params", first.backward)(dout)
+        layers = list(self.layers.values())
+        i = len(layers) - 1
+        while i >= 0:
+            # nothing reads the input's gradient: a first layer that can skip it (Numba's) does
+            if i >= 1 and _fuses(layers[i - 1], layers[i : i + 1]):
+                dout = layers[i - 1].backward_relu(dout, layers[i], need_dx=i > 1)
+                i -= 2
+            elif i == 0:
+                getattr(layers[0], "backward_params", layers[0].backward)(dout)
+                i -= 1
+            else:
+                dout = layers[i].backward(dout)
+                i -= 1
         return self._grads()
 
     def _grads(self):

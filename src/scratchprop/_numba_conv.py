@@ -7,8 +7,10 @@ kept transposed (``kernels/conv.py`` says why), a few images at a time so the
 unfolded block is still in cache when the product reads it; the kernels do
 the rest in one pass each on the calling thread (the unfold with the padding
 and the dtype conversion, the bias with the move to NCHW, the fold, max
-pooling with its ``arg_max``): the only threads are BLAS's, the rule of
-:mod:`scratchprop.threads`.
+pooling with its window indices): the only threads are BLAS's, the rule of
+:mod:`scratchprop.threads`. A net (:class:`scratchprop.layernet.LayerNet`)
+runs a Convolution and the Relu after it as one layer
+(:meth:`Convolution.forward_relu` / :meth:`Convolution.backward_relu`).
 
 What differs from the reference, none of it in the values: the outputs are
 C-contiguous (the reference returns a transposed view); float32 images with

@@ -12,10 +12,10 @@
     back and right after a threaded ``np.dot``; and the ``np.dot`` right after
     a region.
 ``python bench/probes.py dispatch``
-    ``_dispatch.KERNEL_MIN_ELEMENTS``'s two sides: Relu and Sigmoid through the
-    Numba wrappers with the kernel forced (threshold 0) against the reference's
-    NumPy code, 512 to 64k elements, interleaved; the kernel pays where the
-    ratio drops below 1.
+    ``_dispatch.KERNEL_MIN_ELEMENTS``'s two sides: Relu, Sigmoid and Dropout
+    through the Numba wrappers with the kernel forced (threshold 0) against the
+    reference's NumPy code, 256 to 64k elements, interleaved; the kernel pays
+    where the ratio drops below 1.
 """
 
 import os
@@ -113,10 +113,10 @@ def dispatch():
     _dispatch.KERNEL_MIN_ELEMENTS = 0  # every call through the kernels
     rng = np.random.default_rng(0)
     print("median us, reference NumPy / Numba kernel path (ratio)")
-    for n in (512, 1024, 2048, 4096, 8192, 16384, 65536):
+    for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 65536):
         x, d = rng.standard_normal(n), rng.standard_normal(n)
         row = []
-        for name in ("Relu", "Sigmoid"):
+        for name in ("Relu", "Sigmoid", "Dropout"):
             a, b = getattr(NP, name)(), getattr(NB, name)()
             a.forward(x), b.forward(x)
             for what, fa, fb in (

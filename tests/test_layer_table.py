@@ -172,3 +172,50 @@ def test_dropout_masks_and_generator_state_are_the_books(shape, monkeypatch):
         np.testing.assert_array_equal(layer.forward(x), want)
         state = np.random.get_state()
         assert state[2:] == after[2:] and np.array_equal(state[1], after[1])
+
+
+def _same_bits(got, want):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, want.dtype, got.shape, want.shape)
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply")  # -inf * 0, both backends
+@pytest.mark.parametrize("n", [1, 100, 400, 1023, 1024, 4095, 4096, 16384])
+@pytest.mark.parametrize("dt", ["float64", "float32", ">f8", "float16"])
+@pytest.mark.parametrize("name", ["Sigmoid", "Dropout"])
+def test_small_and_kernel_paths_give_the_references_bits(name, dt, n):
+    # below the kernels' size the Numba layers run the reference's ufuncs with fewer checks and
+    # allocations (the kernels pay from different sizes, e.g. Dropout's): the same bits at every size,
+    # -0.0 and NaN included, for every float dtype (the others take the reference's own code)
+    x = np.random.default_rng(n).standard_normal(n).astype(dt) * 40
+    x[:3] = np.array([-0.0, np.nan, -np.inf])[: min(3, n)]
+    d = np.random.default_rng(n + 1).standard_normal(n).astype(dt)
+    got, want = [], []
+    for M, into in ((NB, got), (NP, want)):
+        layer = getattr(M, name)()
+        np.random.seed(n)
+        with np.errstate(over="raise"):  # neither backend warns (the reference silences exp's overflow)
+            if name == "Sigmoid":
+                into += [layer.forward(x), layer.backward(d), layer.out]
+            else:
+                into += [layer.forward(x), layer.backward(d), layer.mask, np.random.rand()]
+    for g, w in zip(got, want):
+        _same_bits(g, w)
+
+
+def test_small_paths_leave_odd_inputs_to_the_reference():
+    # a 0-d input, a dout of another dtype, a mask the user replaced with floats: the reference's result
+    for M in (NB, NP):
+        assert isinstance(M.Sigmoid().forward(np.float64(0.5) * np.ones(())), np.float64)
+    x = np.linspace(-3, 3, 50)
+    pairs = []
+    for M in (NB, NP):
+        s = M.Sigmoid()
+        s.forward(x)
+        do = M.Dropout()
+        do.forward(x)
+        do.mask = np.linspace(0, 1, 50)
+        pairs.append((s.backward(x.astype(np.float32)), do.backward(x)))
+    for g, w in zip(*pairs):
+        _same_bits(g, w)

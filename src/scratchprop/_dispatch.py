@@ -36,7 +36,9 @@ F64 = np.dtype(np.float64)
 #: Elementwise arrays below this many elements run NumPy code. Model: a kernel call costs a
 #: few microseconds more than one ufunc call (Numba's argument typing, flattening, the outputs)
 #: and saves NumPy's extra passes, ~1 ns per element each: it pays from a few thousand
-#: elements (``python bench/probes.py dispatch`` measures both sides).
+#: elements (``python bench/probes.py dispatch`` measures both sides). A kernel that saves more
+#: or less per element pays from proportionally fewer or more (Dropout's: a quarter forward,
+#: where it also saves ``rand``'s draws; four times backward, against NumPy's one pass).
 KERNEL_MIN_ELEMENTS = 4096
 
 

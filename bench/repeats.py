@@ -26,6 +26,10 @@ table: per scenario, batch and net, the speed-up (numpy / numba in that
 scenario) and what the scenario costs the numba step (its median over its
 own back-to-back median, from the same run).
 
+Runs of the ``layers`` group (``bench/test_layers.py``) get a third: per
+layer, dtype and batch, the speed-up of forward + backward (the reference's
+two medians over the Numba layer's).
+
 Needs only the standard library (and ``report.py`` beside it).
 """
 
@@ -106,6 +110,29 @@ def scenario_ratios(path):
     return out
 
 
+def layer_ratios(path):
+    """``{(layer, dtype, batch): numpy / numba}`` of forward + backward, one run's ``layers`` group."""
+    _, index = load([path])
+    t = Table(index)
+    out = {}
+    for case in t.values("case", group="layers"):
+        layer, pass_ = case.split(".")
+        if pass_ != "forward":
+            continue
+        for dtype in t.values("dtype", group="layers", case=case):
+            for batch in t.values("batch", group="layers", case=case, dtype=dtype):
+                ref, ours = (
+                    [
+                        t.median(group="layers", case=f"{layer}.{p}", dtype=dtype, batch=batch, backend=b)
+                        for p in ("forward", "backward")
+                    ]
+                    for b in ("numpy", "numba")
+                )
+                ok = None not in ref + ours
+                out[(layer, dtype, batch)] = sum(ref) / sum(ours) if ok else None
+    return out
+
+
 def render(paths):
     runs = [run_ratios(p) for p in paths]
     f = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
@@ -136,6 +163,17 @@ def render(paths):
             "Scenarios (`bench/scenarios.py`):",
             "",
             md_table(["scenario", "batch", "net", "ratio", "median of runs", "range", "each run"], srows),
+            "",
+        ]
+    lrows = [
+        [*key, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
+        for key, vals, med, lo, hi in spread([layer_ratios(p) for p in paths])
+    ]
+    if lrows:
+        out += [
+            "Layers, forward + backward, numpy / numba (`bench/test_layers.py`):",
+            "",
+            md_table(["layer", "dtype", "batch", "median of runs", "range", "each run"], lrows),
         ]
     return "\n".join(out)
 

@@ -108,3 +108,25 @@ def test_scenario_ratios_per_run(tmp_path):
     assert "| pause_10ms | 32 | TwoLayerNet | numba / back to back | 3 | 3 - 3 | 3 |" in repeats.render(
         [str(path)]
     )
+
+
+def test_layer_ratios_sum_forward_and_backward(tmp_path):
+    def bench(case, backend, m):
+        info = {"group": "layers", "case": case, "api": "layer", "backend": backend, "dtype": "float64"}
+        return {"name": f"{case}-{backend}", "stats": {"median": m}, "extra_info": {**info, "batch": 4}}
+
+    benches = [
+        bench("Sigmoid.forward", "numpy", 3.0),
+        bench("Sigmoid.backward", "numpy", 1.0),
+        bench("Sigmoid.forward", "numba", 1.5),
+        bench("Sigmoid.backward", "numba", 0.5),
+        bench("Dropout.forward", "numpy", 1.0),  # no backward timed: no ratio
+        bench("Dropout.forward", "numba", 1.0),
+    ]
+    path = tmp_path / "layers.json"
+    path.write_text(json.dumps({"benchmarks": benches}))
+    assert repeats.layer_ratios(str(path)) == {
+        ("Sigmoid", "float64", 4): 2.0,
+        ("Dropout", "float64", 4): None,
+    }
+    assert "| Sigmoid | float64 | 4 | 2 | 2 - 2 | 2 |" in repeats.render([str(path)])

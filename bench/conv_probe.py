@@ -57,7 +57,7 @@ def blocks():
     import scratchprop._numba_conv as nbconv
 
     rng = np.random.default_rng(0)
-    sizes = (1 << 18, 1 << 20, 4 << 20, 16 << 20, 1 << 40)
+    sizes = (1 << 18, 1 << 20, 2 << 20, 4 << 20, 16 << 20, 1 << 40)
     print(
         "channels filters image dtype | forward + backward ms for blocks of "
         + ", ".join("whole batch" if s == 1 << 40 else f"{s / (1 << 20):g} MiB" for s in sizes)

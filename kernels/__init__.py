@@ -11,7 +11,8 @@ Chapter 6: :mod:`.sigmoid` (backward; the forward is NumPy's vectorised exp),
 :mod:`.optim` (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam: one fused in-place pass per array),
 :mod:`.mt19937` (``np.random.rand``'s generator on NumPy's own state: Dropout's masks).
 Chapter 7: :mod:`.conv` (Convolution's unfold, fold and layout passes around the BLAS
-products, on the calling thread; max pooling and its backward).
+products; max pooling and its backward), :mod:`.conv_batch` (the convolution parallel across
+the batch: each thread's images unfolded, multiplied on one BLAS thread and laid out).
 :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
 (NumPy's own OpenBLAS, so one thread pool with the user's NumPy);
 :mod:`.config` holds every JIT flag. When kernels may use threads is decided by the

@@ -9,12 +9,11 @@ writes runs of contiguous memory, and the products, which stay in BLAS
 rows ``(FN, N*OH*OW)`` that move into NCHW as whole image rows, not element
 by element. Padding is ``pad`` zeros on each side, never materialised.
 
-Every kernel runs on the calling thread, over whatever images it is given:
-the wrapper (``scratchprop._numba_conv``) hands the convolution's kernels a
-few images at a time, so the unfolded block stays in cache between the
-kernel that writes it and the product that reads it, and the threads are
-BLAS's alone (``scratchprop.threads``). Every sum is formed in a fixed
-order, so the bits depend on nothing but the inputs.
+Every kernel here is serial, over whatever images it is given:
+:mod:`.conv_batch` runs the convolution's kernels on each thread's images, a
+few at a time, so the unfolded block stays in that core's cache between the
+kernel that writes it and the product that reads it. Every sum is formed in
+a fixed order, so the bits depend on nothing but the inputs.
 
 The folds (:func:`fold`, :func:`pool_backward`) add into zeroed images
 one window offset ``(fh, fw)`` after another, the order of the reference's

@@ -2,14 +2,13 @@
 
 Each subclasses its reference class (:mod:`scratchprop._numpy_conv`): the
 constructor, the checks, the attributes and every edge case are the
-reference's. The three products run in NumPy's BLAS on the unfolded images
-kept transposed (``kernels/conv.py`` says why), a few images at a time so the
-unfolded block is still in cache when the product reads it; the kernels do
-the rest in one pass each on the calling thread (the unfold with the padding
-and the dtype conversion, the bias with the move to NCHW, the fold, max
-pooling with its window indices): the only threads are BLAS's, the rule of
-:mod:`scratchprop.threads`. A net (:class:`scratchprop.layernet.LayerNet`)
-runs a Convolution and the Relu after it as one layer
+reference's. The convolution runs parallel across the batch
+(``kernels/conv_batch.py``): each of Numba's threads unfolds a few of its
+images at a time into its own buffer, multiplies them on one BLAS thread
+while the block is still in its cache, and lays the result out in NCHW (rule
+4 of :mod:`scratchprop.threads` says why). Max pooling runs in one pass on
+the calling thread. A net (:class:`scratchprop.layernet.LayerNet`) runs a
+Convolution and the Relu after it as one layer
 (:meth:`Convolution.forward_relu` / :meth:`Convolution.backward_relu`).
 
 What differs from the reference, none of it in the values: the outputs are
@@ -17,9 +16,10 @@ C-contiguous (the reference returns a transposed view); float32 images with
 float64 filters are unfolded straight into float64 (the reference unfolds in
 float32 and NumPy converts the whole matrix for the product); ``col`` is made
 when first read, in the image's dtype, as the reference's. The products sum
-in another order than the reference's (and ``dW`` block by block), so the
-last bits of ``out``, ``dW`` and ``dx`` may differ
-(:mod:`scratchprop.tolerances`); ``db`` has the reference's bits.
+in another order than the reference's, and ``dW`` and ``db`` are summed per
+thread's images, then thread after thread, so the last bits of ``out``,
+``dW``, ``db`` and ``dx`` may differ (:mod:`scratchprop.tolerances`); they
+are the same for a given thread count (``numba.get_num_threads()``).
 """
 
 import numpy as np
@@ -27,24 +27,33 @@ import numpy as np
 from . import _dispatch as _d
 from . import _numpy_conv as _ref
 from . import _validate as check
+from . import threads as _threads
 from ._numba_layers import Relu as _Relu
 from .kernels import conv as _K
+from .kernels import conv_batch as _KB
 
 __all__ = ["Convolution", "Pooling"]
 
 _INTP = np.dtype(np.intp)
 
-#: Bytes of unfolded images per block: the block is written by the unfold and read by the product
-#: right after, so it must still be in cache (a few MiB: L2 plus a share of L3). The whole batch's
-#: (tens of MiB for DeepConvNet) went to memory and back, 1.4-3x slower (``bench/CONV.md``).
-CHUNK_BYTES = 4 << 20
+#: Bytes of unfolded images per block of a thread: the block is written by the unfold and read by
+#: the product right after, so it must still be in that core's cache (a few MiB: L2 plus a share of
+#: L3). The whole batch's (tens of MiB for DeepConvNet) went to memory and back, 1.4-3x slower
+#: (``bench/CONV.md``).
+CHUNK_BYTES = 2 << 20
 
 
-def _blocks(N, per_image_bytes):
-    """``[(n0, n1), ...]``: the batch in blocks of whole images, each at most :data:`CHUNK_BYTES`
-    unfolded (one image when one alone is bigger). Depends on the shapes only: fixed sums."""
-    B = max(1, min(N, CHUNK_BYTES // max(1, per_image_bytes)))
-    return [(n0, min(N, n0 + B)) for n0 in range(0, N, B)]
+def _plan(N, per_image_bytes):
+    """``(T, B)``: the batch in ``T`` chunks (one per Numba thread; the bits depend on ``T``), each
+    worked through in blocks of ``B`` images of at most :data:`CHUNK_BYTES` unfolded."""
+    T = _threads.get_num_threads()
+    B = max(1, min(-(-N // T), CHUNK_BYTES // max(1, per_image_bytes)))
+    return T, B
+
+
+def _bufs(layer, sizes, T, dt):
+    """Per ``name: n`` of ``sizes``, ``T`` rows of ``n`` elements (one per thread), from :func:`_scratch`."""
+    return tuple(_scratch(layer, name, T * n, dt)[: T * n].reshape(T, n) for name, n in sizes.items())
 
 
 def _scratch(layer, name, n, dt):
@@ -67,7 +76,7 @@ def _images(x, dt):
 class Convolution(_ref.Convolution):
     """``W.reshape(FN, -1) @ im2col(x).T + b`` as NCHW; ``backward`` sets ``dW``, ``db``.
 
-    A few images at a time (:func:`_blocks`): unfold, product, bias and layout; backward unfolds
+    A few images at a time per thread (:func:`_plan`): unfold, product, bias and layout; backward unfolds
     the block again rather than keep the whole batch's ``col`` (memory traffic costs more than
     the unfold), so it reads ``x`` again: an input changed in place between forward and backward
     changes ``dW`` here, not in the reference (which kept ``col``). ``backward_params`` sets ``dW`` and ``db`` without ``dx`` (a net's first layer: no
@@ -132,15 +141,27 @@ class Convolution(_ref.Convolution):
         N = x.shape[0]
         xk, Wm, bk = _images(x, dt), _d.as_c(W, dt).reshape(FN, K), _d.as_c(b, dt)
         out = np.empty((N, FN, OH, OW), dt)
-        blocks = _blocks(N, K * P * dt.itemsize)
-        most = (blocks[0][1] - blocks[0][0]) * P
-        cbuf, rbuf = _scratch(self, "col", K * most, dt), _scratch(self, "rows", FN * most, dt)
-        for n0, n1 in blocks:
-            m = (n1 - n0) * P
-            colT, rows = cbuf[: K * m].reshape(K, m), rbuf[: FN * m].reshape(FN, m)
-            _K.unfold(xk[n0:n1], FH, FW, self.stride, self.pad, colT)
-            np.dot(Wm, colT, out=rows)
-            _K.cn_to_nchw(rows, bk, out[n0:n1], relu is not None)
+        T, B = _plan(N, K * P * dt.itemsize)
+        cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
+        args = (
+            xk,
+            Wm,
+            bk,
+            FH,
+            FW,
+            self.stride,
+            self.pad,
+            out,
+            relu is not None,
+            cbuf,
+            rbuf,
+            B,
+        )
+        with (
+            _threads.one_thread_blas() as one,
+            _threads.parallel_region(N * K * P, _threads.CONV_MIN_ELEMENTS) as par,
+        ):
+            (_KB.forward if one and par else _KB.forward_serial)(*args)
         self.x, self.col_W = x, W.reshape(FN, K).T
         self._xk, self._col = xk, None
         if relu is not None:
@@ -179,28 +200,39 @@ class Convolution(_ref.Convolution):
         dout = _d.as_c(dout, dt)
         relu_out = self._relu_out
         Wm = _d.as_c(self.W, dt).reshape(FN, K)
-        db, dW = np.zeros(FN, dt), np.empty((FN, K), dt)
-        dx = np.empty(self.x.shape, dt) if need_dx else None
-        blocks = _blocks(N, K * P * dt.itemsize)
-        most = (blocks[0][1] - blocks[0][0]) * P
-        cbuf, rbuf = _scratch(self, "col", K * most, dt), _scratch(self, "rows", FN * most, dt)
-        dbuf = _scratch(self, "dcol", K * most, dt) if need_dx else None
-        for i, (n0, n1) in enumerate(blocks):
-            m = (n1 - n0) * P
-            colT, drows = cbuf[: K * m].reshape(K, m), rbuf[: FN * m].reshape(FN, m)
-            after = dout[n0:n1] if relu is None else relu_out[n0:n1]  # the ReLU's output, when fused
-            _K.nchw_to_cn(dout[n0:n1], drows, db, after, relu is not None)
-            _K.unfold(xk[n0:n1], FH, FW, self.stride, self.pad, colT)
-            if i == 0:
-                np.dot(drows, colT.T, out=dW)
-            else:  # blocks added in order: the same bits every run
-                dW += drows @ colT.T
-            if need_dx:
-                dcolT = dbuf[: K * m].reshape(K, m)
-                np.dot(Wm.T, drows, out=dcolT)
-                _K.fold(dcolT, FH, FW, self.stride, self.pad, dx[n0:n1])
-        self.db, self.dW = db, dW.reshape(self.W.shape)
-        return dx
+        T, B = _plan(N, K * P * dt.itemsize)
+        sizes = {"col": K * B * P, "rows": FN * B * P, "dcol": K * B * P if need_dx else 0}
+        bufs = _bufs(self, sizes, T, dt)
+        dWT, db = np.empty((T, K, FN), dt), np.empty((T, FN), dt)
+        dx = np.empty(self.x.shape if need_dx else (0,) + self.x.shape[1:], dt)
+        after = dout if relu is None else relu_out  # the ReLU's output, when fused
+        args = (
+            xk,
+            dout,
+            after,
+            relu is not None,
+            Wm,
+            FH,
+            FW,
+            self.stride,
+            self.pad,
+            dx,
+            need_dx,
+            bufs,
+            dWT,
+            db,
+            B,
+        )
+        with (
+            _threads.one_thread_blas() as one,
+            _threads.parallel_region(N * K * P, _threads.CONV_MIN_ELEMENTS) as par,
+        ):
+            (_KB.backward if one and par else _KB.backward_serial)(*args)
+        for t in range(1, T):  # the threads' sums added in order: the same bits every run
+            dWT[0] += dWT[t]
+            db[0] += db[t]
+        self.db, self.dW = db[0], np.ascontiguousarray(dWT[0].T).reshape(self.W.shape)
+        return dx if need_dx else None
 
 
 class Pooling(_ref.Pooling):

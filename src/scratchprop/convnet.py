@@ -35,12 +35,14 @@ Fixed relative to the book (each has a test):
 * ``save_params`` writes atomically (a temporary file, then a rename).
 """
 
+import contextlib
 import pickle
 from collections.abc import Mapping
 
 import numpy as np
 
 from . import _validate as check
+from . import threads
 from ._atomic import atomic_write
 from .backends import get_backend
 from .layernet import LayerNet
@@ -104,6 +106,7 @@ class _ConvNet(LayerNet):
             raise TypeError(f"{where}: backend {self.backend_name!r} lacks {', '.join(missing)}")
         self._rng = np.random.default_rng(seed)
         self.params = {}
+        self._macs = {"conv": 0, "dense": 0}  # multiply-adds per sample
         self._new_layers()
 
     def _weight(self, key, scale, shape):
@@ -119,7 +122,9 @@ class _ConvNet(LayerNet):
         self.owner(f"Conv{name}", W=f"W{i}", b=f"b{i}")
         self.layers[f"Relu{name}"] = self.backend.Relu()
         where = type(self).__name__
-        return p["filter_num"], _window_out(where, f"Conv{name}", hw, fs, p["stride"], p["pad"])
+        oh, ow = _window_out(where, f"Conv{name}", hw, fs, p["stride"], p["pad"])
+        self._macs["conv"] += W.size * oh * ow
+        return p["filter_num"], (oh, ow)
 
     def _add_pool(self, name, hw):
         self.layers[f"Pool{name}"] = self.backend.Pooling(pool_h=2, pool_w=2, stride=2)
@@ -130,6 +135,27 @@ class _ConvNet(LayerNet):
         b = self.params[f"b{i}"] = np.zeros(cols, self.dtype)
         self.layers[f"Affine{name}"] = self.backend.Affine(W, b)
         self.owner(f"Affine{name}", W=f"W{i}", b=f"b{i}")
+        self._macs["dense"] += W.size
+
+    def _blas_for_step(self):
+        """NumPy's BLAS held at one thread for a step of a Numba net whose convolutions outweigh its
+        dense layers (rule 4 of :mod:`scratchprop.threads`); else nothing."""
+        if (
+            self.backend_name == "numba"
+            and self._macs["conv"] > threads.CONV_HOLD_RATIO * self._macs["dense"]
+        ):
+            return threads.one_thread_blas()
+        return contextlib.nullcontext()
+
+    def predict(self, x, train_flg=False):
+        """Scores ``x (N, C, H, W) -> (N, C)``; ``train_flg`` goes to Dropout."""
+        with self._blas_for_step():
+            return super().predict(x, train_flg)
+
+    def gradient(self, x, t):
+        """Backprop gradient of ``loss(x, t, train_flg=True)``: a dict keyed like ``params``."""
+        with self._blas_for_step():
+            return super().gradient(x, t)
 
     def accuracy(self, x, t, batch_size=100):
         """Fraction of samples whose arg-max score (``train_flg=False``) is the label, ``batch_size`` at a time.

@@ -9,7 +9,7 @@ GNU OpenMP's idle workers spin too, and slow the user's next NumPy product
 the same way: a 20x slowdown on two cores. ``bench/THREADS.md`` has the
 measurements and the commands.
 
-The model, three rules:
+The model, four rules:
 
 1. **Matrix products run in NumPy's own BLAS pool.** The kernels call the
    OpenBLAS bundled with NumPy (:mod:`scratchprop.kernels._blas`), threaded
@@ -19,15 +19,23 @@ The model, three rules:
    products (bias, ReLU, softmax, loss, masks, updates) are memory-bound
    and fused into one or two sweeps; two threads did not beat one for them
    up to 1M elements (a region costs a wake-up or a fight with the BLAS
-   pool, more than the sweep; ``bench/THREADS.md``). Convolution's unfold,
-   fold and pooling too: between a layer's products, regions of them met
-   OpenBLAS's spinning worker and stalled (``bench/CONV.md``).
-3. **Numba's threads only for long, BLAS-free regions**, ``parallel across
-   the batch`` (or across rows of a weight matrix): a region runs on Numba's
+   pool, more than the sweep; ``bench/THREADS.md``). Pooling too.
+3. **Numba's threads only for long regions**, ``parallel across the
+   batch`` (or across rows of a weight matrix): a region runs on Numba's
    threads when its work is at least ``*_MIN_ELEMENTS`` (below), Numba has
    two or more threads, no other thread is inside one of our regions, and
    the threading layer does not spin (not ``omp``). Results are the same
    bits either way (fixed chunks, sums in a fixed order).
+4. **The convolution is one such region, products included**: each thread
+   unfolds, multiplies and lays out its own images, its products on one
+   BLAS thread (:func:`one_thread_blas` holds NumPy's pool at one thread
+   for the call, so there is still one pool at work; a convnet whose
+   convolutions outweigh its dense layers holds it for its whole step,
+   :data:`CONV_HOLD_RATIO`). Rule 1's two-thread
+   product there left each block half read by OpenBLAS's worker on the
+   other core, and when the two cores do not share a cache (this project's
+   VM, for minutes at a time) rewriting what the other core has read costs
+   10-30x the write: the convolution ran 2-2.5x slower (``bench/CONV.md``).
 
 Thresholds follow from one model: a region must cost at most a tenth of the
 serial work it splits. Starting one costs :data:`REGION_START_S` (waking
@@ -51,6 +59,9 @@ import numba as _numba
 __all__ = [
     "REGION_START_S",
     "NUMGRAD_MIN_ELEMENTS",
+    "CONV_MIN_ELEMENTS",
+    "CONV_HOLD_RATIO",
+    "one_thread_blas",
     "min_elements",
     "prefer_threading_layer",
     "parallel_region",
@@ -71,6 +82,18 @@ def min_elements(ns_per_element, payoff=10):
 
 #: The numerical gradient's ``W1`` block: ~5 ns per element (a short series per hidden unit).
 NUMGRAD_MIN_ELEMENTS = min_elements(5)
+
+#: A convolution's unfolded elements (``N * C*FH*FW * OH*OW``): forward or backward ~2 ns each
+#: (the unfold, its share of the products, the layout).
+CONV_MIN_ELEMENTS = min_elements(2)
+
+#: A convnet's step holds the BLAS pool at one thread (:func:`one_thread_blas`) when its
+#: convolutions do more than this many multiply-adds per dense (Affine) one. Model: the hold runs
+#: the dense products on one thread instead of two (twice as long) and keeps OpenBLAS's worker,
+#: which a two-thread product leaves spinning ~0.1 s, off the cores the convolutions' threads
+#: need (it made them ~1.45x slower): the hold pays once the convolutions take more than ~2x the
+#: dense products' time (``bench/CONV.md``).
+CONV_HOLD_RATIO = 2
 
 _REGION = threading.Lock()
 _LAYER_OK = None
@@ -108,6 +131,50 @@ def parallel_region(n_elements, min_elements):
     finally:
         if threaded:
             _REGION.release()
+
+
+_SET_BLAS_THREADS = []  # [(set, get)] of NumPy's OpenBLAS, once looked up; [None] without one
+
+
+def _blas_setter():
+    if not _SET_BLAS_THREADS:
+        import ctypes
+
+        from .kernels import _blas
+
+        found = None
+        if _blas.NAME == "numpy":
+            lib = ctypes.CDLL(_blas.PATH)
+            try:
+                set_, get = lib.scipy_openblas_set_num_threads64_, lib.scipy_openblas_get_num_threads64_
+            except AttributeError:
+                pass
+            else:
+                set_.argtypes, set_.restype, get.restype = [ctypes.c_int], None, ctypes.c_int
+                found = (set_, get)
+        _SET_BLAS_THREADS.append(found)
+    return _SET_BLAS_THREADS[0]
+
+
+@contextlib.contextmanager
+def one_thread_blas():
+    """``with one_thread_blas() as ok:`` NumPy's OpenBLAS runs each product on the calling thread
+    until the block ends (then its thread count is restored); ``ok`` is False, and nothing
+    changed, when the kernels' BLAS is not NumPy's (rule 4's region then runs serially).
+
+    The count is the process's: a product another thread of the user's makes meanwhile runs on
+    one thread too (OpenBLAS has no per-thread count: its ``_local`` setter is global too)."""
+    found = _blas_setter()
+    if found is None:
+        yield False
+        return
+    set_, get = found
+    before = get()
+    set_(1)
+    try:
+        yield True
+    finally:
+        set_(before)
 
 
 def _blas_controller():

@@ -1,0 +1,110 @@
+"""The convolution parallel across the batch (``kernels/conv_batch.py``, rule 4 of
+``scratchprop.threads``): the threaded kernels give the serial twins' bits, any thread count
+gives the reference's values, and NumPy's BLAS pool is held at one thread only while it should be.
+"""
+
+import numba
+import numpy as np
+import pytest
+
+import scratchprop
+from scratchprop import _numba_conv as nb
+from scratchprop import _numba_layers as nb_layers
+from scratchprop import _numpy_conv as ref
+from scratchprop import threads
+from scratchprop.tolerances import equivalence
+
+needs_numpys_blas = pytest.mark.skipif(
+    threads.blas_threads() is None, reason="the kernels' BLAS is not NumPy's"
+)
+
+
+def _run(x, W, b, dout, relu, need_dx):
+    conv = nb.Convolution(W, b, 1, 1)
+    if relu:
+        r = nb_layers.Relu()
+        out = conv.forward_relu(x, r)
+        dx = conv.backward_relu(dout, r, need_dx=need_dx)
+    else:
+        out = conv.forward(x)
+        dx = conv.backward(dout) if need_dx else conv.backward_params(dout)
+    return [out, conv.dW, conv.db] + ([dx] if need_dx else [])
+
+
+def _case(N, dt, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, 3, 9, 8)).astype(dt)
+    W, b = rng.standard_normal((5, 3, 3, 3)).astype(dt), rng.standard_normal(5).astype(dt)
+    dout = rng.standard_normal((N, 5, 9, 8)).astype(dt)
+    return x, W, b, dout
+
+
+@pytest.mark.parametrize("need_dx", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dt", [np.float64, np.float32])
+@pytest.mark.parametrize("N", [1, 2, 7])  # fewer images than threads, an odd split
+def test_threaded_kernels_give_the_serial_twins_bits(monkeypatch, N, dt, relu, need_dx):
+    args = _case(N, dt)
+    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 1 << 62)  # the serial twins
+    serial = _run(*args, relu, need_dx)
+    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 0)  # the threaded kernels, where there are threads
+    threaded = _run(*args, relu, need_dx)
+    for a, b in zip(threaded, serial):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dt", [np.float64, np.float32])
+@pytest.mark.parametrize("n_threads", sorted({1, 2, numba.config.NUMBA_NUM_THREADS}))
+def test_every_thread_count_gives_the_references_values(monkeypatch, dt, n_threads):
+    x, W, b, dout = _case(7, dt, seed=3)
+    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 0)
+    before = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        got = _run(x, W, b, dout, False, True)
+    finally:
+        numba.set_num_threads(before)
+    theirs = ref.Convolution(W, b, 1, 1)
+    want = [theirs.forward(x)]
+    dx = theirs.backward(dout)
+    want += [theirs.dW, theirs.db, dx]
+    tol = equivalence(dt)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        assert np.max(np.abs(g - w)) <= tol["rtol"] * np.max(np.abs(w)) + tol["atol"]
+    if n_threads == 1:  # one chunk: db is summed in the reference's order
+        assert got[2].tobytes() == want[2].tobytes()
+
+
+@needs_numpys_blas
+def test_one_thread_blas_restores_the_pools_count_even_after_an_error():
+    before = threads.blas_threads()
+    with pytest.raises(RuntimeError), threads.one_thread_blas() as ok:
+        assert ok and threads.blas_threads() == 1
+        raise RuntimeError
+    assert threads.blas_threads() == before
+
+
+@needs_numpys_blas
+@pytest.mark.parametrize("name, holds", [("DeepConvNet", True), ("SimpleConvNet", False)])
+def test_a_convnet_holds_the_blas_pool_only_when_its_convolutions_outweigh_its_dense_layers(
+    monkeypatch, name, holds
+):
+    net = getattr(scratchprop, name)(backend="numba", seed=0)
+    seen = []
+    affine = net.layers["Affine1"]
+    forward = affine.forward
+
+    def spy(x):
+        seen.append(threads.blas_threads())
+        return forward(x)
+
+    monkeypatch.setattr(affine, "forward", spy)
+    before = threads.blas_threads()
+    x, t = np.random.default_rng(0).random((2, 1, 28, 28)), np.array([1, 2])
+    net.gradient(x, t)
+    net.accuracy(x, t)
+    assert seen == [1 if holds else before] * 2
+    assert threads.blas_threads() == before
+    numpy_net = getattr(scratchprop, name)(backend="numpy", seed=0)
+    assert numpy_net._macs == net._macs

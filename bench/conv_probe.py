@@ -3,7 +3,7 @@
 ``python bench/conv_probe.py blocks``
     The Numba ``Convolution``'s forward + backward at batch 100 for the book's shapes (SimpleConvNet's
     conv and DeepConvNet's three kinds), with the unfolded images in blocks of 0.25 to 16 MiB or the
-    whole batch at once (``CHUNK_BYTES``), float64 and float32.
+    whole batch at once (``CHUNK_BYTES``, a thread's block), float64 and float32.
 
 ``python bench/conv_probe.py after-product [processes]``
     SimpleConvNet's unfold of 72 float32 images (4 MiB) alone, right after a product that read its
@@ -16,17 +16,19 @@
     times a shifted image row, added into the output row: no unfolded matrix), serial and
     ``prange`` over images. The issue asked for im2col + GEMM against direct convolution.
 
-``python bench/conv_probe.py conv-on-one-thread [rounds]``
-    A training step of the book-style SimpleConvNet (float64) and of ``SimpleConvNet(backend="numba")``
-    (float64, float32) with the convolution's products on NumPy's BLAS as it is (2 threads) and on
-    one thread (OpenBLAS set to 1 thread during each Convolution call, 2 after), interleaved in one
-    process: median ms of each, per round. Shows what a single-threaded convolution costs in the
-    VM's fast state and saves in its slow one.
+``python bench/conv_probe.py coherence [rounds]``
+    The slow state's mechanism, without BLAS: a 4 MiB buffer filled on vCPU 0 alone, right after
+    a thread on vCPU 1 read it, and right after that thread read another buffer, every few seconds
+    (Linux: the threads are pinned). When the two vCPUs do not share a cache, the second is
+    10-30x the first.
 
-``python bench/conv_probe.py blas-threads [processes]``
-    One Convolution backward (SimpleConvNet's, batch 100) with NumPy's BLAS on 2 threads and on 1,
-    in several fresh processes: shows when OpenBLAS's spinning worker slows the passes that run
-    on the calling thread.
+``python bench/conv_probe.py hold [rounds]``
+    A training step of ``SimpleConvNet`` / ``DeepConvNet(backend="numba")`` (float64, float32) with
+    NumPy's BLAS on 2 threads (each Convolution holds it at one thread during its call) and held
+    at one thread for the whole step, interleaved: what ``threads.CONV_HOLD_RATIO`` decides.
+
+(``conv-on-one-thread`` and ``blas-threads``, the probes of the design before the convolution
+ran parallel across the batch, are in ``git show 483dfce:bench/conv_probe.py``.)
 """
 
 import subprocess
@@ -137,82 +139,84 @@ def direct():
             print(f"{C:8d} {FN:7d} {H:5d} {np.dtype(dt).name:7s} | " + "  ".join(f"{t:7.2f}" for t in row))
 
 
-def conv_on_one_thread(rounds=3):
-    import ctypes
-    import types
+def hold(rounds=10):
+    import contextlib
 
-    sys.path.insert(0, "tests")
-    import booknet_conv
+    import scratchprop
+    from scratchprop import threads
 
-    import scratchprop._numba_conv as nbconv
-    import scratchprop.numba as NB
-    from scratchprop import SimpleConvNet
-    from scratchprop.kernels import _blas
+    rng = np.random.default_rng(0)
+    print("net dtype | step ms, median [min-max] of rounds: BLAS 2 threads | held at 1 for the whole step")
+    for name in ("SimpleConvNet", "DeepConvNet"):
+        for dt in (np.float64, np.float32):
+            net = getattr(scratchprop, name)(backend="numba", seed=0, dtype=dt)
+            opt = scratchprop.numba.Adam(lr=0.001)
+            x, t = rng.random((100, 1, 28, 28)).astype(dt), rng.integers(0, 10, 100)
+            res = {2: [], 1: []}
 
-    set_threads = ctypes.CDLL(_blas.PATH).scipy_openblas_set_num_threads64_
-    set_threads.argtypes = [ctypes.c_int]
-    two = nbconv.Convolution
+            def step(net=net, opt=opt, x=x, t=t):
+                opt.update(net.params, net.gradient(x, t))
 
-    class OneThread(two):
-        def _forward(self, x, relu):
-            set_threads(1)
-            try:
-                return two._forward(self, x, relu)
-            finally:
-                set_threads(2)
-
-        def _backward(self, dout, need_dx, relu):
-            set_threads(1)
-            try:
-                return two._backward(self, dout, need_dx, relu)
-            finally:
-                set_threads(2)
-
-    def step_ms(kind, dt, cls):
-        np.random.seed(0)
-        if kind == "book":
-            mod = types.SimpleNamespace(**{k: getattr(NB, k) for k in NB.__all__})
-            mod.Convolution = cls
-            net = booknet_conv.book_simple_convnet_class(mod)()
-        else:
-            net = SimpleConvNet(backend="numba", dtype=dt, seed=0)
-            net.layers["Conv1"].__class__ = cls
-        opt = NB.Adam(lr=0.001)
-        x, t = np.random.rand(100, 1, 28, 28).astype(dt), np.random.randint(0, 10, 100)
-
-        def step():
-            opt.update(net.params, net.gradient(x, t))
-
-        return _median_ms(step, 25)
-
-    print("round | step ms, BLAS 2 threads / 1 thread in the convolution")
-    for r in range(rounds):
-        row = []
-        for kind, dt in (("book", np.float64), ("net", np.float64), ("net", np.float32)):
-            row.append(
-                f"{kind} {np.dtype(dt).name} {step_ms(kind, dt, two):5.1f} / {step_ms(kind, dt, OneThread):5.1f}"
-            )
-        print(f"{r:5d} | " + "   ".join(row), flush=True)
+            for r in range(rounds):
+                for n in (2, 1) if r % 2 == 0 else (1, 2):
+                    # the net's own choice (threads.CONV_HOLD_RATIO) overridden either way
+                    net._blas_for_step = threads.one_thread_blas if n == 1 else contextlib.nullcontext
+                    res[n].append(_median_ms(step, 3))
+            cells = [f"{np.median(v):6.1f} [{min(v):.1f}-{max(v):.1f}]" for v in (res[2], res[1])]
+            print(f"{name} {np.dtype(dt).name} | " + " | ".join(cells), flush=True)
 
 
-_ONE = """
-import time, numpy as np
-from threadpoolctl import threadpool_limits
-import scratchprop.numba as NB
-rng = np.random.default_rng(0)
-x = rng.standard_normal((100, 1, 28, 28))
-layer = NB.Convolution(rng.standard_normal((30, 1, 5, 5)) * 0.3, np.zeros(30), 1, 0)
-dout = rng.standard_normal(layer.forward(x).shape)
-out = []
-for n in (2, 1, 2, 1):
-    with threadpool_limits(n, user_api="blas"):
-        layer.backward(dout)
+_COHERENCE = """
+import os, sys, threading, time, numpy as np
+from numba import njit
+
+@njit(nogil=True)
+def fill(buf, v):
+    for i in range(buf.size):
+        buf[i] = v
+
+@njit(nogil=True)
+def readsum(buf):
+    s = 0.0
+    for i in range(buf.size):
+        s += buf[i]
+    return s
+
+X, Y = np.zeros(1 << 19), np.zeros(1 << 19)  # 4 MiB each
+fill(X, 1.0), readsum(X)
+go, done, target = threading.Event(), threading.Event(), [X]
+
+def reader():  # the other vCPU reads a buffer, as OpenBLAS's worker reads its half of a block
+    os.sched_setaffinity(0, {1})
+    while True:
+        go.wait()
+        go.clear()
+        readsum(target[0])
+        done.set()
+
+threading.Thread(target=reader, daemon=True).start()
+os.sched_setaffinity(0, {0})
+
+def fill_ms(mode, reps=30):
+    ts = []
+    for r in range(reps):
+        if mode:
+            target[0] = X if mode == "same" else Y
+            go.set(), done.wait(), done.clear()
         t0 = time.perf_counter()
-        for _ in range(15):
-            layer.backward(dout)
-        out.append(f"BLAS {n}: {(time.perf_counter() - t0) / 15 * 1e3:5.1f} ms")
-print("   ".join(out))
+        fill(X, float(r))
+        ts.append(time.perf_counter() - t0)
+    return np.median(ts) * 1e3
+
+for _ in range(int(sys.argv[1])):
+    a, s, o = fill_ms(None), fill_ms("same"), fill_ms("other")
+    print(time.strftime("%H:%M:%S"), f"fill X on vCPU 0: alone {a:.3f} ms | after vCPU 1 read X {s:.3f} | after it read Y {o:.3f}", flush=True)
+    time.sleep(float(sys.argv[2]))
 """
+
+
+def coherence(rounds=8, pause=3.0):
+    subprocess.run([sys.executable, "-c", _COHERENCE, str(rounds), str(pause)], check=True)
 
 
 _AFTER = """
@@ -252,11 +256,6 @@ def after_product(processes=6):
         subprocess.run([sys.executable, "-c", _AFTER], check=True)
 
 
-def blas_threads(processes=10):
-    for _ in range(processes):
-        subprocess.run([sys.executable, "-c", _ONE], check=True)
-
-
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "blocks":
@@ -265,9 +264,9 @@ if __name__ == "__main__":
         after_product(int(sys.argv[2]) if len(sys.argv) > 2 else 6)
     elif what == "direct":
         direct()
-    elif what == "conv-on-one-thread":
-        conv_on_one_thread(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
-    elif what == "blas-threads":
-        blas_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    elif what == "hold":
+        hold(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    elif what == "coherence":
+        coherence(int(sys.argv[2]) if len(sys.argv) > 2 else 8)
     else:
         sys.exit(__doc__)

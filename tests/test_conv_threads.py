@@ -1,6 +1,7 @@
 """The convolution parallel across the batch (``kernels/conv_batch.py``, rule 4 of
-``scratchprop.threads``): the threaded kernels give the serial twins' bits, any thread count
-gives the reference's values, and NumPy's BLAS pool is held at one thread only while it should be.
+``scratchprop.threads``): its chunks run at once give the bits of the chunks run in turn, any
+thread count gives the reference's values, and NumPy's BLAS pool is held at one thread only
+while it should be.
 """
 
 import numba
@@ -43,11 +44,11 @@ def _case(N, dt, seed=0):
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dt", [np.float64, np.float32])
 @pytest.mark.parametrize("N", [1, 2, 7])  # fewer images than threads, an odd split
-def test_threaded_kernels_give_the_serial_twins_bits(monkeypatch, N, dt, relu, need_dx):
+def test_chunks_at_once_give_the_bits_of_chunks_in_turn(monkeypatch, N, dt, relu, need_dx):
     args = _case(N, dt)
-    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 1 << 62)  # the serial twins
+    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 1 << 62)  # one chunk after another
     serial = _run(*args, relu, need_dx)
-    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 0)  # the threaded kernels, where there are threads
+    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 0)  # at once, where there are threads
     threaded = _run(*args, relu, need_dx)
     for a, b in zip(threaded, serial):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
@@ -74,6 +75,24 @@ def test_every_thread_count_gives_the_references_values(monkeypatch, dt, n_threa
         assert np.max(np.abs(g - w)) <= tol["rtol"] * np.max(np.abs(w)) + tol["atol"]
     if n_threads == 1:  # one chunk: db is summed in the reference's order
         assert got[2].tobytes() == want[2].tobytes()
+
+
+def test_run_chunks_runs_every_chunk_once_and_passes_errors_on():
+    for at_once in (False, True):
+        seen = []
+        threads.run_chunks(
+            lambda t, tag, seen=seen: seen.append((t, tag)), 3, ("x",), 10, 0 if at_once else 11
+        )
+        assert sorted(seen) == [(0, "x"), (1, "x"), (2, "x")]
+
+    def fail(t):
+        if t == 1:
+            raise ValueError("chunk 1")
+
+    with pytest.raises(ValueError, match="chunk 1"):
+        threads.run_chunks(fail, 2, (), 10, 0)
+    assert threads._REGION.acquire(blocking=False)  # released after the error
+    threads._REGION.release()
 
 
 @needs_numpys_blas

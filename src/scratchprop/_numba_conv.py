@@ -157,11 +157,10 @@ class Convolution(_ref.Convolution):
             rbuf,
             B,
         )
-        with (
-            _threads.one_thread_blas() as one,
-            _threads.parallel_region(N * K * P, _threads.CONV_MIN_ELEMENTS) as par,
-        ):
-            (_KB.forward if one and par else _KB.forward_serial)(*args)
+        with _threads.one_thread_blas() as one:  # rule 4: without it, one chunk after another
+            _threads.run_chunks(
+                _KB.forward_chunk, T, args, N * K * P if one else 0, _threads.CONV_MIN_ELEMENTS
+            )
         self.x, self.col_W = x, W.reshape(FN, K).T
         self._xk, self._col = xk, None
         if relu is not None:
@@ -223,11 +222,10 @@ class Convolution(_ref.Convolution):
             db,
             B,
         )
-        with (
-            _threads.one_thread_blas() as one,
-            _threads.parallel_region(N * K * P, _threads.CONV_MIN_ELEMENTS) as par,
-        ):
-            (_KB.backward if one and par else _KB.backward_serial)(*args)
+        with _threads.one_thread_blas() as one:  # rule 4: without it, one chunk after another
+            _threads.run_chunks(
+                _KB.backward_chunk, T, args, N * K * P if one else 0, _threads.CONV_MIN_ELEMENTS
+            )
         for t in range(1, T):  # the threads' sums added in order: the same bits every run
             dWT[0] += dWT[t]
             db[0] += db[t]

@@ -31,7 +31,10 @@ The model, four rules:
    BLAS thread (:func:`one_thread_blas` holds NumPy's pool at one thread
    for the call, so there is still one pool at work; a convnet whose
    convolutions outweigh its dense layers holds it for its whole step,
-   :data:`CONV_HOLD_RATIO`). Rule 1's two-thread
+   :data:`CONV_HOLD_RATIO`). Its chunks run through :func:`run_chunks`:
+   compiled code that releases the GIL, on the caller and ``T - 1`` Python
+   threads of ours that sleep when idle (no ``prange`` to compile: a parallel
+   kernel doubled the convnets' first-step compile time). Rule 1's two-thread
    product there left each block half read by OpenBLAS's worker on the
    other core, and when the two cores do not share a cache (this project's
    VM, for minutes at a time) rewriting what the other core has read costs
@@ -62,6 +65,7 @@ __all__ = [
     "CONV_MIN_ELEMENTS",
     "CONV_HOLD_RATIO",
     "one_thread_blas",
+    "run_chunks",
     "min_elements",
     "prefer_threading_layer",
     "parallel_region",
@@ -83,9 +87,37 @@ def min_elements(ns_per_element, payoff=10):
 #: The numerical gradient's ``W1`` block: ~5 ns per element (a short series per hidden unit).
 NUMGRAD_MIN_ELEMENTS = min_elements(5)
 
-#: A convolution's unfolded elements (``N * C*FH*FW * OH*OW``): forward or backward ~2 ns each
-#: (the unfold, its share of the products, the layout).
-CONV_MIN_ELEMENTS = min_elements(2)
+#: A convolution's unfolded elements (``N * C*FH*FW * OH*OW``): ~2.5 ns each forward (the unfold,
+#: its share of the product, the layout), more backward.
+CONV_MIN_ELEMENTS = min_elements(2.5)
+
+_CHUNK_POOL = []  # [ThreadPoolExecutor] for run_chunks, sized to the thread count
+
+
+def run_chunks(fn, T, args, n_elements, min_elements):
+    """``fn(t, *args)`` for ``t`` in ``range(T)``: chunk 0 on the calling thread and the others on
+    threads of ours at once, when ``n_elements >= min_elements``, ``T >= 2`` and no other thread is
+    inside one of our regions; else one after another here. ``fn`` releases the GIL and writes
+    only chunk ``t``'s outputs, so the bits are the same either way."""
+    at_once = T >= 2 and n_elements >= min_elements and _REGION.acquire(blocking=False)
+    if not at_once:
+        for t in range(T):
+            fn(t, *args)
+        return
+    try:
+        if not _CHUNK_POOL or _CHUNK_POOL[0]._max_workers != T - 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if _CHUNK_POOL:
+                _CHUNK_POOL.pop().shutdown()
+            _CHUNK_POOL.append(ThreadPoolExecutor(T - 1, thread_name_prefix="scratchprop"))
+        others = [_CHUNK_POOL[0].submit(fn, t, *args) for t in range(1, T)]
+        fn(0, *args)
+        for f in others:
+            f.result()
+    finally:
+        _REGION.release()
+
 
 #: A convnet's step holds the BLAS pool at one thread (:func:`one_thread_blas`) when its
 #: convolutions do more than this many multiply-adds per dense (Affine) one. Model: the hold runs

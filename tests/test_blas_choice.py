@@ -146,8 +146,9 @@ def test_thresholds_follow_the_stated_model():
     # a region costs REGION_START_S; it is worth it from ten times that much serial work
     assert threads.min_elements(5) * 5e-9 == pytest.approx(10 * threads.REGION_START_S, rel=1e-6)
     assert threads.NUMGRAD_MIN_ELEMENTS == threads.min_elements(5)
+    assert threads.CONV_MIN_ELEMENTS == threads.min_elements(2.5)
     names = [n for n in vars(threads) if n.isupper() and n.endswith("_MIN_ELEMENTS")]
-    assert names == ["NUMGRAD_MIN_ELEMENTS"]
+    assert names == ["NUMGRAD_MIN_ELEMENTS", "CONV_MIN_ELEMENTS"]
 
 
 def test_parallel_region_is_serial_when_small_busy_or_single_threaded():

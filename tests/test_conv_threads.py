@@ -105,6 +105,30 @@ def test_one_thread_blas_restores_the_pools_count_even_after_an_error():
 
 
 @needs_numpys_blas
+def test_one_thread_blas_holds_nest_and_overlap_across_threads():
+    import threading
+
+    before = threads.blas_threads()
+    inside, leave = threading.Event(), threading.Event()
+
+    def other():
+        with threads.one_thread_blas():
+            inside.set()
+            leave.wait(5)
+
+    t = threading.Thread(target=other)
+    with threads.one_thread_blas():
+        t.start()
+        assert inside.wait(5)
+        with threads.one_thread_blas():  # nested in this thread
+            assert threads.blas_threads() == 1
+    assert threads.blas_threads() == 1  # the other thread still holds it
+    leave.set()
+    t.join()
+    assert threads.blas_threads() == before
+
+
+@needs_numpys_blas
 @pytest.mark.parametrize("name, holds", [("DeepConvNet", True), ("SimpleConvNet", False)])
 def test_a_convnet_holds_the_blas_pool_only_when_its_convolutions_outweigh_its_dense_layers(
     monkeypatch, name, holds

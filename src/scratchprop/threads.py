@@ -188,25 +188,36 @@ def _blas_setter():
     return _SET_BLAS_THREADS[0]
 
 
+_HOLD = threading.Lock()
+_HELD = [0, None]  # holds open (any thread), the pool's count before the first
+
+
 @contextlib.contextmanager
 def one_thread_blas():
     """``with one_thread_blas() as ok:`` NumPy's OpenBLAS runs each product on the calling thread
-    until the block ends (then its thread count is restored); ``ok`` is False, and nothing
-    changed, when the kernels' BLAS is not NumPy's (rule 4's region then runs serially).
+    until the block ends; ``ok`` is False, and nothing changed, when the kernels' BLAS is not
+    NumPy's (rule 4's chunks then run in turn).
 
-    The count is the process's: a product another thread of the user's makes meanwhile runs on
-    one thread too (OpenBLAS has no per-thread count: its ``_local`` setter is global too)."""
+    The count is the process's (OpenBLAS has no per-thread count: its ``_local`` setter is global
+    too), so a product another thread makes meanwhile runs on one thread as well. Holds nest and
+    overlap across threads: the first sets one thread, the last one out restores the count."""
     found = _blas_setter()
     if found is None:
         yield False
         return
     set_, get = found
-    before = get()
-    set_(1)
+    with _HOLD:
+        if _HELD[0] == 0:
+            _HELD[1] = get()
+            set_(1)
+        _HELD[0] += 1
     try:
         yield True
     finally:
-        set_(before)
+        with _HOLD:
+            _HELD[0] -= 1
+            if _HELD[0] == 0:
+                set_(_HELD[1])
 
 
 def _blas_controller():

@@ -154,28 +154,21 @@ def render(paths):
             md_table(["dtype", "batch", "ratio", "median of runs", "range", "each run"], rows),
             "",
         ]
-    srows = [
-        [*key, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
-        for key, vals, med, lo, hi in spread([scenario_ratios(p) for p in paths])
-    ]
-    if srows:
-        out += [
-            "Scenarios (`bench/scenarios.py`):",
-            "",
-            md_table(["scenario", "batch", "net", "ratio", "median of runs", "range", "each run"], srows),
-            "",
-        ]
-    lrows = [
-        [*key, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
-        for key, vals, med, lo, hi in spread([layer_ratios(p) for p in paths])
-    ]
-    if lrows:
-        out += [
+    for title, of_run, cols in (
+        ("Scenarios (`bench/scenarios.py`):", scenario_ratios, ["scenario", "batch", "net", "ratio"]),
+        (
             "Layers, forward + backward, numpy / numba (`bench/test_layers.py`):",
-            "",
-            md_table(["layer", "dtype", "batch", "median of runs", "range", "each run"], lrows),
+            layer_ratios,
+            ["layer", "dtype", "batch"],
+        ),
+    ):
+        trows = [
+            [*key, f(med), f"{f(lo)} - {f(hi)}", " ".join(f(v) for v in vals)]
+            for key, vals, med, lo, hi in spread([of_run(p) for p in paths])
         ]
-    return "\n".join(out)
+        if trows:
+            out += [title, "", md_table([*cols, "median of runs", "range", "each run"], trows), ""]
+    return "\n".join(out).rstrip("\n")
 
 
 def main(argv=None):

@@ -3,10 +3,10 @@
 Each subclasses its reference class (:mod:`scratchprop._numpy_conv`): the
 constructor, the checks, the attributes and every edge case are the
 reference's. The convolution runs parallel across the batch
-(``kernels/conv_batch.py``): each of Numba's threads unfolds a few of its
-images at a time into its own buffer, multiplies them on one BLAS thread
-while the block is still in its cache, and lays the result out in NCHW (rule
-4 of :mod:`scratchprop.threads` says why). Max pooling runs in one pass on
+(``kernels/conv_batch.py``, :func:`scratchprop.threads.run_chunks`): each
+thread unfolds a few of its images at a time into its own buffer, multiplies
+them on one BLAS thread while the block is still in its cache, and lays the
+result out in NCHW (rule 4 of :mod:`scratchprop.threads` says why). Max pooling runs in one pass on
 the calling thread. A net (:class:`scratchprop.layernet.LayerNet`) runs a
 Convolution and the Relu after it as one layer
 (:meth:`Convolution.forward_relu` / :meth:`Convolution.backward_relu`).
@@ -44,7 +44,7 @@ CHUNK_BYTES = 2 << 20
 
 
 def _plan(N, per_image_bytes):
-    """``(T, B)``: the batch in ``T`` chunks (one per Numba thread; the bits depend on ``T``), each
+    """``(T, B)``: the batch in ``T`` chunks (one per thread, ``numba.get_num_threads()``; the bits depend on ``T``), each
     worked through in blocks of ``B`` images of at most :data:`CHUNK_BYTES` unfolded."""
     T = _threads.get_num_threads()
     B = max(1, min(-(-N // T), CHUNK_BYTES // max(1, per_image_bytes)))

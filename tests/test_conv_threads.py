@@ -4,6 +4,10 @@ thread count gives the reference's values, and NumPy's BLAS pool is held at one 
 while it should be.
 """
 
+import os
+import signal
+import time
+
 import numba
 import numpy as np
 import pytest
@@ -93,6 +97,30 @@ def test_run_chunks_runs_every_chunk_once_and_passes_errors_on():
         threads.run_chunks(fail, 2, (), 10, 0)
     assert threads._REGION.acquire(blocking=False)  # released after the error
     threads._REGION.release()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_run_chunks_works_in_a_forked_child():
+    # the executor survives a fork but its threads do not: the child must make its own
+    threads.run_chunks(lambda t: None, 2, (), 10, 0)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the chunks ran
+        seen = []
+        try:
+            threads.run_chunks(lambda t, seen=seen: seen.append(t), 2, (), 10, 0)
+        finally:
+            os._exit(0 if sorted(seen) == [0, 1] else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("run_chunks hung in a forked child")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 @needs_numpys_blas

@@ -20,14 +20,14 @@ The model, four rules:
    and fused into one or two sweeps; two threads did not beat one for them
    up to 1M elements (a region costs a wake-up or a fight with the BLAS
    pool, more than the sweep; ``bench/THREADS.md``). Pooling too.
-3. **Numba's threads only for long regions**, ``parallel across the
-   batch`` (or across rows of a weight matrix): a region runs on Numba's
+3. **Numba's threads only for long, BLAS-free regions**, ``parallel across
+   the batch`` (or across rows of a weight matrix): a region runs on Numba's
    threads when its work is at least ``*_MIN_ELEMENTS`` (below), Numba has
    two or more threads, no other thread is inside one of our regions, and
    the threading layer does not spin (not ``omp``). Results are the same
    bits either way (fixed chunks, sums in a fixed order).
-4. **The convolution is one such region, products included**: each thread
-   unfolds, multiplies and lays out its own images, its products on one
+4. **The convolution is parallel across the batch, products included**: each
+   thread unfolds, multiplies and lays out its own images, its products on one
    BLAS thread (:func:`one_thread_blas` holds NumPy's pool at one thread
    for the call, so there is still one pool at work; a convnet whose
    convolutions outweigh its dense layers holds it for its whole step,
@@ -91,7 +91,7 @@ NUMGRAD_MIN_ELEMENTS = min_elements(5)
 #: its share of the product, the layout), more backward.
 CONV_MIN_ELEMENTS = min_elements(2.5)
 
-_CHUNK_POOL = []  # [ThreadPoolExecutor] for run_chunks, sized to the thread count
+_CHUNK_POOL = []  # [(executor, workers, pid)] for run_chunks: remade for another size or process
 
 
 def run_chunks(fn, T, args, n_elements, min_elements):
@@ -105,13 +105,16 @@ def run_chunks(fn, T, args, n_elements, min_elements):
             fn(t, *args)
         return
     try:
-        if not _CHUNK_POOL or _CHUNK_POOL[0]._max_workers != T - 1:
+        if not _CHUNK_POOL or _CHUNK_POOL[0][1:] != (T - 1, os.getpid()):
             from concurrent.futures import ThreadPoolExecutor
 
-            if _CHUNK_POOL:
-                _CHUNK_POOL.pop().shutdown()
-            _CHUNK_POOL.append(ThreadPoolExecutor(T - 1, thread_name_prefix="scratchprop"))
-        others = [_CHUNK_POOL[0].submit(fn, t, *args) for t in range(1, T)]
+            if _CHUNK_POOL:  # a forked child has the executor but not its threads: drop it
+                old, _, pid = _CHUNK_POOL.pop()
+                if pid == os.getpid():
+                    old.shutdown()
+            pool = ThreadPoolExecutor(T - 1, thread_name_prefix="scratchprop")
+            _CHUNK_POOL.append((pool, T - 1, os.getpid()))
+        others = [_CHUNK_POOL[0][0].submit(fn, t, *args) for t in range(1, T)]
         fn(0, *args)
         for f in others:
             f.result()

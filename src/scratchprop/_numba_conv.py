@@ -56,6 +56,14 @@ def _bufs(layer, sizes, T, dt):
     return tuple(_scratch(layer, name, T * n, dt)[: T * n].reshape(T, n) for name, n in sizes.items())
 
 
+def _in_chunks(kernel, T, args, n_elements):
+    """``kernel(t, *args)`` for the ``T`` chunks, with NumPy's BLAS held at one thread (rule 4 of
+    :mod:`scratchprop.threads`): at once when the work pays, else in turn, as also when the
+    kernels' BLAS is not NumPy's (its pool cannot be held)."""
+    with _threads.one_thread_blas() as held:
+        _threads.run_chunks(kernel, T, args, n_elements if held else 0, _threads.CONV_MIN_ELEMENTS)
+
+
 def _scratch(layer, name, n, dt):
     """A flat work array of ``n`` elements, reused from call to call while big enough: a fresh
     array of megabytes per call costs its page faults again (more than the pass that fills it)."""
@@ -157,10 +165,7 @@ class Convolution(_ref.Convolution):
             rbuf,
             B,
         )
-        with _threads.one_thread_blas() as one:  # rule 4: without it, one chunk after another
-            _threads.run_chunks(
-                _KB.forward_chunk, T, args, N * K * P if one else 0, _threads.CONV_MIN_ELEMENTS
-            )
+        _in_chunks(_KB.forward_chunk, T, args, N * K * P)
         self.x, self.col_W = x, W.reshape(FN, K).T
         self._xk, self._col = xk, None
         if relu is not None:
@@ -222,10 +227,7 @@ class Convolution(_ref.Convolution):
             db,
             B,
         )
-        with _threads.one_thread_blas() as one:  # rule 4: without it, one chunk after another
-            _threads.run_chunks(
-                _KB.backward_chunk, T, args, N * K * P if one else 0, _threads.CONV_MIN_ELEMENTS
-            )
+        _in_chunks(_KB.backward_chunk, T, args, N * K * P)
         for t in range(1, T):  # the threads' sums added in order: the same bits every run
             dWT[0] += dWT[t]
             db[0] += db[t]

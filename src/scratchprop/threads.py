@@ -91,6 +91,7 @@ NUMGRAD_MIN_ELEMENTS = min_elements(5)
 #: its share of the product, the layout), more backward.
 CONV_MIN_ELEMENTS = min_elements(2.5)
 
+_REGION = threading.Lock()  # held by whichever thread runs one of our regions
 _CHUNK_POOL = []  # [(executor, workers, pid)] for run_chunks: remade for another size or process
 
 
@@ -130,7 +131,6 @@ def run_chunks(fn, T, args, n_elements, min_elements):
 #: dense products' time (``bench/CONV.md``).
 CONV_HOLD_RATIO = 2
 
-_REGION = threading.Lock()
 _LAYER_OK = None
 
 

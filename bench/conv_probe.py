@@ -27,6 +27,12 @@
     NumPy's BLAS on 2 threads (each Convolution holds it at one thread during its call) and held
     at one thread for the whole step, interleaved: what ``threads.CONV_HOLD_RATIO`` decides.
 
+``python bench/conv_probe.py pieces``
+    The convolution's three products on one thread (forward, ``dW``, ``dx``), for one thread's
+    block of the book's shapes (batch 100 on 2 threads), cut into pieces of 32 to 2048 columns or
+    whole: what ``_numba_conv._pieces`` and ``MIN_PIECE`` decide. Prints the piece that fits
+    OpenBLAS's small-matrix path (``_blas.SMALL_GEMM_MACS``).
+
 (``conv-on-one-thread`` and ``blas-threads``, the probes of the design before the convolution
 ran parallel across the batch, are in ``git show 483dfce:bench/conv_probe.py``.)
 """
@@ -256,6 +262,38 @@ def after_product(processes=6):
         subprocess.run([sys.executable, "-c", _AFTER], check=True)
 
 
+def pieces():
+    import scratchprop._numba_conv as nbconv
+    from scratchprop import threads
+    from scratchprop.kernels import conv_batch as KB
+
+    rng = np.random.default_rng(0)
+    print(f"SMALL_GEMM_MACS {nbconv._blas.SMALL_GEMM_MACS}, MIN_PIECE {nbconv.MIN_PIECE}; ms per 50 images")
+    for dt in (np.float32, np.float64):
+        for C, FN, H, F, pad in SHAPES:
+            K, OH = C * F * F, H + 2 * pad - F + 1
+            P = OH * OH
+            B = max(1, min(50, nbconv.CHUNK_BYTES // (K * P * np.dtype(dt).itemsize)))
+            m, blocks = B * P, -(-50 // B)
+            W, colT = rng.random((FN, K)).astype(dt), rng.random((K, m)).astype(dt)
+            rows, dWT, dcol = np.empty((FN, m), dt), np.zeros((K, FN), dt), np.empty((K, m), dt)
+            products = {  # name: (kernel, its arguments before the piece)
+                "forward": (KB._by_columns, (False, W, colT, rows)),
+                "dW": (KB._by_inner, (colT, rows, dWT)),
+                "dx": (KB._by_columns, (True, W, rows, dcol)),
+            }
+            print(
+                f"{dt.__name__} C={C} FN={FN} {H}x{H} {F}x{F}: {m} columns, pieces now {nbconv._pieces(FN, K)}"
+            )
+            with threads.one_thread_blas():
+                for name, (fn, args) in products.items():
+                    cells = [
+                        f"{p}: {_median_ms(lambda p=p, fn=fn, args=args: fn(*args, p), 20) * blocks:.3f}"
+                        for p in (32, 64, 128, 256, 512, 1024, 2048, 0)
+                    ]
+                    print(f"    {name:8s}", "  ".join(cells).replace(" 0:", " whole:"))
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "blocks":
@@ -266,6 +304,8 @@ if __name__ == "__main__":
         direct()
     elif what == "hold":
         hold(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    elif what == "pieces":
+        pieces()
     elif what == "coherence":
         coherence(int(sys.argv[2]) if len(sys.argv) > 2 else 8)
     else:

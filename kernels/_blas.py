@@ -30,7 +30,7 @@ import numpy as np
 from numba import cfunc, types
 from numba.extending import overload
 
-__all__ = ["gemm", "gemv", "NAME", "PATH"]
+__all__ = ["gemm", "gemv", "NAME", "PATH", "SMALL_GEMM_MACS"]
 
 _I32, _I64 = types.int32, types.int64
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -199,6 +199,27 @@ def _choose():
 NAME, PATH, _ADDRS = _choose()
 for _r, _a in _ADDRS.items():
     llvm.add_symbol(f"scratchprop_{_r}", _a)
+
+
+def _small_gemm_macs():
+    """OpenBLAS's small-matrix limit for this CPU: on its AVX-512 cores (SkylakeX and the cores that
+    reuse its kernels) a product of at most ``100**3`` multiply-adds runs without packing its operands
+    (``kernel/x86_64/?gemm_small_kernel_permit_skylakex.c``); 0 where no such path is known."""
+    if NAME != "numpy":
+        return 0
+    lib = ctypes.CDLL(PATH)
+    try:
+        corename = lib.scipy_openblas_get_corename64_
+    except AttributeError:
+        return 0
+    corename.restype = ctypes.c_char_p
+    core = (corename() or b"").decode("ascii", "replace").lower()
+    return 100**3 if core in ("skylakex", "cooperlake", "sapphirerapids") else 0
+
+
+#: Multiply-adds under which NumPy's OpenBLAS skips packing (0: no such path): the convolution cuts
+#: its long products into pieces of that size (``kernels/conv_batch.py``).
+SMALL_GEMM_MACS = _small_gemm_macs()
 _PREFIX = {types.float32: "s", types.float64: "d"}
 _GEMM = {dt: types.ExternalFunction(f"scratchprop_{k}gemm", _gemm_sig(dt)) for dt, k in _PREFIX.items()}
 _GEMV = {dt: types.ExternalFunction(f"scratchprop_{k}gemv", _gemv_sig(dt)) for dt, k in _PREFIX.items()}

@@ -10,7 +10,11 @@ image's unfolded block, its product and its output stay on one core: on a machin
 cores do not share a cache, writing memory that the other core has just read (as a two-thread
 product's worker reads its half of the block) costs 10-30x the write (``bench/CONV.md``).
 
-Every sum has a fixed order for a given ``T``: ``dW`` and ``db`` per chunk, in its blocks' order,
+Products with a long side are cut into pieces of ``piece`` columns (0: whole), so that each piece
+fits OpenBLAS's small-matrix path, which skips packing the operands (``_blas.SMALL_GEMM_MACS``;
+the wrapper chooses ``piece``).
+
+Every sum has a fixed order for a given ``T`` and ``piece``: ``dW`` and ``db`` per chunk, in its blocks' order,
 added chunk by chunk by the caller; run at once or in turn, the chunks give the same bits.
 """
 
@@ -32,10 +36,35 @@ def _chunk(N, T, t):
 
 
 @njit(**SERIAL)
-def forward_chunk(t, x, Wm, b, FH, FW, stride, pad, out, relu, cbuf, rbuf, B):
+def _step(n, piece):
+    return n if piece <= 0 or piece >= n else piece
+
+
+@njit(**SERIAL)
+def _by_columns(trans_a, A, Bm, C, piece):
+    """``C = op(A) @ Bm``, ``piece`` columns of ``Bm`` and ``C`` at a time."""
+    n = C.shape[1]
+    step = _step(n, piece)
+    for q in range(0, n, max(step, 1)):
+        e = min(n, q + step)
+        gemm(trans_a, False, 1.0, A, Bm[:, q:e], 0.0, C[:, q:e])
+
+
+@njit(**SERIAL)
+def _by_inner(A, Bm, C, piece):
+    """``C += A @ Bm.T``, the inner dimension ``piece`` at a time (in order)."""
+    n = A.shape[1]
+    step = _step(n, piece)
+    for q in range(0, n, max(step, 1)):
+        e = min(n, q + step)
+        gemm(False, True, 1.0, A[:, q:e], Bm[:, q:e], 1.0, C)
+
+
+@njit(**SERIAL)
+def forward_chunk(t, x, Wm, b, FH, FW, stride, pad, out, relu, cbuf, rbuf, B, piece):
     """Chunk ``t`` of ``out (N, FN, OH, OW) = conv(x, Wm (FN, C*FH*FW)) + b`` (then ReLU, with
     ``relu``); ``cbuf (T, C*FH*FW*B*OH*OW)`` and ``rbuf (T, FN*B*OH*OW)``: each thread's unfolded
-    block and product."""
+    block and product; ``piece``: columns per product (0: whole)."""
     N = x.shape[0]
     FN, K = Wm.shape
     P = out.shape[2] * out.shape[3]
@@ -46,15 +75,18 @@ def forward_chunk(t, x, Wm, b, FH, FW, stride, pad, out, relu, cbuf, rbuf, B):
         colT = cbuf[t, : K * m].reshape(K, m)
         rows = rbuf[t, : FN * m].reshape(FN, m)
         unfold(x[n0:n1], FH, FW, stride, pad, colT)
-        gemm(False, False, 1.0, Wm, colT, 0.0, rows)
+        _by_columns(False, Wm, colT, rows, piece)
         cn_to_nchw(rows, b, out[n0:n1], relu)
 
 
 @njit(**SERIAL)
-def backward_chunk(t, x, dout, relu_out, relu, Wm, FH, FW, stride, pad, dx, need_dx, bufs, dWT, db, B):
+def backward_chunk(
+    t, x, dout, relu_out, relu, Wm, FH, FW, stride, pad, dx, need_dx, bufs, dWT, db, B, pieces
+):
     """Chunk ``t``'s ``dWT[t] (C*FH*FW, FN)`` and ``db[t] (FN,)``, and its images' ``dx`` (with
     ``need_dx``); with ``relu``, ``dout`` is the gradient of the ReLU whose output was
-    ``relu_out``. ``bufs``: the threads' ``(cbuf, rbuf, dbuf)``, as :func:`forward_chunk`'s."""
+    ``relu_out``. ``bufs``: the threads' ``(cbuf, rbuf, dbuf)``, as :func:`forward_chunk`'s;
+    ``pieces``: columns per piece of the ``dx`` and the ``dW`` products (0: whole)."""
     N = x.shape[0]
     FN, K = Wm.shape
     P = dout.shape[2] * dout.shape[3]
@@ -70,10 +102,10 @@ def backward_chunk(t, x, dout, relu_out, relu, Wm, FH, FW, stride, pad, dx, need
         nchw_to_cn(dout[n0:n1], drows, db[t], relu_out[n0:n1], relu)
         unfold(x[n0:n1], FH, FW, stride, pad, colT)
         # dW transposed, colT @ drows.T (OpenBLAS handles this shape better), added block by block
-        gemm(False, True, 1.0, colT, drows, 1.0, dWT[t])
+        _by_inner(colT, drows, dWT[t], pieces[1])
         if need_dx:
             dcolT = dbuf[t, : K * m].reshape(K, m)
-            gemm(True, False, 1.0, Wm, drows, 0.0, dcolT)
+            _by_columns(True, Wm, drows, dcolT, pieces[0])
             fold(dcolT, FH, FW, stride, pad, dx[n0:n1])
 
 

@@ -77,8 +77,26 @@ def test_every_thread_count_gives_the_references_values(monkeypatch, dt, n_threa
     for g, w in zip(got, want):
         assert g.shape == w.shape and g.dtype == w.dtype
         assert np.max(np.abs(g - w)) <= tol["rtol"] * np.max(np.abs(w)) + tol["atol"]
-    if n_threads == 1:  # one chunk: db is summed in the reference's order
-        assert got[2].tobytes() == want[2].tobytes()
+
+
+@pytest.mark.parametrize("dt", [np.float64, np.float32])
+@pytest.mark.parametrize("piece", [1, 7, 64])  # columns per product piece: 72 per image here
+def test_products_in_pieces_give_the_references_values(monkeypatch, dt, piece):
+    x, W, b, dout = _case(5, dt, seed=4)
+    whole = _run(x, W, b, dout, False, True)
+    assert nb._pieces(5, 27)[0] in (0, 7407)  # one product per block: this case has 360 columns
+    monkeypatch.setattr(nb, "MIN_PIECE", 1)
+    monkeypatch.setattr(nb._blas, "SMALL_GEMM_MACS", 5 * 27 * piece)
+    assert nb._pieces(5, 27) == (piece, piece)
+    got = _run(x, W, b, dout, False, True)
+    tol = equivalence(dt)
+    for g, w in zip(got, whole):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        assert np.max(np.abs(g - w)) <= tol["rtol"] * np.max(np.abs(w)) + tol["atol"]
+    assert [g.tobytes() for g in got] == [g.tobytes() for g in _run(x, W, b, dout, False, True)]
+    # dW's product (A transposed) takes the small path only with at most 1200 outputs: whole above
+    monkeypatch.setattr(nb._blas, "SMALL_GEMM_MACS", 40 * 31 * piece)
+    assert nb._pieces(40, 31) == (piece, 0)
 
 
 def test_run_chunks_runs_every_chunk_once_and_passes_errors_on():

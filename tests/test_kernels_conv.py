@@ -14,6 +14,7 @@ import pytest
 from scratchprop import _numba_conv as nb
 from scratchprop import _numba_layers as nb_layers
 from scratchprop import _numpy_conv as ref
+from scratchprop import tolerances
 from scratchprop.kernels import conv as K
 
 DTYPES = [np.float64, np.float32]
@@ -87,8 +88,28 @@ def test_bias_and_layout_passes(dt, relu):
     K.nchw_to_cn(dout, back, db, out, relu)
     d = relu_layer.backward(dout) if relu else dout
     same_bits(back, np.ascontiguousarray(d.transpose(1, 0, 2, 3).reshape(F, -1)))
-    # db adds the reference's (N*OH*OW, F) rows in order: NumPy's sum(axis=0), bit for bit
-    same_bits(db, np.sum(np.ascontiguousarray(back.T), axis=0))
+    # db: per image and channel, eight running sums added as a tree, then the tail; image by image
+    same_bits(db, sum8_order(d.reshape(N, F, OH * OW)))
+    tol = tolerances.equivalence(dt)
+    want = np.sum(back, axis=1)
+    assert np.abs(db - want).max() <= tol["rtol"] * np.abs(want).max() + tol["atol"]
+
+
+def sum8_order(v):
+    """``kernels.conv._sum8``'s order over the last axis of ``v (N, F, P)``, added image by image."""
+    N, F, P = v.shape
+    db = np.zeros(F, v.dtype)
+    for n in range(N):
+        for f in range(F):
+            row, q = v[n, f], P - P % 8
+            a = np.zeros(8, v.dtype)
+            for k in range(0, q, 8):
+                a = a + row[k : k + 8]
+            s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+            for k in range(q, P):
+                s = s + row[k]
+            db[f] = db[f] + s
+    return db
 
 
 POOLS = [

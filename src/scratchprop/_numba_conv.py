@@ -16,8 +16,9 @@ C-contiguous (the reference returns a transposed view); float32 images with
 float64 filters are unfolded straight into float64 (the reference unfolds in
 float32 and NumPy converts the whole matrix for the product); ``col`` is made
 when first read, in the image's dtype, as the reference's. The products sum
-in another order than the reference's, and ``dW`` and ``db`` are summed per
-thread's images, then thread after thread, so the last bits of ``out``,
+in another order than the reference's (long ones in pieces, :func:`_pieces`),
+``db`` adds each image's channel in eight running sums, and ``dW`` and ``db``
+are summed per thread's images, then thread after thread, so the last bits of ``out``,
 ``dW``, ``db`` and ``dx`` may differ (:mod:`scratchprop.tolerances`); they
 are the same for a given thread count (``numba.get_num_threads()``).
 """
@@ -29,6 +30,7 @@ from . import _numpy_conv as _ref
 from . import _validate as check
 from . import threads as _threads
 from ._numba_layers import Relu as _Relu
+from .kernels import _blas
 from .kernels import conv as _K
 from .kernels import conv_batch as _KB
 
@@ -41,6 +43,22 @@ _INTP = np.dtype(np.intp)
 #: L3). The whole batch's (tens of MiB for DeepConvNet) went to memory and back, 1.4-3x slower
 #: (``bench/CONV.md``).
 CHUNK_BYTES = 2 << 20
+
+
+#: Fewest columns worth a product of their own (``bench/conv_probe.py pieces``): a narrower piece
+#: costs more in calls than the packing it saves.
+MIN_PIECE = 64
+
+
+def _pieces(FN, K):
+    """Columns per piece of the products over ``(FN, K)`` filters, 0 for whole: as many as keep a
+    piece within OpenBLAS's small-matrix path (``_blas.SMALL_GEMM_MACS``). ``(forward and dx, dW)``:
+    dW's product (A transposed, to that path) is taken there only with at most 1200 outputs
+    (``sgemm_small_kernel_permit_skylakex.c``)."""
+    piece = _blas.SMALL_GEMM_MACS // (FN * K)
+    if piece < MIN_PIECE:
+        return 0, 0
+    return piece, piece if FN * K <= 1200 else 0
 
 
 def _plan(N, per_image_bytes):
@@ -164,6 +182,7 @@ class Convolution(_ref.Convolution):
             cbuf,
             rbuf,
             B,
+            _pieces(FN, K)[0],
         )
         _in_chunks(_KB.forward_chunk, T, args, N * K * P)
         self.x, self.col_W = x, W.reshape(FN, K).T
@@ -226,6 +245,7 @@ class Convolution(_ref.Convolution):
             dWT,
             db,
             B,
+            _pieces(FN, K),
         )
         _in_chunks(_KB.backward_chunk, T, args, N * K * P)
         for t in range(1, T):  # the threads' sums added in order: the same bits every run

@@ -25,7 +25,7 @@
 ``python bench/conv_probe.py hold [rounds]``
     A training step of ``SimpleConvNet`` / ``DeepConvNet(backend="numba")`` (float64, float32) with
     NumPy's BLAS on 2 threads (each Convolution holds it at one thread during its call) and held
-    at one thread for the whole step, interleaved: what ``threads.CONV_HOLD_RATIO`` decides.
+    at one thread for the whole step, interleaved: why a Numba convnet holds it for its step.
 
 ``python bench/conv_probe.py pieces``
     The convolution's three products on one thread (forward, ``dW``, ``dx``), for one thread's
@@ -165,7 +165,7 @@ def hold(rounds=10):
 
             for r in range(rounds):
                 for n in (2, 1) if r % 2 == 0 else (1, 2):
-                    # the net's own choice (threads.CONV_HOLD_RATIO) overridden either way
+                    # the net's own choice (it holds) overridden either way
                     net._blas_for_step = threads.one_thread_blas if n == 1 else contextlib.nullcontext
                     res[n].append(_median_ms(step, 3))
             cells = [f"{np.median(v):6.1f} [{min(v):.1f}-{max(v):.1f}]" for v in (res[2], res[1])]

@@ -14,6 +14,12 @@ the calling thread (see ``scratchprop.threads``):
 * backward: ``dx`` and ``dW`` straight into the caller's arrays, ``db``
   summed row by row in the reference's order (NumPy sums ``axis=0`` of a C
   array one row at a time), so ``db`` is bit-identical to NumPy's.
+
+:func:`forward_rows` and :func:`backward_rows` are the same work cut into
+``T`` chunks for threads of ours (rule 4 of ``scratchprop.threads``: a
+convnet's step, with NumPy's pool held at one thread): rows of the batch for
+``out`` and ``dx``, rows of ``dW`` (a slice of ``x``'s columns each), so no
+two chunks write the same element and no sum is split.
 """
 
 import numpy as np
@@ -21,9 +27,10 @@ from numba import njit
 
 from ._blas import gemm, gemv
 from .config import SERIAL, guard_cache
+from .conv_batch import batch_chunk
 from .two_layer import _column_sums
 
-__all__ = ["forward", "backward", "forward_naive", "backward_naive"]
+__all__ = ["forward", "backward", "forward_rows", "backward_rows", "forward_naive", "backward_naive"]
 
 
 @njit(**SERIAL)
@@ -63,6 +70,31 @@ def backward(dout, x, W, need_dx, dx, dW):
         gemm(True, False, 1.0, x, dout, 0.0, dW)
     _column_sums(dout, db, 0, M)  # row by row: NumPy's order for a C array
     return dx, dW, db
+
+
+@njit(**SERIAL)
+def forward_rows(t, T, x, W, b, out):
+    """Chunk ``t`` of ``T`` of :func:`forward`: ``out``'s rows of that share of the batch."""
+    lo, hi = batch_chunk(x.shape[0], T, t)
+    for i in range(lo, hi):
+        out[i, :] = b
+    if hi > lo:
+        gemm(False, False, 1.0, x[lo:hi], W, 1.0, out[lo:hi])
+
+
+@njit(**SERIAL)
+def backward_rows(t, T, dout, x, W, need_dx, dx, dW, db):
+    """Chunk ``t`` of ``T`` of :func:`backward`: ``dx``'s rows of that share of the batch, and
+    ``dW``'s rows of that share of ``D`` (all the batch); chunk 0 also sums ``db`` (zeros in)."""
+    N, M = dout.shape
+    lo, hi = batch_chunk(N, T, t)
+    if need_dx and hi > lo:
+        gemm(False, True, 1.0, dout[lo:hi], W, 0.0, dx[lo:hi])
+    lo, hi = batch_chunk(W.shape[0], T, t)
+    if hi > lo:
+        gemm(True, False, 1.0, x[:, lo:hi], dout, 0.0, dW[lo:hi])
+    if t == 0:
+        _column_sums(dout, db, 0, M)
 
 
 # Naive references: plain loops, what the fast kernels are tested against.

@@ -35,6 +35,8 @@ __all__ = [
     "nchw_to_cn",
     "pool_forward",
     "pool_backward",
+    "pool_rows",
+    "unpool_rows",
 ]
 
 
@@ -190,36 +192,89 @@ def pool_forward(x, PH, PW, stride, pad, out, arg):
     _, _, OH, OW = out.shape
     xf = x.reshape(-1)  # flat indices: no views in the inner loops
     of = out.reshape(-1)
+    for q in range(N * C):
+        _pool_plane(xf, q * H * W, H, W, PH, PW, stride, pad, of, arg, q * OH * OW, OH, OW)
+
+
+@njit(**SERIAL)
+def _pool_plane(xf, img, H, W, PH, PW, stride, pad, of, arg, o, OH, OW):
+    """One image channel's pooling: the ``H x W`` plane at ``xf[img:]`` -> ``of[o:]``, ``arg[o:]``."""
     fast = PH == 2 and PW == 2 and pad == 0  # the book's nets: every window inside, unrolled
-    for n in range(N):
-        for c in range(C):
-            img = (n * C + c) * H * W
+    for oh in range(OH):
+        h0 = oh * stride - pad
+        r = o + oh * OW
+        nan = False
+        if fast:
+            # selects, not branches (the comparisons are unpredictable); a NaN anywhere in
+            # the row sends it to the generic loop below
+            top = img + h0 * W
+            for ow in range(OW):
+                p = top + ow * stride
+                v0, v1, v2, v3 = xf[p], xf[p + 1], xf[p + W], xf[p + W + 1]
+                nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
+                best, a = v0, 0
+                t = v1 > best
+                best, a = (v1, 1) if t else (best, a)
+                t = v2 > best
+                best, a = (v2, 2) if t else (best, a)
+                t = v3 > best
+                best, a = (v3, 3) if t else (best, a)
+                of[r + ow] = best
+                arg[r + ow] = a
+        if not fast or nan:
+            for ow in range(OW):
+                best, a = _window_max(xf, img, H, W, h0, ow * stride - pad, PH, PW)
+                of[r + ow] = best
+                arg[r + ow] = a
+
+
+@njit(**SERIAL)
+def pool_rows(rows, b, H, W, PH, PW, stride, out, arg):
+    """A block's Conv + ReLU + max pooling from its product: ``rows (F, B*H*W)`` (channel-major,
+    before the bias) get the bias and the ReLU in place, then each ``H x W`` plane is pooled into
+    ``out (B, F, OH, OW)`` and ``arg`` (rows ``(n, f, oh, ow)``) as :func:`pool_forward` pools the
+    Relu's output (no padding)."""
+    F, m = rows.shape
+    Bn, _, OH, OW = out.shape
+    P = H * W
+    for f in range(F):
+        r = rows[f]
+        bf = b[f]
+        for p in range(m):
+            v = r[p] + bf
+            r[p] = 0 if v <= 0 else v
+    xf = rows.reshape(-1)
+    of = out.reshape(-1)
+    for n in range(Bn):
+        for f in range(F):
+            q = n * F + f
+            _pool_plane(xf, f * m + n * P, H, W, PH, PW, stride, 0, of, arg, q * OH * OW, OH, OW)
+
+
+@njit(**SERIAL)
+def unpool_rows(dout, arg, pooled, H, W, PH, PW, stride, rows, db):
+    """The backward of :func:`pool_rows`' block: ``rows (F, B*H*W)`` = the gradient at the
+    convolution's output, each ``dout (B, F, OH, OW)`` value at its window's maximum where the
+    ReLU passed it (``pooled``, the maximum, not ``<= 0``: the Relu's mask there), zeros
+    elsewhere; and each plane's sum added to ``db`` (:func:`_sum8`, as :func:`nchw_to_cn`).
+    Windows that do not overlap (``stride >= PH, PW``), without padding."""
+    F, m = rows.shape
+    Bn, _, OH, OW = dout.shape
+    P = H * W
+    zero = rows.dtype.type(0)
+    for n in range(Bn):
+        for f in range(F):
+            plane = rows[f, n * P : (n + 1) * P]
+            plane[:] = 0
+            d = dout[n, f]
+            pm = pooled[n, f]
+            q = (n * F + f) * OH * OW
             for oh in range(OH):
-                h0 = oh * stride - pad
-                o = ((n * C + c) * OH + oh) * OW
-                nan = False
-                if fast:
-                    # selects, not branches (the comparisons are unpredictable); a NaN anywhere in
-                    # the row sends it to the generic loop below
-                    top = img + h0 * W
-                    for ow in range(OW):
-                        p = top + ow * stride
-                        v0, v1, v2, v3 = xf[p], xf[p + 1], xf[p + W], xf[p + W + 1]
-                        nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
-                        best, a = v0, 0
-                        t = v1 > best
-                        best, a = (v1, 1) if t else (best, a)
-                        t = v2 > best
-                        best, a = (v2, 2) if t else (best, a)
-                        t = v3 > best
-                        best, a = (v3, 3) if t else (best, a)
-                        of[o + ow] = best
-                        arg[o + ow] = a
-                if not fast or nan:
-                    for ow in range(OW):
-                        best, a = _window_max(xf, img, H, W, h0, ow * stride - pad, PH, PW)
-                        of[o + ow] = best
-                        arg[o + ow] = a
+                for ow in range(OW):
+                    if not pm[oh, ow] <= 0:
+                        k = np.intp(arg[q + oh * OW + ow])
+                        plane[(oh * stride + k // PW) * W + ow * stride + k % PW] = zero + d[oh, ow]
+            db[f] += _sum8(plane)
 
 
 @njit(**SERIAL)

@@ -22,13 +22,13 @@ from numba import njit
 
 from ._blas import gemm
 from .config import SERIAL, guard_cache
-from .conv import cn_to_nchw, fold, nchw_to_cn, unfold
+from .conv import cn_to_nchw, fold, nchw_to_cn, pool_rows, unfold, unpool_rows
 
-__all__ = ["forward_chunk", "backward_chunk"]
+__all__ = ["forward_chunk", "backward_chunk", "forward_pool_chunk", "backward_pool_chunk", "batch_chunk"]
 
 
 @njit(**SERIAL)
-def _chunk(N, T, t):
+def batch_chunk(N, T, t):
     """Images ``[lo, hi)`` of chunk ``t`` of ``T`` (the first chunks one image longer)."""
     per, extra = N // T, N % T
     lo = t * per + min(t, extra)
@@ -68,7 +68,7 @@ def forward_chunk(t, x, Wm, b, FH, FW, stride, pad, out, relu, cbuf, rbuf, B, pi
     N = x.shape[0]
     FN, K = Wm.shape
     P = out.shape[2] * out.shape[3]
-    lo, hi = _chunk(N, cbuf.shape[0], t)
+    lo, hi = batch_chunk(N, cbuf.shape[0], t)
     for n0 in range(lo, hi, B):
         n1 = min(hi, n0 + B)
         m = (n1 - n0) * P
@@ -77,6 +77,26 @@ def forward_chunk(t, x, Wm, b, FH, FW, stride, pad, out, relu, cbuf, rbuf, B, pi
         unfold(x[n0:n1], FH, FW, stride, pad, colT)
         _by_columns(False, Wm, colT, rows, piece)
         cn_to_nchw(rows, b, out[n0:n1], relu)
+
+
+@njit(**SERIAL)
+def forward_pool_chunk(t, x, Wm, b, FH, FW, stride, pad, H, W, pool, out, arg, cbuf, rbuf, B, piece):
+    """Chunk ``t`` of Conv + ReLU + max pooling: the convolution's ``H x W`` output is pooled
+    from each block's product (:func:`.conv.pool_rows`; ``pool``: ``(PH, PW, stride)``) into
+    ``out (N, FN, OH, OW)`` and ``arg``, and never written out whole. Buffers as
+    :func:`forward_chunk`'s."""
+    N = x.shape[0]
+    FN, K = Wm.shape
+    Q = FN * out.shape[2] * out.shape[3]  # pooled values per image
+    lo, hi = batch_chunk(N, cbuf.shape[0], t)
+    for n0 in range(lo, hi, B):
+        n1 = min(hi, n0 + B)
+        m = (n1 - n0) * H * W
+        colT = cbuf[t, : K * m].reshape(K, m)
+        rows = rbuf[t, : FN * m].reshape(FN, m)
+        unfold(x[n0:n1], FH, FW, stride, pad, colT)
+        _by_columns(False, Wm, colT, rows, piece)
+        pool_rows(rows, b, H, W, pool[0], pool[1], pool[2], out[n0:n1], arg[n0 * Q : n1 * Q])
 
 
 @njit(**SERIAL)
@@ -90,23 +110,50 @@ def backward_chunk(
     N = x.shape[0]
     FN, K = Wm.shape
     P = dout.shape[2] * dout.shape[3]
-    cbuf, rbuf, dbuf = bufs
-    lo, hi = _chunk(N, cbuf.shape[0], t)
+    lo, hi = batch_chunk(N, bufs[0].shape[0], t)
     dWT[t] = 0
     db[t] = 0
     for n0 in range(lo, hi, B):
         n1 = min(hi, n0 + B)
-        m = (n1 - n0) * P
-        colT = cbuf[t, : K * m].reshape(K, m)
-        drows = rbuf[t, : FN * m].reshape(FN, m)
+        drows = bufs[1][t, : FN * (n1 - n0) * P].reshape(FN, -1)
         nchw_to_cn(dout[n0:n1], drows, db[t], relu_out[n0:n1], relu)
-        unfold(x[n0:n1], FH, FW, stride, pad, colT)
-        # dW transposed, colT @ drows.T (OpenBLAS handles this shape better), added block by block
-        _by_inner(colT, drows, dWT[t], pieces[1])
-        if need_dx:
-            dcolT = dbuf[t, : K * m].reshape(K, m)
-            _by_columns(True, Wm, drows, dcolT, pieces[0])
-            fold(dcolT, FH, FW, stride, pad, dx[n0:n1])
+        _params_and_dx(t, x, n0, n1, drows, Wm, FH, FW, stride, pad, dx, need_dx, bufs, dWT, pieces)
+
+
+@njit(**SERIAL)
+def backward_pool_chunk(
+    t, x, dout, arg, pooled, H, W, pool, Wm, FH, FW, stride, pad, dx, need_dx, bufs, dWT, db, B, pieces
+):
+    """The backward of :func:`forward_pool_chunk`: ``dout`` is the pooling's output gradient,
+    ``pooled`` its output (:func:`.conv.unpool_rows`); the rest as :func:`backward_chunk`."""
+    N = x.shape[0]
+    FN, K = Wm.shape
+    Q = FN * dout.shape[2] * dout.shape[3]
+    lo, hi = batch_chunk(N, bufs[0].shape[0], t)
+    dWT[t] = 0
+    db[t] = 0
+    for n0 in range(lo, hi, B):
+        n1 = min(hi, n0 + B)
+        drows = bufs[1][t, : FN * (n1 - n0) * H * W].reshape(FN, -1)
+        a = arg[n0 * Q : n1 * Q]
+        unpool_rows(dout[n0:n1], a, pooled[n0:n1], H, W, pool[0], pool[1], pool[2], drows, db[t])
+        _params_and_dx(t, x, n0, n1, drows, Wm, FH, FW, stride, pad, dx, need_dx, bufs, dWT, pieces)
+
+
+@njit(**SERIAL)
+def _params_and_dx(t, x, n0, n1, drows, Wm, FH, FW, stride, pad, dx, need_dx, bufs, dWT, pieces):
+    """Images ``[n0, n1)``'s share of ``dWT[t]`` and their ``dx`` (with ``need_dx``), from their
+    output gradient ``drows (FN, m)``: unfold them again, then the two products."""
+    K = Wm.shape[1]
+    m = drows.shape[1]
+    colT = bufs[0][t, : K * m].reshape(K, m)
+    unfold(x[n0:n1], FH, FW, stride, pad, colT)
+    # dW transposed, colT @ drows.T (OpenBLAS handles this shape better), added block by block
+    _by_inner(colT, drows, dWT[t], pieces[1])
+    if need_dx:
+        dcolT = bufs[2][t, : K * m].reshape(K, m)
+        _by_columns(True, Wm, drows, dcolT, pieces[0])
+        fold(dcolT, FH, FW, stride, pad, dx[n0:n1])
 
 
 guard_cache(globals())

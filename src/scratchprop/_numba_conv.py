@@ -111,6 +111,7 @@ class Convolution(_ref.Convolution):
     _xk = None  # x as the kernels read it, when they ran
     _col = None  # the reference's col, when its code ran
     _relu = _relu_out = None  # the Relu of the last forward_relu and its output, when fused
+    _pool = _pool_out = None  # the Pooling of the last forward_relu_pool; (its out, arg, ReLU output)
 
     @property
     def col(self):
@@ -141,9 +142,23 @@ class Convolution(_ref.Convolution):
     def forward(self, x):
         return self._forward(x, None)
 
-    def fuses_with(self, layer):
-        """Whether :meth:`forward_relu` / :meth:`backward_relu` take ``layer`` (this backend's Relu)."""
-        return type(layer) is _Relu
+    def fuses_with(self, following):
+        """How many of the layers in ``following`` (a net's next ones) :meth:`forward_fused` takes:
+        2 for this backend's Relu then a :class:`Pooling` whose windows neither overlap nor pad
+        (:meth:`forward_relu_pool`), 1 for the Relu alone (:meth:`forward_relu`), else 0."""
+        if not following or type(following[0]) is not _Relu:
+            return 0
+        return 2 if len(following) > 1 and _poolable(following[1]) else 1
+
+    def forward_fused(self, x, layers):
+        """:meth:`forward_relu` or :meth:`forward_relu_pool` over ``layers`` (see :meth:`fuses_with`)."""
+        return self.forward_relu(x, *layers) if len(layers) == 1 else self.forward_relu_pool(x, *layers)
+
+    def backward_fused(self, dout, layers, need_dx=True):
+        """The backward of :meth:`forward_fused` over the same ``layers``."""
+        if len(layers) == 1:
+            return self.backward_relu(dout, *layers, need_dx=need_dx)
+        return self.backward_relu_pool(dout, *layers, need_dx=need_dx)
 
     def forward_relu(self, x, relu):
         """``relu.forward(self.forward(x))`` in one pass over the output (a net's Conv + Relu).
@@ -153,43 +168,71 @@ class Convolution(_ref.Convolution):
         out = self._forward(x, relu)
         if self._relu is None:  # the reference's code ran: the Relu's own forward
             return relu.forward(out)
-        relu._out, relu._mask = out, None
+        relu._out, relu._mask, relu._pending = out, None, None
+        return out
+
+    def forward_relu_pool(self, x, relu, pool):
+        """``pool.forward(relu.forward(self.forward(x)))``, pooled from each thread's block of the
+        convolution's product: its whole output is never written (a net's Conv + Relu + Pooling).
+
+        The three layers are left as their own forwards leave them, but the ReLU's output (the
+        Relu's ``mask``, the Pooling's ``x``) is made when first read, from the filters as they were
+        (a copy) and ``x`` as it is then. :meth:`backward_relu_pool` takes the three backwards."""
+        self._relu = self._relu_out = self._pool = None
+        x, OH, OW = self._check_forward(x)
+        N, FN = x.shape[0], self.W.shape[0]
+        PH, PW, ps = pool.pool_h, pool.pool_w, pool.stride
+        POH, POW = _ref._out_hw("Pooling", (N, FN, OH, OW), PH, PW, ps, pool.pad)
+        dt = _d.kernel_dtype(_ref._float_dtype(x), self.W, self.b)
+        if dt is None or not _poolable(pool):
+            return pool.forward(self.forward_relu(x, relu))
+        out = np.empty((N, FN, POH, POW), dt)
+        arg = np.empty(out.size, np.uint8)
+        xk, Wm, bk = self._run_forward(x, dt, _KB.forward_pool_chunk, (OH, OW, (PH, PW, ps), out, arg))
+        relu_out = _Deferred(self._relu_output, (xk, Wm.copy(), bk.copy(), dt, (N, FN, OH, OW)))
+        relu._out, relu._mask, relu._pending = None, None, relu_out
+        pool._x, pool._later, pool._arg, pool._arg_max = None, relu_out, arg, None
+        self._relu, self._pool, self._pool_out = relu, pool, (out, arg, relu_out)
+        return out
+
+    def _relu_output(self, xk, Wm, bk, dt, shape):
+        """The Conv + ReLU output of a :meth:`forward_relu_pool` (when read): the same bits."""
+        out = np.empty(shape, dt)
+        FN, K = Wm.shape
+        T, B = _plan(shape[0], K * shape[2] * shape[3] * dt.itemsize)
+        P = shape[2] * shape[3]
+        cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
+        FH, FW = self.W.shape[2:]
+        args = (xk, Wm, bk, FH, FW, self.stride, self.pad, out, True, cbuf, rbuf, B, _pieces(FN, K)[0])
+        _in_chunks(_KB.forward_chunk, T, args, shape[0] * K * P)
         return out
 
     def _forward(self, x, relu):
-        self._relu = self._relu_out = None
+        self._relu = self._relu_out = self._pool = None
         x, OH, OW = self._check_forward(x)
-        W, b = self.W, self.b
-        dt = _d.kernel_dtype(_ref._float_dtype(x), W, b)
+        dt = _d.kernel_dtype(_ref._float_dtype(x), self.W, self.b)
         if dt is None:
             return super().forward(x)
-        FN, K, FH, FW, P = self._shapes(x)
-        N = x.shape[0]
-        xk, Wm, bk = _images(x, dt), _d.as_c(W, dt).reshape(FN, K), _d.as_c(b, dt)
-        out = np.empty((N, FN, OH, OW), dt)
-        T, B = _plan(N, K * P * dt.itemsize)
-        cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
-        args = (
-            xk,
-            Wm,
-            bk,
-            FH,
-            FW,
-            self.stride,
-            self.pad,
-            out,
-            relu is not None,
-            cbuf,
-            rbuf,
-            B,
-            _pieces(FN, K)[0],
-        )
-        _in_chunks(_KB.forward_chunk, T, args, N * K * P)
-        self.x, self.col_W = x, W.reshape(FN, K).T
-        self._xk, self._col = xk, None
+        out = np.empty((x.shape[0], self.W.shape[0], OH, OW), dt)
+        self._run_forward(x, dt, _KB.forward_chunk, (out, relu is not None))
         if relu is not None:
             self._relu, self._relu_out = relu, out
         return out
+
+    def _run_forward(self, x, dt, kernel, outs):
+        """``kernel`` over the batch's chunks, ``outs`` its arguments between the convolution's and
+        the buffers'; records the layer's state. ``(xk, Wm, bk)``: the arrays the kernels read."""
+        W, b = self.W, self.b
+        FN, K, FH, FW, P = self._shapes(x)
+        N = x.shape[0]
+        xk, Wm, bk = _images(x, dt), _d.as_c(W, dt).reshape(FN, K), _d.as_c(b, dt)
+        T, B = _plan(N, K * P * dt.itemsize)
+        cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
+        args = (xk, Wm, bk, FH, FW, self.stride, self.pad, *outs, cbuf, rbuf, B, _pieces(FN, K)[0])
+        _in_chunks(kernel, T, args, N * K * P)
+        self.x, self.col_W = x, W.reshape(FN, K).T
+        self._xk, self._col = xk, None
+        return xk, Wm, bk
 
     def backward(self, dout):
         return self._backward(dout, True, None)
@@ -202,13 +245,42 @@ class Convolution(_ref.Convolution):
         """``self.backward(relu.backward(dout))`` in one pass (after :meth:`forward_relu`); ``dx``, or
         ``None`` without ``need_dx``. Takes the two backwards in turn when the pair's state is not
         :meth:`forward_relu`'s (another forward ran, or the Relu's ``mask`` was read or set)."""
-        fused = relu is self._relu and relu._out is self._relu_out and relu._mask is None
+        fused = (
+            self._pool is None and relu is self._relu and relu._out is self._relu_out and relu._mask is None
+        )
         if not fused:
             dout = relu.backward(dout)
             relu = None
         else:
             dout = check.dout_like("Relu", dout, self._relu_out.shape)
         return self._backward(dout, need_dx, relu)
+
+    def backward_relu_pool(self, dout, relu, pool, need_dx=True):
+        """The three backwards of :meth:`forward_relu_pool` in one pass per block; ``dx``, or ``None``
+        without ``need_dx``. Takes them in turn when the layers' state is not that forward's
+        (another forward ran, or the Relu's ``mask``, the Pooling's ``x`` or ``arg_max`` was read
+        or set)."""
+        pooled, arg, later = self._pool_out if self._pool is not None else (None, None, None)
+        fused = (
+            relu is self._relu
+            and pool is self._pool
+            and relu._pending is later
+            and relu._out is None
+            and relu._mask is None
+            and pool._later is later
+            and pool._x is None
+            and pool._arg is arg
+            and pool._arg_max is None
+        )
+        if fused:
+            dout = check.dout_like("Pooling", dout, pooled.shape)
+            fused = dout.dtype == pooled.dtype
+        if not fused:
+            dout = relu.backward(pool.backward(dout))
+            return self.backward(dout) if need_dx else self.backward_params(dout)
+        _, _, OH, OW = later.args[4]
+        grads = (_d.as_c(dout, dout.dtype), arg, pooled, OH, OW, (pool.pool_h, pool.pool_w, pool.stride))
+        return self._run_backward(_KB.backward_pool_chunk, grads, need_dx, pooled.dtype)
 
     def _backward(self, dout, need_dx, relu):
         dout = self._check_backward(dout)
@@ -218,41 +290,53 @@ class Convolution(_ref.Convolution):
             if relu is not None:
                 dout = relu.backward(dout)
             return super().backward(dout)  # the reference's code ran, or another dtype: its promotions
+        dout = _d.as_c(dout, dt)
+        after = dout if relu is None else self._relu_out  # the ReLU's output, when fused
+        return self._run_backward(_KB.backward_chunk, (dout, after, relu is not None), need_dx, dt)
+
+    def _run_backward(self, kernel, grads, need_dx, dt):
+        """``kernel`` over the batch's chunks, ``grads`` its arguments between ``x`` and the filters';
+        sets ``dW``, ``db``; ``dx`` or ``None``."""
+        xk = self._xk
         FN, K, FH, FW, P = self._shapes(xk)
         N = xk.shape[0]
-        dout = _d.as_c(dout, dt)
-        relu_out = self._relu_out
         Wm = _d.as_c(self.W, dt).reshape(FN, K)
         T, B = _plan(N, K * P * dt.itemsize)
         sizes = {"col": K * B * P, "rows": FN * B * P, "dcol": K * B * P if need_dx else 0}
         bufs = _bufs(self, sizes, T, dt)
         dWT, db = np.empty((T, K, FN), dt), np.empty((T, FN), dt)
         dx = np.empty(self.x.shape if need_dx else (0,) + self.x.shape[1:], dt)
-        after = dout if relu is None else relu_out  # the ReLU's output, when fused
-        args = (
-            xk,
-            dout,
-            after,
-            relu is not None,
-            Wm,
-            FH,
-            FW,
-            self.stride,
-            self.pad,
-            dx,
-            need_dx,
-            bufs,
-            dWT,
-            db,
-            B,
-            _pieces(FN, K),
-        )
-        _in_chunks(_KB.backward_chunk, T, args, N * K * P)
+        args = (xk, *grads, Wm, FH, FW, self.stride, self.pad, dx, need_dx, bufs, dWT, db, B, _pieces(FN, K))
+        _in_chunks(kernel, T, args, N * K * P)
         for t in range(1, T):  # the threads' sums added in order: the same bits every run
             dWT[0] += dWT[t]
             db[0] += db[t]
         self.db, self.dW = db[0], np.ascontiguousarray(dWT[0].T).reshape(self.W.shape)
         return dx if need_dx else None
+
+
+def _poolable(pool):
+    """Whether :meth:`Convolution.forward_relu_pool` takes ``pool``: this backend's Pooling, its
+    windows apart (no overlap: each value has one window) with no padding, indices in a byte."""
+    return (
+        type(pool) is Pooling
+        and pool.pad == 0
+        and pool.stride >= pool.pool_h
+        and pool.stride >= pool.pool_w
+        and pool.pool_h * pool.pool_w <= 256
+    )
+
+
+class _Deferred:
+    """A value made by ``fn(*args)`` when first asked for (``self()``), then kept."""
+
+    def __init__(self, fn, args):
+        self.fn, self.args, self.value = fn, args, None
+
+    def __call__(self):
+        if self.value is None:
+            self.value = self.fn(*self.args)
+        return self.value
 
 
 class Pooling(_ref.Pooling):
@@ -265,6 +349,18 @@ class Pooling(_ref.Pooling):
 
     _arg = None  # the kernel's window indices (N*C*OH*OW,), when the last forward ran it
     _arg_max = None  # the reference's arg_max: set by its code or a user, or made when first read
+    _x = None  # the input, as set by a forward or a user
+    _later = None  # a Conv + Relu + Pooling forward's: makes the input when first read
+
+    @property
+    def x(self):
+        if self._x is None and self._later is not None:
+            self._x = self._later()
+        return self._x
+
+    @x.setter
+    def x(self, value):
+        self._x, self._later = value, None
 
     @property
     def arg_max(self):

@@ -16,7 +16,7 @@ import numpy as np
 from . import _dispatch as _d
 from . import _validate as check
 from . import numpy as _ref
-from . import threads as _threads  # noqa: F401 - the threading model, before any kernel
+from . import threads as _threads  # the threading model, before any kernel
 from .kernels import affine as _K_affine
 from .kernels import relu as _K_relu
 from .kernels import softmax_loss as _K_sl
@@ -67,7 +67,12 @@ class Affine:
             if xk is not x2:
                 self._xbuf = xk
             self._xk = (x2, xk)
-            out = _K_affine.forward(xk, _c(W, dt), _c(b, dt), np.empty((N, M), dt))
+            out = np.empty((N, M), dt)
+            if _on_our_threads(N * x2.shape[1] * M):
+                T = _threads.get_num_threads()
+                _threads.run_chunks(_K_affine.forward_rows, T, (T, xk, _c(W, dt), _c(b, dt), out), 1, 0)
+            else:
+                _K_affine.forward(xk, _c(W, dt), _c(b, dt), out)
         return out.reshape(M) if x.ndim == 1 else out
 
     def backward(self, dout):
@@ -94,6 +99,12 @@ class Affine:
                 else _c(x2, dt)
             )
             dx = np.empty(x2.shape if need_dx else (0, x2.shape[1]), dt)
+            if _on_our_threads(dout.size * x2.shape[1]):
+                T, db = _threads.get_num_threads(), np.zeros(W.shape[1], dt)
+                args = (T, _c(dout, dt), xk, _c(W, dt), need_dx, dx, np.empty(W.shape, dt), db)
+                _threads.run_chunks(_K_affine.backward_rows, T, args, 1, 0)
+                self.dW, self.db = args[6], db
+                return dx
             dx, self.dW, self.db = _K_affine.backward(
                 _c(dout, dt), xk, _c(W, dt), need_dx, dx, np.empty(W.shape, dt)
             )
@@ -101,6 +112,12 @@ class Affine:
         self.dW = np.dot(x2.T, dout)
         self.db = np.sum(dout, axis=0)
         return np.dot(dout, W.T) if need_dx else None
+
+
+def _on_our_threads(macs):
+    """Whether a product of ``macs`` multiply-adds runs across our threads: inside a convnet's
+    whole-step hold of NumPy's BLAS (rule 4 of :mod:`scratchprop.threads`), when it is long enough."""
+    return _threads.blas_held() and macs >= _threads.DENSE_MIN_MACS
 
 
 class Relu:
@@ -114,12 +131,16 @@ class Relu:
     ``mask`` is computed from the stored output on first access (``out <= 0``).
     """
 
+    _pending = None  # a Conv + Relu + Pooling forward's: makes the output when first read
+
     def __init__(self):
         self._mask = None
         self._out = None
 
     @property
     def mask(self):
+        if self._mask is None and self._out is None and self._pending is not None:
+            self._out = self._pending()
         if self._mask is None and self._out is not None:
             self._mask = self._out <= 0
         return self._mask

@@ -106,7 +106,6 @@ class _ConvNet(LayerNet):
             raise TypeError(f"{where}: backend {self.backend_name!r} lacks {', '.join(missing)}")
         self._rng = np.random.default_rng(seed)
         self.params = {}
-        self._macs = {"conv": 0, "dense": 0}  # multiply-adds per sample
         self._new_layers()
 
     def _weight(self, key, scale, shape):
@@ -123,7 +122,6 @@ class _ConvNet(LayerNet):
         self.layers[f"Relu{name}"] = self.backend.Relu()
         where = type(self).__name__
         oh, ow = _window_out(where, f"Conv{name}", hw, fs, p["stride"], p["pad"])
-        self._macs["conv"] += W.size * oh * ow
         return p["filter_num"], (oh, ow)
 
     def _add_pool(self, name, hw):
@@ -135,15 +133,11 @@ class _ConvNet(LayerNet):
         b = self.params[f"b{i}"] = np.zeros(cols, self.dtype)
         self.layers[f"Affine{name}"] = self.backend.Affine(W, b)
         self.owner(f"Affine{name}", W=f"W{i}", b=f"b{i}")
-        self._macs["dense"] += W.size
 
     def _blas_for_step(self):
-        """NumPy's BLAS held at one thread for a step of a Numba net whose convolutions outweigh its
-        dense layers (rule 4 of :mod:`scratchprop.threads`); else nothing."""
-        if (
-            self.backend_name == "numba"
-            and self._macs["conv"] > threads.CONV_HOLD_RATIO * self._macs["dense"]
-        ):
+        """NumPy's BLAS held at one thread for a step of a Numba net (rule 4 of
+        :mod:`scratchprop.threads`: its long products run across our threads); else nothing."""
+        if self.backend_name == "numba":
             return threads.one_thread_blas()
         return contextlib.nullcontext()
 

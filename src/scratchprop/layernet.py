@@ -43,11 +43,17 @@ def takes_train_flg(layer):
     return _TRAIN_FLG[cls]
 
 
-def _fuses(layer, following):
-    """Whether ``layer`` takes the layer in ``following`` (a list of 0 or 1) into its own passes
-    (``forward_relu`` / ``backward_relu``: Numba's Convolution and the Relu after it)."""
-    fuses = getattr(layer, "fuses_with", None)
-    return bool(following) and fuses is not None and fuses(following[0])
+def _groups(layers):
+    """``[(i, n), ...]``: layer ``i`` takes the ``n`` layers after it into its own passes
+    (``forward_fused`` / ``backward_fused``, when its ``fuses_with`` says so: Numba's Convolution
+    and the Relu, or Relu and Pooling, after it); ``n = 0`` for a layer on its own."""
+    groups, i = [], 0
+    while i < len(layers):
+        fuses = getattr(layers[i], "fuses_with", None)
+        n = fuses(layers[i + 1 : i + 3]) if fuses is not None else 0
+        groups.append((i, n))
+        i += 1 + n
+    return groups
 
 
 class LayerNet:
@@ -79,15 +85,12 @@ class LayerNet:
     def predict(self, x, train_flg=False):
         """Scores ``x (N, D) -> (N, C)``; ``train_flg`` goes to Dropout and BatchNormalization."""
         layers = list(self.layers.values())
-        i = 0
-        while i < len(layers):
+        for i, n in _groups(layers):
             layer = layers[i]
-            if _fuses(layer, layers[i + 1 : i + 2]):  # e.g. Numba's Convolution + Relu: one pass
-                x = layer.forward_relu(x, layers[i + 1])
-                i += 2
-                continue
-            x = layer.forward(x, train_flg) if takes_train_flg(layer) else layer.forward(x)
-            i += 1
+            if n:  # e.g. Numba's Convolution + Relu + Pooling: one pass
+                x = layer.forward_fused(x, layers[i + 1 : i + 1 + n])
+            else:
+                x = layer.forward(x, train_flg) if takes_train_flg(layer) else layer.forward(x)
         return x
 
     def weight_decay(self):
@@ -120,18 +123,14 @@ class LayerNet:
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
         layers = list(self.layers.values())
-        i = len(layers) - 1
-        while i >= 0:
+        for i, n in reversed(_groups(layers)):
             # nothing reads the input's gradient: a first layer that can skip it (Numba's) does
-            if i >= 1 and _fuses(layers[i - 1], layers[i : i + 1]):
-                dout = layers[i - 1].backward_relu(dout, layers[i], need_dx=i > 1)
-                i -= 2
+            if n:
+                dout = layers[i].backward_fused(dout, layers[i + 1 : i + 1 + n], need_dx=i > 0)
             elif i == 0:
                 getattr(layers[0], "backward_params", layers[0].backward)(dout)
-                i -= 1
             else:
                 dout = layers[i].backward(dout)
-                i -= 1
         return self._grads()
 
     def _grads(self):

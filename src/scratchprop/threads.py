@@ -26,12 +26,14 @@ The model, four rules:
    two or more threads, no other thread is inside one of our regions, and
    the threading layer does not spin (not ``omp``). Results are the same
    bits either way (fixed chunks, sums in a fixed order).
-4. **The convolution is parallel across the batch, products included**: each
-   thread unfolds, multiplies and lays out its own images, its products on one
-   BLAS thread (:func:`one_thread_blas` holds NumPy's pool at one thread
-   for the call, so there is still one pool at work; a convnet whose
-   convolutions outweigh its dense layers holds it for its whole step,
-   :data:`CONV_HOLD_RATIO`). Its chunks run through :func:`run_chunks`:
+4. **A convnet's step is parallel across the batch, products included**:
+   a Numba convnet holds NumPy's pool at one thread for its whole step
+   (:func:`one_thread_blas`, so there is still one pool at work, and no
+   OpenBLAS worker left spinning on the core our second thread needs), and
+   each thread unfolds, multiplies and lays out (or pools) its own images, its
+   products on one BLAS thread. Inside the hold, a long dense product runs
+   across our threads too (rows of the batch, rows of ``dW``:
+   :data:`DENSE_MIN_MACS`). The chunks run through :func:`run_chunks`:
    compiled code that releases the GIL, on the caller and ``T - 1`` Python
    threads of ours that sleep when idle (no ``prange`` to compile: a parallel
    kernel doubled the convnets' first-step compile time). Rule 1's two-thread
@@ -39,6 +41,8 @@ The model, four rules:
    other core, and when the two cores do not share a cache (this project's
    VM, for minutes at a time) rewriting what the other core has read costs
    10-30x the write: the convolution ran 2-2.5x slower (``bench/CONV.md``).
+   A convolution outside a net (the user's own class) holds the pool for its
+   own call only.
 
 Thresholds follow from one model: a region must cost at most a tenth of the
 serial work it splits. Starting one costs :data:`REGION_START_S` (waking
@@ -63,7 +67,8 @@ __all__ = [
     "REGION_START_S",
     "NUMGRAD_MIN_ELEMENTS",
     "CONV_MIN_ELEMENTS",
-    "CONV_HOLD_RATIO",
+    "DENSE_MIN_MACS",
+    "blas_held",
     "one_thread_blas",
     "run_chunks",
     "min_elements",
@@ -90,6 +95,10 @@ NUMGRAD_MIN_ELEMENTS = min_elements(5)
 #: A convolution's unfolded elements (``N * C*FH*FW * OH*OW``): ~2.5 ns each forward (the unfold,
 #: its share of the product, the layout), more backward.
 CONV_MIN_ELEMENTS = min_elements(2.5)
+
+#: A dense (Affine) product's multiply-adds (``N * D * M``) from which, inside a whole-step hold
+#: (rule 4), it runs across our threads: ~0.1 ns each on one BLAS thread.
+DENSE_MIN_MACS = min_elements(0.1)
 
 _REGION = threading.Lock()  # held by whichever thread runs one of our regions
 _CHUNK_POOL = []  # [(executor, workers, pid)] for run_chunks: remade for another size or process
@@ -122,14 +131,6 @@ def run_chunks(fn, T, args, n_elements, min_elements):
     finally:
         _REGION.release()
 
-
-#: A convnet's step holds the BLAS pool at one thread (:func:`one_thread_blas`) when its
-#: convolutions do more than this many multiply-adds per dense (Affine) one. Model: the hold runs
-#: the dense products on one thread instead of two (twice as long) and keeps OpenBLAS's worker,
-#: which a two-thread product leaves spinning ~0.1 s, off the cores the convolutions' threads
-#: need (it made them ~1.45x slower): the hold pays once the convolutions take more than ~2x the
-#: dense products' time (``bench/CONV.md``).
-CONV_HOLD_RATIO = 2
 
 _LAYER_OK = None
 
@@ -221,6 +222,11 @@ def one_thread_blas():
             _HELD[0] -= 1
             if _HELD[0] == 0:
                 set_(_HELD[1])
+
+
+def blas_held():
+    """Whether a :func:`one_thread_blas` hold is open (in any thread)."""
+    return _HELD[0] > 0
 
 
 def _blas_controller():

@@ -33,6 +33,11 @@
     whole: what ``_numba_conv._pieces`` and ``MIN_PIECE`` decide. Prints the piece that fits
     OpenBLAS's small-matrix path (``_blas.SMALL_GEMM_MACS``).
 
+``python bench/conv_probe.py coldstart``
+    Start-up: a fresh ``python`` doing the imports, ``SimpleConvNet`` / ``DeepConvNet(backend="numba")``
+    and its first Adam step at batch 100, on an empty ``NUMBA_CACHE_DIR`` and then with it filled
+    (float64, then float32 on the same cache: its own signatures).
+
 (``conv-on-one-thread`` and ``blas-threads``, the probes of the design before the convolution
 ran parallel across the batch, are in ``git show 483dfce:bench/conv_probe.py``.)
 """
@@ -294,6 +299,33 @@ def pieces():
                     print(f"    {name:8s}", "  ".join(cells).replace(" 0:", " whole:"))
 
 
+_FIRST_STEP = """
+import sys, numpy as np, scratchprop
+dt = np.dtype(sys.argv[2])
+net = getattr(scratchprop, sys.argv[1])(backend="numba", seed=0, dtype=dt)
+opt = scratchprop.numba.Adam(lr=0.001)
+x = np.random.default_rng(0).random((100, 1, 28, 28)).astype(dt)
+opt.update(net.params, net.gradient(x, np.arange(100) % 10))
+"""
+
+
+def coldstart():
+    import os
+    import tempfile
+
+    print("net dtype | first step of a fresh process, s: empty cache | cached")
+    for name in ("SimpleConvNet", "DeepConvNet"):
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            for dt in ("float64", "float32"):
+                times = []
+                for _ in range(2):
+                    t0 = time.perf_counter()
+                    subprocess.run([sys.executable, "-c", _FIRST_STEP, name, dt], check=True, env=env)
+                    times.append(time.perf_counter() - t0)
+                print(f"{name} {dt} | {times[0]:.1f} | {times[1]:.1f}", flush=True)
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "blocks":
@@ -304,6 +336,8 @@ if __name__ == "__main__":
         direct()
     elif what == "hold":
         hold(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+    elif what == "coldstart":
+        coldstart()
     elif what == "pieces":
         pieces()
     elif what == "coherence":

@@ -34,11 +34,18 @@ __all__ = ["forward", "backward", "forward_rows", "backward_rows", "forward_naiv
 
 
 @njit(**SERIAL)
+def _rows_of(b, out, lo, hi):
+    """``out[lo:hi] = b`` row by row (a slice assignment compiles NumPy's shape-error text: ~2 s)."""
+    for i in range(lo, hi):
+        for j in range(b.shape[0]):
+            out[i, j] = b[j]
+
+
+@njit(**SERIAL)
 def forward(x, W, b, out):
     """``x (N, D), W (D, M), b (M,) -> out (N, M)``, written into the caller's ``out``."""
     N = x.shape[0]
-    for i in range(N):
-        out[i, :] = b
+    _rows_of(b, out, 0, N)
     if N == 1:
         gemv(True, 1.0, W, x[0], 1.0, out[0])
     else:
@@ -76,8 +83,7 @@ def backward(dout, x, W, need_dx, dx, dW):
 def forward_rows(t, T, x, W, b, out):
     """Chunk ``t`` of ``T`` of :func:`forward`: ``out``'s rows of that share of the batch."""
     lo, hi = batch_chunk(x.shape[0], T, t)
-    for i in range(lo, hi):
-        out[i, :] = b
+    _rows_of(b, out, lo, hi)
     if hi > lo:
         gemm(False, False, 1.0, x[lo:hi], W, 1.0, out[lo:hi])
 

@@ -16,7 +16,7 @@ the calling thread (see ``scratchprop.threads``):
   array one row at a time), so ``db`` is bit-identical to NumPy's.
 
 :func:`forward_rows` and :func:`backward_rows` are the same work cut into
-``T`` chunks for threads of ours (rule 4 of ``scratchprop.threads``: a
+``C`` chunks for threads of ours (rule 4 of ``scratchprop.threads``: a
 convnet's step, with NumPy's pool held at one thread): rows of the batch for
 ``out`` and ``dx``, rows of ``dW`` (a slice of ``x``'s columns each), so no
 two chunks write the same element and no sum is split.
@@ -80,26 +80,26 @@ def backward(dout, x, W, need_dx, dx, dW):
 
 
 @njit(**SERIAL)
-def forward_rows(t, T, x, W, b, out):
-    """Chunk ``t`` of ``T`` of :func:`forward`: ``out``'s rows of that share of the batch."""
-    lo, hi = batch_chunk(x.shape[0], T, t)
+def forward_rows(c, w, C, x, W, b, out):
+    """Chunk ``c`` of ``C`` of :func:`forward`: ``out``'s rows of that share of the batch."""
+    lo, hi = batch_chunk(x.shape[0], C, c)
     _rows_of(b, out, lo, hi)
     if hi > lo:
         gemm(False, False, 1.0, x[lo:hi], W, 1.0, out[lo:hi])
 
 
 @njit(**SERIAL)
-def backward_rows(t, T, dout, x, W, need_dx, dx, dW, db):
-    """Chunk ``t`` of ``T`` of :func:`backward`: ``dx``'s rows of that share of the batch, and
+def backward_rows(c, w, C, dout, x, W, need_dx, dx, dW, db):
+    """Chunk ``c`` of ``C`` of :func:`backward`: ``dx``'s rows of that share of the batch, and
     ``dW``'s rows of that share of ``D`` (all the batch); chunk 0 also sums ``db`` (zeros in)."""
     N, M = dout.shape
-    lo, hi = batch_chunk(N, T, t)
+    lo, hi = batch_chunk(N, C, c)
     if need_dx and hi > lo:
         gemm(False, True, 1.0, dout[lo:hi], W, 0.0, dx[lo:hi])
-    lo, hi = batch_chunk(W.shape[0], T, t)
+    lo, hi = batch_chunk(W.shape[0], C, c)
     if hi > lo:
         gemm(True, False, 1.0, x[:, lo:hi], dout, 0.0, dW[lo:hi])
-    if t == 0:
+    if c == 0:
         _column_sums(dout, db, 0, M)
 
 

@@ -12,3 +12,27 @@ def kernels_always(monkeypatch):
     from scratchprop import _dispatch
 
     monkeypatch.setattr(_dispatch, "KERNEL_MIN_ELEMENTS", 0)
+
+
+@pytest.fixture(autouse=True)
+def _thread_counts_restored():
+    """Each test leaves Numba's thread count and the BLAS pool's as it found them (the CLI's
+    ``--threads``, run in this process, sets both): later tests must not run on one thread."""
+    if "numba" not in sys.modules:  # the lazy-import tests must see no Numba: import nothing here
+        yield
+        if "numba" in sys.modules:  # this test started it: its default count
+            import numba
+
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        return
+    import numba
+
+    from scratchprop import threads
+
+    n, blas = numba.get_num_threads(), threads._blas_setter()
+    b = blas[1]() if blas else None
+    yield
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    if blas and blas[1]() != b:
+        blas[0](b)

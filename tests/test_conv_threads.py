@@ -47,15 +47,28 @@ def _case(N, dt, seed=0):
 @pytest.mark.parametrize("need_dx", [True, False])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dt", [np.float64, np.float32])
-@pytest.mark.parametrize("N", [1, 2, 7])  # fewer images than threads, an odd split
+@pytest.mark.parametrize("N", [1, 2, 7, 13])  # fewer images than threads or chunks, odd splits
 def test_chunks_at_once_give_the_bits_of_chunks_in_turn(monkeypatch, N, dt, relu, need_dx):
     args = _case(N, dt)
-    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 1 << 62)  # one chunk after another
-    serial = _run(*args, relu, need_dx)
-    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 0)  # at once, where there are threads
-    threaded = _run(*args, relu, need_dx)
+    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 0)  # the same chunks either way
+    with threads._REGION:  # another region running: the chunks one after another, here
+        serial = _run(*args, relu, need_dx)
+    threaded = _run(*args, relu, need_dx)  # at once, where there are threads
     for a, b in zip(threaded, serial):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    # under the threshold: one chunk, the reference's values
+    monkeypatch.setattr(threads, "CONV_MIN_ELEMENTS", 1 << 62)
+    tol = equivalence(dt)
+    for a, b in zip(_run(*args, relu, need_dx), serial):
+        assert np.max(np.abs(a - b)) <= tol["rtol"] * np.max(np.abs(b)) + tol["atol"]
+
+
+def test_chunks_follow_the_thread_count_and_the_sizes(monkeypatch):
+    T = threads.get_num_threads()
+    assert threads.chunks(100, 10, 11) == (1, T)  # under the threshold: one chunk, run here
+    if T >= 2:
+        assert threads.chunks(100, 11, 11) == (threads.CHUNKS_PER_THREAD * T, T)
+        assert threads.chunks(3, 11, 11) == (min(3, threads.CHUNKS_PER_THREAD * T), T)  # one image each
 
 
 @pytest.mark.parametrize("dt", [np.float64, np.float32])
@@ -100,32 +113,54 @@ def test_products_in_pieces_give_the_references_values(monkeypatch, dt, piece):
 
 
 def test_run_chunks_runs_every_chunk_once_and_passes_errors_on():
+    T = threads.get_num_threads()
     for at_once in (False, True):
         seen = []
         threads.run_chunks(
-            lambda t, tag, seen=seen: seen.append((t, tag)), 3, ("x",), 10, 0 if at_once else 11
+            lambda c, w, tag, seen=seen: seen.append((c, w, tag)), 9, ("x",), 10, 0 if at_once else 11
         )
-        assert sorted(seen) == [(0, "x"), (1, "x"), (2, "x")]
+        assert sorted(c for c, _, _ in seen) == list(range(9)) and {tag for *_, tag in seen} == {"x"}
+        assert {w for _, w, _ in seen} <= set(range(T if at_once else 1))
 
-    def fail(t):
-        if t == 1:
-            raise ValueError("chunk 1")
+    for bad in (0, 1, 5):  # the calling thread's chunk, another's, a later one
+        ran = []
 
-    with pytest.raises(ValueError, match="chunk 1"):
-        threads.run_chunks(fail, 2, (), 10, 0)
-    assert threads._REGION.acquire(blocking=False)  # released after the error
-    threads._REGION.release()
+        def fail(c, w, bad=bad, ran=ran):
+            ran.append(c)
+            if c == bad:
+                raise ValueError(f"chunk {c}")
+
+        with pytest.raises(ValueError, match=f"chunk {bad}"):
+            threads.run_chunks(fail, 6, (), 10, 0)
+        assert len(ran) == len(set(ran))  # no chunk twice, and the others stopped taking new ones
+        assert threads._REGION.acquire(blocking=False)  # released after the error
+        threads._REGION.release()
+
+
+def test_a_slow_thread_takes_fewer_chunks():
+    # the chunks go to whichever thread is free: one slowed thread (a core shared with a spinning
+    # BLAS worker) leaves the rest to the others instead of holding the region up
+    if threads.get_num_threads() < 2:
+        pytest.skip("one thread")
+    took = []
+
+    def chunk(c, w):
+        took.append(w)
+        time.sleep(0.03 if w == 0 else 0.005)
+
+    threads.run_chunks(chunk, 16, (), 10, 0)
+    assert len(took) == 16 and took.count(0) < took.count(1)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 def test_run_chunks_works_in_a_forked_child():
     # the executor survives a fork but its threads do not: the child must make its own
-    threads.run_chunks(lambda t: None, 2, (), 10, 0)
+    threads.run_chunks(lambda c, w: None, 2, (), 10, 0)
     pid = os.fork()
     if pid == 0:  # the child: exit 0 only if the chunks ran
         seen = []
         try:
-            threads.run_chunks(lambda t, seen=seen: seen.append(t), 2, (), 10, 0)
+            threads.run_chunks(lambda c, w, seen=seen: seen.append(c), 2, (), 10, 0)
         finally:
             os._exit(0 if sorted(seen) == [0, 1] else 1)
     deadline = time.monotonic() + 30
@@ -229,8 +264,8 @@ def test_dense_products_in_a_hold_run_across_our_threads(monkeypatch, dt, need_d
         at_once = run()
         with threads._REGION:  # another region running: the chunks in turn, here
             in_turn = run()
-    T = threads.get_num_threads()
-    assert sorted(set(ran)) == [(n, t) for n in ("backward_rows", "forward_rows") for t in range(T)]
+    C = min(7, threads.get_num_threads())
+    assert sorted(set(ran)) == [(n, c) for n in ("backward_rows", "forward_rows") for c in range(C)]
     tol = equivalence(dt)
     for a, s, p in zip(at_once, in_turn, plain):
         assert a.dtype == p.dtype and a.tobytes() == s.tobytes()

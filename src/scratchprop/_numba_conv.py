@@ -18,7 +18,7 @@ float32 and NumPy converts the whole matrix for the product); ``col`` is made
 when first read, in the image's dtype, as the reference's. The products sum
 in another order than the reference's (long ones in pieces, :func:`_pieces`),
 ``db`` adds each image's channel in eight running sums, and ``dW`` and ``db``
-are summed per thread's images, then thread after thread, so the last bits of ``out``,
+are summed per chunk of images, then chunk after chunk, so the last bits of ``out``,
 ``dW``, ``db`` and ``dx`` may differ (:mod:`scratchprop.tolerances`); they
 are the same for a given thread count (``numba.get_num_threads()``).
 """
@@ -61,12 +61,14 @@ def _pieces(FN, K):
     return piece, piece if FN * K <= 1200 else 0
 
 
-def _plan(N, per_image_bytes):
-    """``(T, B)``: the batch in ``T`` chunks (one per thread, ``numba.get_num_threads()``; the bits depend on ``T``), each
-    worked through in blocks of ``B`` images of at most :data:`CHUNK_BYTES` unfolded."""
-    T = _threads.get_num_threads()
-    B = max(1, min(-(-N // T), CHUNK_BYTES // max(1, per_image_bytes)))
-    return T, B
+def _plan(N, per_image_bytes, n_elements):
+    """``(C, T, B)``: the batch in ``C`` chunks of at most ``B`` images, one block each (at most
+    :data:`CHUNK_BYTES` unfolded), at least as many as :func:`threads.chunks` asks for, taken by
+    ``T`` threads; the bits depend on ``T`` and the sizes."""
+    n_elements = n_elements if _threads.can_hold_blas() else 0  # in turn: the pool cannot be held
+    C, T = _threads.chunks(N, n_elements, _threads.CONV_MIN_ELEMENTS)
+    B = max(1, min(-(-N // C), CHUNK_BYTES // max(1, per_image_bytes)))
+    return -(-N // B), T, B  # chunks of at most B images: one block each
 
 
 def _bufs(layer, sizes, T, dt):
@@ -74,12 +76,12 @@ def _bufs(layer, sizes, T, dt):
     return tuple(_scratch(layer, name, T * n, dt)[: T * n].reshape(T, n) for name, n in sizes.items())
 
 
-def _in_chunks(kernel, T, args, n_elements):
-    """``kernel(t, *args)`` for the ``T`` chunks, with NumPy's BLAS held at one thread (rule 4 of
-    :mod:`scratchprop.threads`): at once when the work pays, else in turn, as also when the
+def _in_chunks(kernel, C, args, n_elements):
+    """``kernel(c, w, C, *args)`` for the ``C`` chunks, with NumPy's BLAS held at one thread (rule 4
+    of :mod:`scratchprop.threads`): at once when the work pays, else in turn, as also when the
     kernels' BLAS is not NumPy's (its pool cannot be held)."""
     with _threads.one_thread_blas() as held:
-        _threads.run_chunks(kernel, T, args, n_elements if held else 0, _threads.CONV_MIN_ELEMENTS)
+        _threads.run_chunks(kernel, C, (C, *args), n_elements if held else 0, _threads.CONV_MIN_ELEMENTS)
 
 
 def _scratch(layer, name, n, dt):
@@ -199,12 +201,12 @@ class Convolution(_ref.Convolution):
         """The Conv + ReLU output of a :meth:`forward_relu_pool` (when read): the same bits."""
         out = np.empty(shape, dt)
         FN, K = Wm.shape
-        T, B = _plan(shape[0], K * shape[2] * shape[3] * dt.itemsize)
         P = shape[2] * shape[3]
+        C, T, B = _plan(shape[0], K * P * dt.itemsize, shape[0] * K * P)
         cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
         FH, FW = self.W.shape[2:]
         args = (xk, Wm, bk, FH, FW, self.stride, self.pad, out, True, cbuf, rbuf, B, _pieces(FN, K)[0])
-        _in_chunks(_KB.forward_chunk, T, args, shape[0] * K * P)
+        _in_chunks(_KB.forward_chunk, C, args, shape[0] * K * P)
         return out
 
     def _forward(self, x, relu):
@@ -226,10 +228,10 @@ class Convolution(_ref.Convolution):
         FN, K, FH, FW, P = self._shapes(x)
         N = x.shape[0]
         xk, Wm, bk = _images(x, dt), _d.as_c(W, dt).reshape(FN, K), _d.as_c(b, dt)
-        T, B = _plan(N, K * P * dt.itemsize)
+        C, T, B = _plan(N, K * P * dt.itemsize, N * K * P)
         cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
         args = (xk, Wm, bk, FH, FW, self.stride, self.pad, *outs, cbuf, rbuf, B, _pieces(FN, K)[0])
-        _in_chunks(kernel, T, args, N * K * P)
+        _in_chunks(kernel, C, args, N * K * P)
         self.x, self.col_W = x, W.reshape(FN, K).T
         self._xk, self._col = xk, None
         return xk, Wm, bk
@@ -301,16 +303,16 @@ class Convolution(_ref.Convolution):
         FN, K, FH, FW, P = self._shapes(xk)
         N = xk.shape[0]
         Wm = _d.as_c(self.W, dt).reshape(FN, K)
-        T, B = _plan(N, K * P * dt.itemsize)
+        C, T, B = _plan(N, K * P * dt.itemsize, N * K * P)
         sizes = {"col": K * B * P, "rows": FN * B * P, "dcol": K * B * P if need_dx else 0}
         bufs = _bufs(self, sizes, T, dt)
-        dWT, db = np.empty((T, K, FN), dt), np.empty((T, FN), dt)
+        dWT, db = np.empty((C, K, FN), dt), np.empty((C, FN), dt)
         dx = np.empty(self.x.shape if need_dx else (0,) + self.x.shape[1:], dt)
         args = (xk, *grads, Wm, FH, FW, self.stride, self.pad, dx, need_dx, bufs, dWT, db, B, _pieces(FN, K))
-        _in_chunks(kernel, T, args, N * K * P)
-        for t in range(1, T):  # the threads' sums added in order: the same bits every run
-            dWT[0] += dWT[t]
-            db[0] += db[t]
+        _in_chunks(kernel, C, args, N * K * P)
+        for c in range(1, C):  # the chunks' sums added in order: the same bits every run
+            dWT[0] += dWT[c]
+            db[0] += db[c]
         self.db, self.dW = db[0], np.ascontiguousarray(dWT[0].T).reshape(self.W.shape)
         return dx if need_dx else None
 

@@ -69,8 +69,8 @@ class Affine:
             self._xk = (x2, xk)
             out = np.empty((N, M), dt)
             if _on_our_threads(N * x2.shape[1] * M):
-                T = _threads.get_num_threads()
-                _threads.run_chunks(_K_affine.forward_rows, T, (T, xk, _c(W, dt), _c(b, dt), out), 1, 0)
+                C = min(N, _threads.get_num_threads())  # one per thread: no spinning pool in a hold
+                _threads.run_chunks(_K_affine.forward_rows, C, (C, xk, _c(W, dt), _c(b, dt), out), 1, 0)
             else:
                 _K_affine.forward(xk, _c(W, dt), _c(b, dt), out)
         return out.reshape(M) if x.ndim == 1 else out
@@ -100,9 +100,9 @@ class Affine:
             )
             dx = np.empty(x2.shape if need_dx else (0, x2.shape[1]), dt)
             if _on_our_threads(dout.size * x2.shape[1]):
-                T, db = _threads.get_num_threads(), np.zeros(W.shape[1], dt)
-                args = (T, _c(dout, dt), xk, _c(W, dt), need_dx, dx, np.empty(W.shape, dt), db)
-                _threads.run_chunks(_K_affine.backward_rows, T, args, 1, 0)
+                C, db = min(x2.shape[0], _threads.get_num_threads()), np.zeros(W.shape[1], dt)
+                args = (C, _c(dout, dt), xk, _c(W, dt), need_dx, dx, np.empty(W.shape, dt), db)
+                _threads.run_chunks(_K_affine.backward_rows, C, args, 1, 0)
                 self.dW, self.db = args[6], db
                 return dx
             dx, self.dW, self.db = _K_affine.backward(

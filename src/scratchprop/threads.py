@@ -69,8 +69,11 @@ __all__ = [
     "CONV_MIN_ELEMENTS",
     "DENSE_MIN_MACS",
     "blas_held",
+    "can_hold_blas",
     "one_thread_blas",
     "run_chunks",
+    "chunks",
+    "CHUNKS_PER_THREAD",
     "min_elements",
     "prefer_threading_layer",
     "parallel_region",
@@ -104,15 +107,38 @@ _REGION = threading.Lock()  # held by whichever thread runs one of our regions
 _CHUNK_POOL = []  # [(executor, workers, pid)] for run_chunks: remade for another size or process
 
 
-def run_chunks(fn, T, args, n_elements, min_elements):
-    """``fn(t, *args)`` for ``t`` in ``range(T)``: chunk 0 on the calling thread and the others on
-    threads of ours at once, when ``n_elements >= min_elements``, ``T >= 2`` and no other thread is
-    inside one of our regions; else one after another here. ``fn`` releases the GIL and writes
-    only chunk ``t``'s outputs, so the bits are the same either way."""
+#: Chunks per thread for :func:`run_chunks`. Model: a thread may get half a core (OpenBLAS's
+#: worker spins for ~0.1 s after a two-thread product of the user's, on the core of whichever of
+#: our threads shares it); with the work in ``k`` chunks per thread, taken in turn by whichever
+#: thread is free, the threads end within one chunk of each other, instead of the slowed one
+#: taking twice as long. 4 keeps that chunk a small share while chunks stay a few images long.
+CHUNKS_PER_THREAD = 4
+
+
+def chunks(n_units, n_elements, min_elements):
+    """``(C, T)``: the chunks a region of ``n_units`` (images, rows) cuts its work into, and the
+    threads that take them (``T = numba.get_num_threads()``): :data:`CHUNKS_PER_THREAD` per
+    thread, at most one per unit, or one when the work is under ``min_elements`` (it then runs
+    here: more chunks would only cost calls). ``C`` follows from ``T`` and the sizes, and so do
+    the bits."""
+    T = _numba.get_num_threads()
+    if T < 2 or n_elements < min_elements:
+        return 1, T
+    return max(1, min(CHUNKS_PER_THREAD * T, n_units)), T
+
+
+def run_chunks(fn, C, args, n_elements, min_elements):
+    """``fn(c, w, *args)`` for every chunk ``c`` in ``range(C)``; ``w`` (``< get_num_threads()``)
+    is the thread that runs it, for its own buffers. At once, when ``n_elements >= min_elements``,
+    there are two threads or more and no other thread is inside one of our regions: the calling
+    thread and threads of ours take the chunks in order, each the next one when free. Else all
+    here, in order, as ``w = 0``. ``fn`` releases the GIL and writes only chunk ``c``'s outputs
+    (and thread ``w``'s buffers), so the bits are the same either way."""
+    T = min(_numba.get_num_threads(), C)
     at_once = T >= 2 and n_elements >= min_elements and _REGION.acquire(blocking=False)
     if not at_once:
-        for t in range(T):
-            fn(t, *args)
+        for c in range(C):
+            fn(c, 0, *args)
         return
     try:
         if not _CHUNK_POOL or _CHUNK_POOL[0][1:] != (T - 1, os.getpid()):
@@ -124,10 +150,25 @@ def run_chunks(fn, T, args, n_elements, min_elements):
                     old.shutdown()
             pool = ThreadPoolExecutor(T - 1, thread_name_prefix="scratchprop")
             _CHUNK_POOL.append((pool, T - 1, os.getpid()))
-        others = [_CHUNK_POOL[0][0].submit(fn, t, *args) for t in range(1, T)]
-        fn(0, *args)
+        taken = iter(range(C))  # next() under the GIL: each chunk to one thread
+        failed = []
+
+        def work(w):
+            for c in taken:
+                if failed:
+                    return
+                try:
+                    fn(c, w, *args)
+                except BaseException as e:
+                    failed.append(e)
+                    return
+
+        others = [_CHUNK_POOL[0][0].submit(work, w) for w in range(1, T)]
+        work(0)
         for f in others:
             f.result()
+        if failed:
+            raise failed[0]
     finally:
         _REGION.release()
 
@@ -222,6 +263,11 @@ def one_thread_blas():
             _HELD[0] -= 1
             if _HELD[0] == 0:
                 set_(_HELD[1])
+
+
+def can_hold_blas():
+    """Whether :func:`one_thread_blas` can hold the kernels' BLAS (NumPy's pool)."""
+    return _blas_setter() is not None
 
 
 def blas_held():

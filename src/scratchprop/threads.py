@@ -36,7 +36,9 @@ The model, four rules:
    :data:`DENSE_MIN_MACS`). The chunks run through :func:`run_chunks`:
    compiled code that releases the GIL, on the caller and ``T - 1`` Python
    threads of ours that sleep when idle (no ``prange`` to compile: a parallel
-   kernel doubled the convnets' first-step compile time). Rule 1's two-thread
+   kernel doubled the convnets' first-step compile time), each thread taking
+   the next chunk when free (:data:`CHUNKS_PER_THREAD`), so a thread that
+   shares its core with someone else's busy thread does less. Rule 1's two-thread
    product there left each block half read by OpenBLAS's worker on the
    other core, and when the two cores do not share a cache (this project's
    VM, for minutes at a time) rewriting what the other core has read costs

@@ -1,15 +1,14 @@
-"""The Numba backend's chapter-7 layers: Convolution and Pooling.
+"""The Numba backend's Convolution (the book's chapter 7; Pooling is :mod:`._numba_pool`).
 
-Each subclasses its reference class (:mod:`scratchprop._numpy_conv`): the
+It subclasses its reference class (:mod:`scratchprop._numpy_conv`): the
 constructor, the checks, the attributes and every edge case are the
 reference's. The convolution runs parallel across the batch
 (``kernels/conv_batch.py``, :func:`scratchprop.threads.run_chunks`): each
 thread unfolds a few of its images at a time into its own buffer, multiplies
 them on one BLAS thread while the block is still in its cache, and lays the
-result out in NCHW (rule 4 of :mod:`scratchprop.threads` says why). Max pooling runs in one pass on
-the calling thread. A net (:class:`scratchprop.layernet.LayerNet`) runs a
-Convolution and the Relu after it as one layer
-(:meth:`Convolution.forward_relu` / :meth:`Convolution.backward_relu`).
+result out in NCHW (rule 4 of :mod:`scratchprop.threads` says why). A net
+(:class:`scratchprop.layernet.LayerNet`) runs a Convolution and the Relu after
+it, or the Relu and a Pooling after it, as one layer (:meth:`Convolution.fuses_with`).
 
 What differs from the reference, none of it in the values: the outputs are
 C-contiguous (the reference returns a transposed view); float32 images with
@@ -30,13 +29,13 @@ from . import _numpy_conv as _ref
 from . import _validate as check
 from . import threads as _threads
 from ._numba_layers import Relu as _Relu
+from ._numba_pool import Pooling
 from .kernels import _blas
 from .kernels import conv as _K
 from .kernels import conv_batch as _KB
 
 __all__ = ["Convolution", "Pooling"]
 
-_INTP = np.dtype(np.intp)
 
 #: Bytes of unfolded images per block of a thread: the block is written by the unfold and read by
 #: the product right after, so it must still be in that core's cache (a few MiB: L2 plus a share of
@@ -191,21 +190,22 @@ class Convolution(_ref.Convolution):
         out = np.empty((N, FN, POH, POW), dt)
         arg = np.empty(out.size, np.uint8)
         xk, Wm, bk = self._run_forward(x, dt, _KB.forward_pool_chunk, (OH, OW, (PH, PW, ps), out, arg))
-        relu_out = _Deferred(self._relu_output, (xk, Wm.copy(), bk.copy(), dt, (N, FN, OH, OW)))
+        geometry = (*self.W.shape[2:], self.stride, self.pad)
+        relu_out = _Deferred(self._relu_output, (xk, Wm.copy(), bk.copy(), dt, (N, FN, OH, OW), geometry))
         relu._out, relu._mask, relu._pending = None, None, relu_out
         pool._x, pool._later, pool._arg, pool._arg_max = None, relu_out, arg, None
         self._relu, self._pool, self._pool_out = relu, pool, (out, arg, relu_out)
         return out
 
-    def _relu_output(self, xk, Wm, bk, dt, shape):
-        """The Conv + ReLU output of a :meth:`forward_relu_pool` (when read): the same bits."""
+    def _relu_output(self, xk, Wm, bk, dt, shape, geometry):
+        """The Conv + ReLU output of a :meth:`forward_relu_pool` (when read): the same bits.
+        ``geometry``: the forward's ``(FH, FW, stride, pad)``."""
         out = np.empty(shape, dt)
         FN, K = Wm.shape
         P = shape[2] * shape[3]
         C, T, B = _plan(shape[0], K * P * dt.itemsize, shape[0] * K * P)
         cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
-        FH, FW = self.W.shape[2:]
-        args = (xk, Wm, bk, FH, FW, self.stride, self.pad, out, True, cbuf, rbuf, B, _pieces(FN, K)[0])
+        args = (xk, Wm, bk, *geometry, out, True, cbuf, rbuf, B, _pieces(FN, K)[0])
         _in_chunks(_KB.forward_chunk, C, args, shape[0] * K * P)
         return out
 
@@ -339,68 +339,3 @@ class _Deferred:
         if self.value is None:
             self.value = self.fn(*self.args)
         return self.value
-
-
-class Pooling(_ref.Pooling):
-    """Max pooling in one pass (the max and its window index together); backward routes ``dout``
-    to each window's maximum.
-
-    The kernel keeps the window indices compact (one byte each, in ``out``'s order); ``arg_max``,
-    the reference's array (``intp``, rows ``(n, oh, ow, c)``), is made from them when first read,
-    and from then on backward reads that array, so changes made to it count as in the reference."""
-
-    _arg = None  # the kernel's window indices (N*C*OH*OW,), when the last forward ran it
-    _arg_max = None  # the reference's arg_max: set by its code or a user, or made when first read
-    _x = None  # the input, as set by a forward or a user
-    _later = None  # a Conv + Relu + Pooling forward's: makes the input when first read
-
-    @property
-    def x(self):
-        if self._x is None and self._later is not None:
-            self._x = self._later()
-        return self._x
-
-    @x.setter
-    def x(self, value):
-        self._x, self._later = value, None
-
-    @property
-    def arg_max(self):
-        if self._arg_max is None and self._arg is not None:
-            N, C, OH, OW = self._out_shape()
-            self._arg_max = self._arg.reshape(N, C, OH, OW).transpose(0, 2, 3, 1).astype(_INTP).reshape(-1)
-        return self._arg_max
-
-    @arg_max.setter
-    def arg_max(self, value):
-        self._arg_max, self._arg = value, None
-
-    def forward(self, x):
-        x, OH, OW = self._check_forward(x)
-        dt = _d.own_dtype(x)
-        if dt is None:
-            return super().forward(x)
-        N, C, _, _ = x.shape
-        out = np.empty((N, C, OH, OW), dt)
-        arg = np.empty(out.size, np.uint8 if self.pool_h * self.pool_w <= 256 else _INTP)
-        _K.pool_forward(_d.as_c(x, dt), self.pool_h, self.pool_w, self.stride, self.pad, out, arg)
-        self.x, self._arg, self._arg_max = x, arg, None
-        return out
-
-    def backward(self, dout):
-        dout = self._check_backward(dout)
-        dt = _d.own_dtype(dout)
-        arg = self._arg
-        if dt is None or (arg is None and self._arg_max is None):
-            return super().backward(dout)
-        if self._arg_max is not None:  # read (or set) since forward: the reference's array counts
-            arg = self._arg_max
-            if arg.dtype != _INTP or arg.shape != (dout.size,):
-                return super().backward(dout)
-            N, C, OH, OW = dout.shape
-            arg = np.ascontiguousarray(arg.reshape(N, OH, OW, C).transpose(0, 3, 1, 2)).reshape(-1)
-            if arg.size and (arg.min() < 0 or arg.max() >= self.pool_h * self.pool_w):
-                return super().backward(dout)  # out of the window: the reference's own IndexError
-        dx = np.empty(self.x.shape, dt)
-        _K.pool_backward(_d.as_c(dout, dt), arg, self.pool_h, self.pool_w, self.stride, self.pad, dx)
-        return dx

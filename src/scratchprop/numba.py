@@ -11,7 +11,7 @@ Chapter 5's layers live in :mod:`scratchprop._numba_layers`, chapter 6's in
 :mod:`scratchprop._numba_optimizers`; the book's helper functions
 (``sigmoid``, ``relu_grad``, ...) and ``im2col``, ``col2im``,
 ``conv_output_size`` are the reference's; Convolution and Pooling are in
-:mod:`scratchprop._numba_conv`. For
+:mod:`scratchprop._numba_conv` and :mod:`scratchprop._numba_pool`. For
 :class:`scratchprop.TwoLayerNet` (``backend="numba"``) this module also
 provides the fused hooks :func:`net_predict`, :func:`net_gradient`,
 :func:`net_train_step` (:mod:`scratchprop._numba_net`) and
@@ -26,7 +26,7 @@ given thread count.
 """
 
 from ._numba_ch6 import BatchNormalization, Dropout, Sigmoid
-from ._numba_conv import Convolution, Pooling
+from ._numba_conv import Convolution
 from ._numba_layers import (
     Affine,
     Relu,
@@ -37,6 +37,7 @@ from ._numba_layers import (
 )
 from ._numba_net import net_gradient, net_predict, net_train_step
 from ._numba_optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from ._numba_pool import Pooling
 from ._numpy_ch6 import (
     identity_function,
     relu,

@@ -191,22 +191,17 @@ class Convolution(_ref.Convolution):
         arg = np.empty(out.size, np.uint8)
         xk, Wm, bk = self._run_forward(x, dt, _KB.forward_pool_chunk, (OH, OW, (PH, PW, ps), out, arg))
         geometry = (*self.W.shape[2:], self.stride, self.pad)
-        relu_out = _Deferred(self._relu_output, (xk, Wm.copy(), bk.copy(), dt, (N, FN, OH, OW), geometry))
+        relu_out = _Deferred(self._relu_output, (xk, Wm.copy(), bk.copy(), (N, FN, OH, OW), geometry))
         relu._out, relu._mask, relu._pending = None, None, relu_out
-        pool._x, pool._later, pool._arg, pool._arg_max = None, relu_out, arg, None
+        pool._x, pool._pending, pool._arg, pool._arg_max = None, relu_out, arg, None
         self._relu, self._pool, self._pool_out = relu, pool, (out, arg, relu_out)
         return out
 
-    def _relu_output(self, xk, Wm, bk, dt, shape, geometry):
+    def _relu_output(self, xk, Wm, bk, shape, geometry):
         """The Conv + ReLU output of a :meth:`forward_relu_pool` (when read): the same bits.
         ``geometry``: the forward's ``(FH, FW, stride, pad)``."""
-        out = np.empty(shape, dt)
-        FN, K = Wm.shape
-        P = shape[2] * shape[3]
-        C, T, B = _plan(shape[0], K * P * dt.itemsize, shape[0] * K * P)
-        cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
-        args = (xk, Wm, bk, *geometry, out, True, cbuf, rbuf, B, _pieces(FN, K)[0])
-        _in_chunks(_KB.forward_chunk, C, args, shape[0] * K * P)
+        out = np.empty(shape, Wm.dtype)
+        self._convolve(_KB.forward_chunk, xk, Wm, bk, geometry, (out, True), shape[2] * shape[3])
         return out
 
     def _forward(self, x, relu):
@@ -226,15 +221,22 @@ class Convolution(_ref.Convolution):
         the buffers'; records the layer's state. ``(xk, Wm, bk)``: the arrays the kernels read."""
         W, b = self.W, self.b
         FN, K, FH, FW, P = self._shapes(x)
-        N = x.shape[0]
         xk, Wm, bk = _images(x, dt), _d.as_c(W, dt).reshape(FN, K), _d.as_c(b, dt)
-        C, T, B = _plan(N, K * P * dt.itemsize, N * K * P)
-        cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, dt)
-        args = (xk, Wm, bk, FH, FW, self.stride, self.pad, *outs, cbuf, rbuf, B, _pieces(FN, K)[0])
-        _in_chunks(kernel, C, args, N * K * P)
+        self._convolve(kernel, xk, Wm, bk, (FH, FW, self.stride, self.pad), outs, P)
         self.x, self.col_W = x, W.reshape(FN, K).T
         self._xk, self._col = xk, None
         return xk, Wm, bk
+
+    def _convolve(self, kernel, xk, Wm, bk, geometry, outs, P):
+        """``kernel`` over the batch's chunks: filters ``Wm (FN, K)`` and ``bk`` with ``geometry``
+        ``(FH, FW, stride, pad)`` on ``xk``, ``P`` output positions an image; ``outs``: the
+        kernel's arguments between those and the buffers."""
+        FN, K = Wm.shape
+        N = xk.shape[0]
+        C, T, B = _plan(N, K * P * Wm.itemsize, N * K * P)
+        cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, Wm.dtype)
+        args = (xk, Wm, bk, *geometry, *outs, cbuf, rbuf, B, _pieces(FN, K)[0])
+        _in_chunks(kernel, C, args, N * K * P)
 
     def backward(self, dout):
         return self._backward(dout, True, None)
@@ -269,7 +271,7 @@ class Convolution(_ref.Convolution):
             and relu._pending is later
             and relu._out is None
             and relu._mask is None
-            and pool._later is later
+            and pool._pending is later
             and pool._x is None
             and pool._arg is arg
             and pool._arg_max is None
@@ -280,7 +282,7 @@ class Convolution(_ref.Convolution):
         if not fused:
             dout = relu.backward(pool.backward(dout))
             return self.backward(dout) if need_dx else self.backward_params(dout)
-        _, _, OH, OW = later.args[4]
+        _, _, OH, OW = later.args[3]
         grads = (_d.as_c(dout, dout.dtype), arg, pooled, OH, OW, (pool.pool_h, pool.pool_w, pool.stride))
         return self._run_backward(_KB.backward_pool_chunk, grads, need_dx, pooled.dtype)
 

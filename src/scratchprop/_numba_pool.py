@@ -28,17 +28,17 @@ class Pooling(_ref.Pooling):
     _arg = None  # the kernel's window indices (N*C*OH*OW,), when the last forward ran it
     _arg_max = None  # the reference's arg_max: set by its code or a user, or made when first read
     _x = None  # the input, as set by a forward or a user
-    _later = None  # a Conv + Relu + Pooling forward's: makes the input when first read
+    _pending = None  # a Conv + Relu + Pooling forward's: makes the input when first read
 
     @property
     def x(self):
-        if self._x is None and self._later is not None:
-            self._x = self._later()
+        if self._x is None and self._pending is not None:
+            self._x = self._pending()
         return self._x
 
     @x.setter
     def x(self, value):
-        self._x, self._later = value, None
+        self._x, self._pending = value, None
 
     @property
     def arg_max(self):

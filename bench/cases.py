@@ -26,6 +26,7 @@ from ._env import SMOKE
 # --------------------------------------------------------------------------- sizes
 
 SIZES = (784, 100, 10)  # the book's MNIST net: D -> H -> C
+CONVNET = ("SimpleConvNet",)  # a scenario case's sizes when its step is SimpleConvNet's
 DTYPES = ("float32", "float64")
 LR = 0.01  # SGD step; small, so repeated steps on one batch stay finite
 PARAMS = ("W1", "b1", "W2", "b2")
@@ -216,6 +217,13 @@ def _scenario_cases():
         for api in ("TwoLayerNet", "book"):
             for backend in ("numpy", "numba"):
                 yield Case("scenario", "user_dot", api, backend, "float64", batch)
+    # the same scenarios around SimpleConvNet's step (ours and the book-style class), batch 100
+    for scenario in ("back_to_back", "alternate", "np_dot", "pause_10ms", "f32_images", "user_dot"):
+        for api in ("net", "book"):
+            for backend in ("numpy", "numba"):
+                dtype = "float32" if scenario == "f32_images" else "float64"
+                yield Case("scenario", scenario, api, backend, dtype, CONV_BATCH, CONVNET)
+    yield Case("scenario", "user_dot", "numpy", "none", "float64", CONV_BATCH, CONVNET)
 
 
 def _chapter6_cases():

@@ -36,7 +36,8 @@
 ``python bench/conv_probe.py coldstart``
     Start-up: a fresh ``python`` doing the imports, ``SimpleConvNet`` / ``DeepConvNet(backend="numba")``
     and its first Adam step at batch 100, on an empty ``NUMBA_CACHE_DIR`` and then with it filled
-    (float64, then float32 on the same cache: its own signatures).
+    (float64, then float32 on the same cache: its own signatures). Run it with the Python of the
+    install to judge (``pip install -e .``: no SciPy, which Numba imports when present).
 
 (``conv-on-one-thread`` and ``blas-threads``, the probes of the design before the convolution
 ran parallel across the batch, are in ``git show 483dfce:bench/conv_probe.py``.)
@@ -310,20 +311,26 @@ opt.update(net.params, net.gradient(x, np.arange(100) % 10))
 
 
 def coldstart():
+    import importlib.util
     import os
     import tempfile
 
-    print("net dtype | first step of a fresh process, s: empty cache | cached")
+    # Numba imports SciPy's BLAS wrappers when SciPy is installed (its first compile or cache load):
+    # part of the start-up of a process that has SciPy, as most have; the default install does not
+    scipy = importlib.util.find_spec("scipy") is not None
+    print(f"{sys.executable}: SciPy {'installed' if scipy else 'not installed (the default install)'}")
+    print("net dtype | first step of a fresh process, s: empty cache | cached (median of 3)")
     for name in ("SimpleConvNet", "DeepConvNet"):
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's Python keeps its bytecode caches
             for dt in ("float64", "float32"):
                 times = []
-                for _ in range(2):
+                for _ in range(4):
                     t0 = time.perf_counter()
                     subprocess.run([sys.executable, "-c", _FIRST_STEP, name, dt], check=True, env=env)
                     times.append(time.perf_counter() - t0)
-                print(f"{name} {dt} | {times[0]:.1f} | {times[1]:.1f}", flush=True)
+                print(f"{name} {dt} | {times[0]:.1f} | {np.median(times[1:]):.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -38,17 +38,18 @@ def images(n, dtype):
     return x.reshape(n, 1, 28, 28), t
 
 
-def _net(case):
-    name = case.case.split(".")[0]
-    M = _env.backend_module(case.backend)
-    if case.api == "book":
+def make_net(name, api, backend, dtype):
+    """``(net, M)``: ``name``'s book-style class on ``M``'s layers (``api="book"``, the book's float64
+    weights) or our class (``"net"``, weights in ``dtype``), and the backend's module ``M``."""
+    M = _env.backend_module(backend)
+    if api == "book":
         np.random.seed(0)
         make = _book.book_simple_convnet_class if name == "SimpleConvNet" else _book.book_deep_convnet_class
         return make(M)(), M
     import scratchprop
 
     cls = getattr(scratchprop, name)
-    return cls(backend=case.backend, seed=0, dtype=np.dtype(case.dtype)), M
+    return cls(backend=backend, seed=0, dtype=np.dtype(dtype)), M
 
 
 def _torch_net(name, dtype):
@@ -125,7 +126,7 @@ def _torch_case(case):
 def build_convnets(case):
     if case.api == "torch":
         return _torch_case(case)
-    net, M = _net(case)
+    net, M = make_net(case.case.split(".")[0], case.api, case.backend, case.dtype)
     what = case.case.split(".")[1]
     x, t = images(case.batch, case.dtype)
     if what == "accuracy":

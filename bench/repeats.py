@@ -96,17 +96,19 @@ def scenario_ratios(path):
     _, index = load([path])
     t = Table(index)
     out = {}
-    for batch in t.values("batch", group="scenario"):
-        for case in t.values("case", group="scenario", batch=batch):
-            if case in ("user_dot", "train"):
-                continue
-            for api in ("TwoLayerNet", "book"):
-                ref, ours, b2b = (
-                    scenario_median(t, case=c, api=api, backend=b, batch=batch)[0]
-                    for c, b in ((case, "numpy"), (case, "numba"), ("back_to_back", "numba"))
-                )
-                out[(case, batch, api, "speed-up")] = ref / ours if ref and ours else None
-                out[(case, batch, api, "numba / back to back")] = ours / b2b if ours and b2b else None
+    for sizes, apis in (("784-100-10", ("TwoLayerNet", "book")), ("SimpleConvNet", ("net", "book"))):
+        for batch in t.values("batch", group="scenario", sizes=sizes):
+            for case in t.values("case", group="scenario", batch=batch, sizes=sizes):
+                if case in ("user_dot", "train"):
+                    continue
+                for api in apis:
+                    ref, ours, b2b = (
+                        scenario_median(t, case=c, api=api, backend=b, batch=batch, sizes=sizes)[0]
+                        for c, b in ((case, "numpy"), (case, "numba"), ("back_to_back", "numba"))
+                    )
+                    net = api if sizes == "784-100-10" else f"{sizes} {api}"
+                    out[(case, batch, net, "speed-up")] = ref / ours if ref and ours else None
+                    out[(case, batch, net, "numba / back to back")] = ours / b2b if ours and b2b else None
     return out
 
 

@@ -408,20 +408,26 @@ def _mw(pair):
     return "-" if m is None else f"{fmt_time(m)} ({fmt_time(w)})"
 
 
-def section_scenarios(t):
+def _scenario_tables(t, sizes, apis):
+    """The scenario table and the user's-``np.dot`` table of the nets ``apis`` (``{api: label}``, a
+    column's name is its label and the backend)
+    whose cases have ``sizes``."""
     rows = []
-    for batch in t.values("batch", group="scenario"):
+    for batch in t.values("batch", group="scenario", sizes=sizes):
         base = {
-            api: scenario_median(t, case="back_to_back", api=api, backend="numba", batch=batch)[0]
-            for api in ("TwoLayerNet", "book")
+            api: scenario_median(t, case="back_to_back", api=api, backend="numba", batch=batch, sizes=sizes)[
+                0
+            ]
+            for api in apis
         }
-        for case in t.values("case", group="scenario", batch=batch):
+        for case in t.values("case", group="scenario", batch=batch, sizes=sizes):
             if case in ("user_dot", "train"):
                 continue
             row = [case, batch]
-            for api in ("TwoLayerNet", "book"):
+            for api in apis:
                 ref, ours = (
-                    scenario_median(t, case=case, api=api, backend=b, batch=batch) for b in ("numpy", "numba")
+                    scenario_median(t, case=case, api=api, backend=b, batch=batch, sizes=sizes)
+                    for b in ("numpy", "numba")
                 )
                 row += [
                     _mw(ref),
@@ -430,45 +436,35 @@ def section_scenarios(t):
                     fmt_ratio(ours[0], base[api]) if case != "back_to_back" else "1",
                 ]
             rows.append(row)
-    scen = md_table(
-        [
-            "scenario",
-            "batch",
-            "TwoLayerNet numpy",
-            "TwoLayerNet numba",
-            "speed-up",
-            "numba / its back to back",
-            "book+numpy",
-            "book+numba",
-            "speed-up",
-            "numba / its back to back",
-        ],
-        rows,
-    )
+    head = ["scenario", "batch"]
+    for label in apis.values():
+        head += [f"{label}numpy", f"{label}numba", "speed-up", "numba / its back to back"]
+    scen = md_table(head, rows)
     rows = []
-    for batch in t.values("batch", group="scenario", case="user_dot"):
-        alone = scenario_median(t, case="user_dot", api="numpy", backend="none", batch=batch)
+    for batch in t.values("batch", group="scenario", case="user_dot", sizes=sizes):
+        alone = scenario_median(t, case="user_dot", api="numpy", backend="none", batch=batch, sizes=sizes)
         row = [batch, _mw(alone)]
-        for api in ("TwoLayerNet", "book"):
+        for api in apis:
             for backend in ("numpy", "numba"):
-                got = scenario_median(t, case="user_dot", api=api, backend=backend, batch=batch)
+                got = scenario_median(t, case="user_dot", api=api, backend=backend, batch=batch, sizes=sizes)
                 row += [_mw(got), fmt_ratio(got[0], alone[0])]
         rows.append(row)
-    user = md_table(
-        [
-            "batch",
-            "np.dot alone",
-            "after TwoLayerNet numpy",
-            "slow-down",
-            "after TwoLayerNet numba",
-            "slow-down",
-            "after book+numpy",
-            "slow-down",
-            "after book+numba",
-            "slow-down",
-        ],
-        rows,
-    )
+    head = ["batch", "np.dot alone"]
+    for label in apis.values():
+        head += [f"after {label}numpy", "slow-down", f"after {label}numba", "slow-down"]
+    return scen, md_table(head, rows)
+
+
+def section_scenarios(t):
+    scen, user = _scenario_tables(t, "784-100-10", {"TwoLayerNet": "TwoLayerNet ", "book": "book+"})
+    conv = ""
+    if any(True for _ in t.rows(group="scenario", sizes="SimpleConvNet")):
+        c_scen, c_user = _scenario_tables(t, "SimpleConvNet", {"net": "SimpleConvNet ", "book": "book+"})
+        conv = (
+            "\n\nThe same scenarios around SimpleConvNet's Adam step (the book's `train_convnet.py` step, "
+            "float64 weights): `SimpleConvNet(backend=...)` and the book-style class on each backend's "
+            "layers and Adam.\n\n" + c_scen + "\n\n" + c_user
+        )
     rows = []
     for backend in ("numpy", "numba"):
         found = [b for i, b in t.rows(group="scenario", case="train", backend=backend)]
@@ -511,7 +507,7 @@ def section_scenarios(t):
         "`scratchprop train` end to end on the bundled data (defaults: batch 100, lr 0.1; "
         "shares of the wall time after the first step)."
     )
-    return text, scen + "\n\n" + user + ("\n\n" + train if train else "")
+    return text, scen + "\n\n" + user + ("\n\n" + train if train else "") + conv
 
 
 SECTIONS = [

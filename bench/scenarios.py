@@ -1,9 +1,13 @@
 """The train step as users run it: with NumPy work, a pause or float32 images between steps.
 
 A quiet loop of the same step back to back is the best case; a user's
-process also runs NumPy between steps. Each case times one train step of
-784-100-10 (float64 weights) after the scenario's work, which is not timed
-(pytest-benchmark's ``pedantic`` ``setup``):
+process also runs NumPy between steps. Each case times one train step after
+the scenario's work, which is not timed (pytest-benchmark's ``pedantic``
+``setup``). The step is 784-100-10's (SGD, float64 weights: ``TwoLayerNet``
+and the book's net), or, for cases whose ``sizes`` is ``SimpleConvNet``, the
+book's ``train_convnet.py`` step (Adam, float64 weights: ``net`` is
+:class:`scratchprop.SimpleConvNet`, ``book`` the book-style class of
+``tests/booknet_conv.py``):
 
 ``back_to_back``  nothing between steps;
 ``alternate``     the other backend's step of the same net and batch between
@@ -26,21 +30,23 @@ import time
 import numpy as np
 
 from . import _env
-from .cases import LR, inputs
+from .cases import CONVNET, LR, SIZES, inputs
 
 WINDOW_S = 0.5
 #: Seconds of wall time per case (scenario work included): several 0.5 s windows.
 CASE_S = 0.2 if _env.SMOKE else 2.5
 
 
-def _step(api, backend, N, images):
-    """A train step callable of the fused ``TwoLayerNet`` or the book's own net."""
+def _step(api, backend, N, images, sizes=SIZES):
+    """A train step callable of the fused ``TwoLayerNet`` or the book's own net, or a convnet's."""
     import scratchprop
 
     from .booknet import book_net
 
     if backend == "numba":
         _env.numba_backend()
+    if sizes == CONVNET:
+        return _conv_step(api, backend, N, images)
     x, t = inputs(N, images)
     if api == "TwoLayerNet":
         net = scratchprop.TwoLayerNet(784, 100, 10, backend=backend, seed=0)
@@ -56,6 +62,22 @@ def _step(api, backend, N, images):
     return step
 
 
+def _conv_step(api, backend, N, images):
+    from .convnets import LR as CONV_LR
+    from .convnets import images as conv_images
+    from .convnets import make_net
+
+    net, M = make_net(CONVNET[0], api, backend, "float64")
+    x, t = conv_images(N, images)
+    opt = M.Adam(lr=CONV_LR)
+
+    def step():
+        opt.update(net.params, net.gradient(x, t))
+        return net.last_layer.loss
+
+    return step
+
+
 def _user_dot():
     rng = np.random.default_rng(5)
     A, B = rng.random((1000, 784)), rng.random((784, 100))
@@ -66,14 +88,17 @@ def build(case):
     """``(timed, between)`` for a scenario case (see the module docstring)."""
     N, name = case.batch, case.case
     if name == "user_dot":
-        between = _user_dot() if case.backend == "none" else _step(case.api, case.backend, N, "float64")
+        if case.backend == "none":
+            between = _user_dot()
+        else:
+            between = _step(case.api, case.backend, N, "float64", case.sizes)
         return _user_dot(), between
     images = "float32" if name == "f32_images" else "float64"
-    timed = _step(case.api, case.backend, N, images)
+    timed = _step(case.api, case.backend, N, images, case.sizes)
     if name in ("back_to_back", "f32_images"):
         between = None
     elif name == "alternate":
-        between = _step(case.api, "numpy" if case.backend == "numba" else "numba", N, images)
+        between = _step(case.api, "numpy" if case.backend == "numba" else "numba", N, images, case.sizes)
     elif name == "np_dot":
         between = _user_dot()
     elif name == "pause_10ms":

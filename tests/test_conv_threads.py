@@ -270,3 +270,49 @@ def test_dense_products_in_a_hold_run_across_our_threads(monkeypatch, dt, need_d
     for a, s, p in zip(at_once, in_turn, plain):
         assert a.dtype == p.dtype and a.tobytes() == s.tobytes()
         assert np.max(np.abs(a - p)) <= tol["rtol"] * np.max(np.abs(p)) + tol["atol"]
+
+
+@needs_numpys_blas
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_an_affine_fed_images_holds_the_blas_pool_for_its_own_call(monkeypatch, need_dx):
+    # the user's own convnet class: an Affine after a convolution or pooling (4-D input) holds
+    # NumPy's pool for its call, as the convolution does, and no longer; a 2-D input does not
+    rng = np.random.default_rng(6)
+    x4 = rng.standard_normal((5, 2, 3, 4))
+    W, b = rng.standard_normal((24, 7)), rng.standard_normal(7)
+    dout = rng.standard_normal((5, 7))
+    seen = []
+    for name in ("forward", "backward", "forward_rows", "backward_rows"):
+        kernel = getattr(nb_layers._K_affine, name)
+        monkeypatch.setattr(
+            nb_layers._K_affine,
+            name,
+            lambda *a, k=kernel, n=name: (
+                seen.append((n, threads.blas_held(), threads.blas_threads())),
+                k(*a),
+            )[1],
+        )
+
+    def run(x):
+        layer = nb_layers.Affine(W, b)
+        out = layer.forward(x)
+        dx = layer.backward(dout) if need_dx else layer.backward_params(dout)
+        return [out, layer.dW, layer.db] + ([dx.reshape(len(x), -1)] if need_dx else [])
+
+    before = threads.blas_threads()
+    flat = run(x4.reshape(5, -1))
+    assert seen == [("forward", False, before), ("backward", False, before)]
+    seen.clear()
+    images = run(x4)
+    assert seen == [("forward", True, 1), ("backward", True, 1)]  # short products: here, on one thread
+    assert not threads.blas_held() and threads.blas_threads() == before
+    for a, f in zip(images, flat):
+        assert a.shape == f.shape and a.tobytes() == f.tobytes()
+    seen.clear()
+    monkeypatch.setattr(threads, "DENSE_MIN_MACS", 0)  # long ones: across our threads
+    across = run(x4)
+    assert {n for n, _, _ in seen} == {"forward_rows", "backward_rows"}
+    assert all(held for _, held, _ in seen)
+    tol = equivalence(np.float64)
+    for a, f in zip(across, flat):
+        assert np.max(np.abs(a - f)) <= tol["rtol"] * np.max(np.abs(f)) + tol["atol"]

@@ -68,11 +68,11 @@ class Affine:
                 self._xbuf = xk
             self._xk = (x2, xk)
             out = np.empty((N, M), dt)
-            if _on_our_threads(N * x2.shape[1] * M):
-                C = min(N, _threads.get_num_threads())  # one per thread: no spinning pool in a hold
-                _threads.run_chunks(_K_affine.forward_rows, C, (C, xk, _c(W, dt), _c(b, dt), out), 1, 0)
+            if _holds_itself(x.ndim):
+                with _threads.one_thread_blas():
+                    _forward(xk, _c(W, dt), _c(b, dt), out)
             else:
-                _K_affine.forward(xk, _c(W, dt), _c(b, dt), out)
+                _forward(xk, _c(W, dt), _c(b, dt), out)
         return out.reshape(M) if x.ndim == 1 else out
 
     def backward(self, dout):
@@ -86,6 +86,12 @@ class Affine:
 
     def _backward(self, dout, need_dx):
         check.forward_done("Affine", self.x)
+        if _holds_itself(len(self.original_x_shape)):
+            with _threads.one_thread_blas():
+                return self._backward_products(dout, need_dx)
+        return self._backward_products(dout, need_dx)
+
+    def _backward_products(self, dout, need_dx):
         x2, W = self.x, self.W
         out_shape = (W.shape[1],) if len(self.original_x_shape) == 1 else (x2.shape[0], W.shape[1])
         dout = check.dout_like("Affine", dout, out_shape).reshape(x2.shape[0], W.shape[1])
@@ -114,10 +120,27 @@ class Affine:
         return np.dot(dout, W.T) if need_dx else None
 
 
+def _holds_itself(ndim):
+    """Whether an Affine call holds NumPy's BLAS at one thread for itself (rule 4 of
+    :mod:`scratchprop.threads`): fed images (``ndim >= 4``: a convnet's dense layer in the user's
+    own class), outside a net's whole-step hold. Its products then leave no OpenBLAS worker
+    spinning beside the next convolution's threads."""
+    return ndim >= 4 and not _threads.blas_held()
+
+
 def _on_our_threads(macs):
-    """Whether a product of ``macs`` multiply-adds runs across our threads: inside a convnet's
-    whole-step hold of NumPy's BLAS (rule 4 of :mod:`scratchprop.threads`), when it is long enough."""
+    """Whether a product of ``macs`` multiply-adds runs across our threads: inside a hold of NumPy's
+    BLAS (a convnet's step, or an Affine fed images), when it is long enough."""
     return _threads.blas_held() and macs >= _threads.DENSE_MIN_MACS
+
+
+def _forward(xk, W, b, out):
+    N, M = out.shape
+    if _on_our_threads(N * xk.shape[1] * M):
+        C = min(N, _threads.get_num_threads())  # one per thread: no spinning pool in a hold
+        _threads.run_chunks(_K_affine.forward_rows, C, (C, xk, W, b, out), 1, 0)
+    else:
+        _K_affine.forward(xk, W, b, out)
 
 
 class Relu:

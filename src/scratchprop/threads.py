@@ -44,7 +44,10 @@ The model, four rules:
    VM, for minutes at a time) rewriting what the other core has read costs
    10-30x the write: the convolution ran 2-2.5x slower (``bench/CONV.md``).
    A convolution outside a net (the user's own class) holds the pool for its
-   own call only.
+   own call only, and so does an Affine layer fed images (4-D input: a
+   convnet's dense layer): a two-thread product there would leave OpenBLAS's
+   worker spinning for 0.1 s beside the next convolution's threads, which then
+   gain nothing over one thread.
 
 Thresholds follow from one model: a region must cost at most a tenth of the
 serial work it splits. Starting one costs :data:`REGION_START_S` (waking

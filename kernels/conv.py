@@ -81,16 +81,33 @@ def fold(colT, FH, FW, stride, pad, dx):
             for i in range(FH):  # one window offset at a time, in the reference's order
                 for j in range(FW):
                     src = colT[(c * FH + i) * FW + j, n * P : (n + 1) * P]
+                    off = j - pad
+                    lo, hi = _inside(OW, W, stride, off)
                     for oh in range(OH):
                         h = oh * stride + i - pad
                         if h < 0 or h >= H:
                             continue
                         dst = img[h]
                         row = src[oh * OW : (oh + 1) * OW]
-                        for ow in range(OW):
-                            w = ow * stride + j - pad
-                            if 0 <= w < W:
-                                dst[w] += row[ow]
+                        # columns inside the image only: no test per element, so the loop vectorises
+                        if stride == 1:
+                            for ow in range(lo, hi):
+                                dst[ow + off] += row[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                dst[ow * stride + off] += row[ow]
+
+
+@njit(**SERIAL)
+def _inside(OW, W, stride, off):
+    """``(lo, hi)``: the output columns ``ow`` whose input column ``ow * stride + off`` is in ``[0, W)``."""
+    lo = 0
+    while lo < OW and lo * stride + off < 0:
+        lo += 1
+    hi = OW
+    while hi > lo and (hi - 1) * stride + off >= W:
+        hi -= 1
+    return lo, hi
 
 
 @njit(**SERIAL)

@@ -326,12 +326,12 @@ def pool_backward(dout, arg, PH, PW, stride, pad, dx):
                     if PH == 2 and PW == 2:  # the book's nets: the pixel by arithmetic, no table
                         for ow in range(OW):
                             k = np.intp(a[oh * OW + ow])
-                            if k < 4:  # always, from pool_forward: never a write outside dx
+                            if 0 <= k < 4:  # always, from pool_forward: never a write outside dx
                                 img[2 * oh + (k >> 1), 2 * ow + (k & 1)] = zero + d[oh, ow]
                         continue
                     for ow in range(OW):
                         k = np.intp(a[oh * OW + ow])
-                        if k < PH * PW:
+                        if 0 <= k < PH * PW:
                             img[oh * PH + ki[k], ow * PW + kj[k]] = zero + d[oh, ow]
                 continue
             img[:, :] = 0

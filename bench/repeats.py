@@ -38,7 +38,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import Table, cli, load, md_table, scenario_median  # noqa: E402
+from report import SCENARIO_NETS, Table, cli, load, md_table, scenario_median  # noqa: E402
 
 #: (column, numerator (api, backend), denominator (api, backend))
 RATIOS = [
@@ -96,7 +96,7 @@ def scenario_ratios(path):
     _, index = load([path])
     t = Table(index)
     out = {}
-    for sizes, apis in (("784-100-10", ("TwoLayerNet", "book")), ("SimpleConvNet", ("net", "book"))):
+    for sizes, apis in SCENARIO_NETS:
         for batch in t.values("batch", group="scenario", sizes=sizes):
             for case in t.values("case", group="scenario", batch=batch, sizes=sizes):
                 if case in ("user_dot", "train"):
@@ -106,7 +106,7 @@ def scenario_ratios(path):
                         scenario_median(t, case=c, api=api, backend=b, batch=batch, sizes=sizes)[0]
                         for c, b in ((case, "numpy"), (case, "numba"), ("back_to_back", "numba"))
                     )
-                    net = api if sizes == "784-100-10" else f"{sizes} {api}"
+                    net = api if sizes == SCENARIO_NETS[0][0] else f"{sizes} {api}"
                     out[(case, batch, net, "speed-up")] = ref / ours if ref and ours else None
                     out[(case, batch, net, "numba / back to back")] = ours / b2b if ours and b2b else None
     return out

@@ -408,10 +408,16 @@ def _mw(pair):
     return "-" if m is None else f"{fmt_time(m)} ({fmt_time(w)})"
 
 
+#: The scenario group's nets: the cases' ``sizes`` and their ``{api: column label}``.
+SCENARIO_NETS = (
+    ("784-100-10", {"TwoLayerNet": "TwoLayerNet ", "book": "book+"}),
+    ("SimpleConvNet", {"net": "SimpleConvNet ", "book": "book+"}),
+)
+
+
 def _scenario_tables(t, sizes, apis):
-    """The scenario table and the user's-``np.dot`` table of the nets ``apis`` (``{api: label}``, a
-    column's name is its label and the backend)
-    whose cases have ``sizes``."""
+    """The scenario table and the user's-``np.dot`` table of the cases with ``sizes``, for the nets
+    ``apis`` (``{api: label}``: a column's name is its label and the backend)."""
     rows = []
     for batch in t.values("batch", group="scenario", sizes=sizes):
         base = {
@@ -456,10 +462,11 @@ def _scenario_tables(t, sizes, apis):
 
 
 def section_scenarios(t):
-    scen, user = _scenario_tables(t, "784-100-10", {"TwoLayerNet": "TwoLayerNet ", "book": "book+"})
+    (dense, dense_apis), (convnet, conv_apis) = SCENARIO_NETS
+    scen, user = _scenario_tables(t, dense, dense_apis)
     conv = ""
-    if any(True for _ in t.rows(group="scenario", sizes="SimpleConvNet")):
-        c_scen, c_user = _scenario_tables(t, "SimpleConvNet", {"net": "SimpleConvNet ", "book": "book+"})
+    if t.values("batch", group="scenario", sizes=convnet):
+        c_scen, c_user = _scenario_tables(t, convnet, conv_apis)
         conv = (
             "\n\nThe same scenarios around SimpleConvNet's Adam step (the book's `train_convnet.py` step, "
             "float64 weights): `SimpleConvNet(backend=...)` and the book-style class on each backend's "

@@ -26,14 +26,14 @@ import numpy as np
 from numba import njit
 
 from ._blas import gemm, gemv
-from .config import SERIAL, guard_cache
+from .config import INLINE, SERIAL, guard_cache
 from .conv_batch import batch_chunk
 from .two_layer import _column_sums
 
 __all__ = ["forward", "backward", "forward_rows", "backward_rows", "forward_naive", "backward_naive"]
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _rows_of(b, out, lo, hi):
     """``out[lo:hi] = b`` row by row (a slice assignment compiles NumPy's shape-error text: ~2 s)."""
     for i in range(lo, hi):

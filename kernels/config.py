@@ -1,6 +1,6 @@
 """Every JIT flag of the kernels, in one place.
 
-Kernels are decorated with :data:`SERIAL` or :data:`PARALLEL` (``**`` these
+Kernels are decorated with :data:`SERIAL`, :data:`INLINE` or :data:`PARALLEL` (``**`` these
 into ``numba.njit``). Importing this module decides, once per process:
 
 ``CACHE``
@@ -29,7 +29,16 @@ import warnings
 
 import numba
 
-__all__ = ["CACHE", "FASTMATH", "SERIAL", "PARALLEL", "CacheWarning", "cache_location", "guard_cache"]
+__all__ = [
+    "CACHE",
+    "FASTMATH",
+    "SERIAL",
+    "INLINE",
+    "PARALLEL",
+    "CacheWarning",
+    "cache_location",
+    "guard_cache",
+]
 
 
 class CacheWarning(RuntimeWarning):
@@ -88,6 +97,10 @@ FASTMATH = False
 _COMMON = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")
 #: ``njit`` flags of a serial kernel.
 SERIAL = dict(_COMMON)
+#: ``njit`` flags of a small helper typed straight into the kernels that call it. A helper of its
+#: own is compiled once alone and then optimised and compiled again into every caller's module:
+#: for a few lines, that costs the first start more than the copies (``bench/CONV.md``, start-up).
+INLINE = dict(SERIAL, inline="always")
 #: ``njit`` flags of a kernel with a ``prange`` loop.
 PARALLEL = dict(_COMMON, parallel=True)
 

@@ -26,7 +26,7 @@ on store (float32 images into a float64 ``col``: no separate conversion).
 import numpy as np
 from numba import njit
 
-from .config import SERIAL, guard_cache
+from .config import INLINE, SERIAL, guard_cache
 
 __all__ = [
     "unfold",
@@ -98,7 +98,7 @@ def fold(colT, FH, FW, stride, pad, dx):
                                 dst[ow * stride + off] += row[ow]
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _inside(OW, W, stride, off):
     """``(lo, hi)``: the output columns ``ow`` whose input column ``ow * stride + off`` is in ``[0, W)``."""
     lo = 0
@@ -130,7 +130,7 @@ def cn_to_nchw(rows, b, out, relu):
                     o[p] = src[p] + bf
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _sum8(v):
     """The sum of ``v``: eight running sums over its values in turn (so the loop runs in vector
     registers), added as a tree, then the tail. A fixed order: the same bits every run."""
@@ -180,7 +180,7 @@ def nchw_to_cn(dout, rows, db, relu_out, relu):
             db[f] += _sum8(dst)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _window_max(xf, img, H, W, h0, w0, PH, PW):
     """The max of one window and np.argmax's index in it (the first maximum, or the first NaN);
     values outside the ``H x W`` image (the padding) are zeros."""

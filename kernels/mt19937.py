@@ -29,7 +29,7 @@ import ctypes
 import numpy as np
 from numba import njit
 
-from .config import SERIAL, guard_cache
+from .config import INLINE, SERIAL, guard_cache
 
 __all__ = ["fill_uniform", "dropout_mask", "global_state", "rand_like_numpy", "N"]
 
@@ -59,7 +59,7 @@ def _twist(key):
     key[N - 1] = np.uint64(key[_M - 1]) ^ (y >> np.uint64(1)) ^ ((y & np.uint64(1)) * _MATRIX_A)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _temper(w):
     y = np.uint64(w)
     y ^= y >> np.uint64(11)
@@ -69,7 +69,7 @@ def _temper(w):
     return y
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _double(w0, w1):
     """The double of the words ``w0, w1`` (untempered): ``(a * 2**26 + b) / 2**53``, exactly."""
     a = _temper(w0) >> np.uint64(5)
@@ -77,7 +77,7 @@ def _double(w0, w1):
     return np.float64(np.int64((a << np.uint64(26)) | b)) * _SCALE  # < 2**53: exact in float64
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _block(key, pos, out, i, take):
     """``out[i:i + take]`` from ``key[pos:pos + 2 * take]`` (no twist inside)."""
     k = key[pos : pos + 2 * take]
@@ -117,7 +117,7 @@ def fill_uniform(state, out):
     return out
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _dropout_block(key, pos, x, ratio, out, mask, i, take):
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
@@ -131,7 +131,7 @@ def _dropout_block(key, pos, x, ratio, out, mask, i, take):
         o[j] = xs[j] * (one if m else zero)  # x * 0, not 0: -0.0 and NaN as in NumPy
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _dropout_block_one(w0, w1, x, ratio, out, mask, i):
     m = _double(w0, w1) > ratio
     mask[i] = m

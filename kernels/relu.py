@@ -10,12 +10,12 @@ calling thread (see ``scratchprop.threads``).
 import numpy as np
 from numba import njit
 
-from .config import SERIAL, guard_cache
+from .config import INLINE, SERIAL, guard_cache
 
 __all__ = ["forward", "backward", "forward_naive", "backward_naive"]
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _forward_span(x, out, mask, lo, hi):
     for i in range(lo, hi):
         v = x[i]
@@ -24,7 +24,7 @@ def _forward_span(x, out, mask, lo, hi):
         out[i] = 0 if m else v
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _backward_span(dout, mask, dx, lo, hi):
     for i in range(lo, hi):
         dx[i] = 0 if mask[i] else dout[i]

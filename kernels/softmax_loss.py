@@ -19,12 +19,12 @@ import math
 import numpy as np
 from numba import njit
 
-from .config import SERIAL, guard_cache
+from .config import INLINE, SERIAL, guard_cache
 
 __all__ = ["forward", "backward", "softmax", "cross_entropy", "labels_out_of_range", "forward_naive"]
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _row_max(x, i):
     m = x[i, 0]
     for j in range(1, x.shape[1]):
@@ -34,7 +34,7 @@ def _row_max(x, i):
     return m
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _forward_rows(x, labels, T, y, rowloss, lo, hi):
     C = x.shape[1]
     for i in range(lo, hi):
@@ -70,7 +70,7 @@ def labels_out_of_range(labels, T, C):
     return False
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _mean(rowloss):
     s = 0.0
     for i in range(rowloss.shape[0]):
@@ -87,7 +87,7 @@ def forward(x, labels, T):
     return y, _mean(rowloss)
 
 
-@njit(**SERIAL)
+@njit(**INLINE)
 def _backward_rows(y, labels, T, dout, n, dx, lo, hi):
     C = y.shape[1]
     one = y.dtype.type(1)

@@ -48,6 +48,9 @@ CHUNK_BYTES = 2 << 20
 #: costs more in calls than the packing it saves.
 MIN_PIECE = 64
 
+#: The kernels' ``pool`` and ``arg`` for a convolution without a fused pooling.
+_NO_POOL, _NO_ARG = (0, 0, 0), np.empty(0, np.uint8)
+
 
 def _pieces(FN, K):
     """Columns per piece of the products over ``(FN, K)`` filters, 0 for whole: as many as keep a
@@ -189,7 +192,7 @@ class Convolution(_ref.Convolution):
             return pool.forward(self.forward_relu(x, relu))
         out = np.empty((N, FN, POH, POW), dt)
         arg = np.empty(out.size, np.uint8)
-        xk, Wm, bk = self._run_forward(x, dt, _KB.forward_pool_chunk, (OH, OW, (PH, PW, ps), out, arg))
+        xk, Wm, bk = self._run_forward(x, dt, (out, True, (PH, PW, ps), arg))
         geometry = (*self.W.shape[2:], self.stride, self.pad)
         relu_out = _Deferred(self._relu_output, (xk, Wm.copy(), bk.copy(), (N, FN, OH, OW), geometry))
         relu._out, relu._mask, relu._pending = None, None, relu_out
@@ -201,7 +204,7 @@ class Convolution(_ref.Convolution):
         """The Conv + ReLU output of a :meth:`forward_relu_pool` (when read): the same bits.
         ``geometry``: the forward's ``(FH, FW, stride, pad)``."""
         out = np.empty(shape, Wm.dtype)
-        self._convolve(_KB.forward_chunk, xk, Wm, bk, geometry, (out, True), shape[2] * shape[3])
+        self._convolve(xk, Wm, bk, geometry, (out, True, _NO_POOL, _NO_ARG), shape[2] * shape[3])
         return out
 
     def _forward(self, x, relu):
@@ -211,24 +214,24 @@ class Convolution(_ref.Convolution):
         if dt is None:
             return super().forward(x)
         out = np.empty((x.shape[0], self.W.shape[0], OH, OW), dt)
-        self._run_forward(x, dt, _KB.forward_chunk, (out, relu is not None))
+        self._run_forward(x, dt, (out, relu is not None, _NO_POOL, _NO_ARG))
         if relu is not None:
             self._relu, self._relu_out = relu, out
         return out
 
-    def _run_forward(self, x, dt, kernel, outs):
-        """``kernel`` over the batch's chunks, ``outs`` its arguments between the convolution's and
-        the buffers'; records the layer's state. ``(xk, Wm, bk)``: the arrays the kernels read."""
+    def _run_forward(self, x, dt, outs):
+        """The forward kernel over the batch's chunks, ``outs`` its arguments between the
+        convolution's and the buffers'; records the layer's state. ``(xk, Wm, bk)``: the arrays the kernels read."""
         W, b = self.W, self.b
         FN, K, FH, FW, P = self._shapes(x)
         xk, Wm, bk = _images(x, dt), _d.as_c(W, dt).reshape(FN, K), _d.as_c(b, dt)
-        self._convolve(kernel, xk, Wm, bk, (FH, FW, self.stride, self.pad), outs, P)
+        self._convolve(xk, Wm, bk, (FH, FW, self.stride, self.pad), outs, P)
         self.x, self.col_W = x, W.reshape(FN, K).T
         self._xk, self._col = xk, None
         return xk, Wm, bk
 
-    def _convolve(self, kernel, xk, Wm, bk, geometry, outs, P):
-        """``kernel`` over the batch's chunks: filters ``Wm (FN, K)`` and ``bk`` with ``geometry``
+    def _convolve(self, xk, Wm, bk, geometry, outs, P):
+        """The forward kernel over the batch's chunks: filters ``Wm (FN, K)`` and ``bk`` with ``geometry``
         ``(FH, FW, stride, pad)`` on ``xk``, ``P`` output positions an image; ``outs``: the
         kernel's arguments between those and the buffers."""
         FN, K = Wm.shape
@@ -236,7 +239,7 @@ class Convolution(_ref.Convolution):
         C, T, B = _plan(N, K * P * Wm.itemsize, N * K * P)
         cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, Wm.dtype)
         args = (xk, Wm, bk, *geometry, *outs, cbuf, rbuf, B, _pieces(FN, K)[0])
-        _in_chunks(kernel, C, args, N * K * P)
+        _in_chunks(_KB.forward_chunk, C, args, N * K * P)
 
     def backward(self, dout):
         return self._backward(dout, True, None)
@@ -282,9 +285,8 @@ class Convolution(_ref.Convolution):
         if not fused:
             dout = relu.backward(pool.backward(dout))
             return self.backward(dout) if need_dx else self.backward_params(dout)
-        _, _, OH, OW = later.args[3]
-        grads = (_d.as_c(dout, dout.dtype), arg, pooled, OH, OW, (pool.pool_h, pool.pool_w, pool.stride))
-        return self._run_backward(_KB.backward_pool_chunk, grads, need_dx, pooled.dtype)
+        grads = (_d.as_c(dout, dout.dtype), pooled, True, (pool.pool_h, pool.pool_w, pool.stride), arg)
+        return self._run_backward(grads, need_dx, pooled.dtype)
 
     def _backward(self, dout, need_dx, relu):
         dout = self._check_backward(dout)
@@ -296,10 +298,10 @@ class Convolution(_ref.Convolution):
             return super().backward(dout)  # the reference's code ran, or another dtype: its promotions
         dout = _d.as_c(dout, dt)
         after = dout if relu is None else self._relu_out  # the ReLU's output, when fused
-        return self._run_backward(_KB.backward_chunk, (dout, after, relu is not None), need_dx, dt)
+        return self._run_backward((dout, after, relu is not None, _NO_POOL, _NO_ARG), need_dx, dt)
 
-    def _run_backward(self, kernel, grads, need_dx, dt):
-        """``kernel`` over the batch's chunks, ``grads`` its arguments between ``x`` and the filters';
+    def _run_backward(self, grads, need_dx, dt):
+        """The backward kernel over the batch's chunks, ``grads`` its arguments between ``x`` and the filters';
         sets ``dW``, ``db``; ``dx`` or ``None``."""
         xk = self._xk
         FN, K, FH, FW, P = self._shapes(xk)
@@ -311,7 +313,7 @@ class Convolution(_ref.Convolution):
         dWT, db = np.empty((C, K, FN), dt), np.empty((C, FN), dt)
         dx = np.empty(self.x.shape if need_dx else (0,) + self.x.shape[1:], dt)
         args = (xk, *grads, Wm, FH, FW, self.stride, self.pad, dx, need_dx, bufs, dWT, db, B, _pieces(FN, K))
-        _in_chunks(kernel, C, args, N * K * P)
+        _in_chunks(_KB.backward_chunk, C, args, N * K * P)
         for c in range(1, C):  # the chunks' sums added in order: the same bits every run
             dWT[0] += dWT[c]
             db[0] += db[c]

@@ -40,6 +40,11 @@ __all__ = [
 ]
 
 
+#: Flat indices are unsigned: Numba wraps a negative signed index around, a test per element
+#: that kept the row copies below from vectorising (2-4x slower, ``bench/CONV.md``).
+_U = np.uint64
+
+
 @njit(**SERIAL)
 def unfold(x, FH, FW, stride, pad, colT):
     """``x (N, C, H, W) -> colT (C*FH*FW, N*OH*OW)``: the book's ``im2col`` transposed, zeros for the
@@ -48,22 +53,33 @@ def unfold(x, FH, FW, stride, pad, colT):
     OH = (H + 2 * pad - FH) // stride + 1
     OW = (W + 2 * pad - FW) // stride + 1
     P = OH * OW
+    src = x.reshape(-1)
+    dst = colT.reshape(-1)
+    M = colT.shape[1]
+    zero = colT.dtype.type(0)
     for n in range(N):
         for c in range(C):
-            img = x[n, c]
             for i in range(FH):
                 for j in range(FW):
-                    dst = colT[(c * FH + i) * FW + j, n * P : (n + 1) * P]
+                    off = j - pad
+                    lo, hi = _inside(OW, W, stride, off)  # the columns that read inside the image
+                    row = _U(((c * FH + i) * FW + j) * M + n * P)
                     for oh in range(OH):
                         h = oh * stride + i - pad
-                        row = dst[oh * OW : (oh + 1) * OW]
-                        if h < 0 or h >= H:
-                            row[:] = 0
-                            continue
-                        src = img[h]
-                        for ow in range(OW):
-                            w = ow * stride + j - pad
-                            row[ow] = src[w] if 0 <= w < W else 0
+                        d = row + _U(oh * OW)
+                        a, e = (lo, hi) if 0 <= h < H else (OW, OW)  # a padding row: all zeros
+                        for k in range(_U(a)):
+                            dst[d + k] = zero
+                        if e > a:
+                            s0 = _U(((n * C + c) * H + h) * W + a * stride + off)
+                            if stride == 1:
+                                for k in range(_U(e - a)):
+                                    dst[d + _U(a) + k] = src[s0 + k]
+                            else:
+                                for k in range(_U(e - a)):
+                                    dst[d + _U(a) + k] = src[s0 + k * _U(stride)]
+                        for k in range(_U(e), _U(OW)):
+                            dst[d + k] = zero
 
 
 @njit(**SERIAL)
@@ -74,28 +90,29 @@ def fold(colT, FH, FW, stride, pad, dx):
     OH = (H + 2 * pad - FH) // stride + 1
     OW = (W + 2 * pad - FW) // stride + 1
     P = OH * OW
+    src = colT.reshape(-1)
+    dst = dx.reshape(-1)
+    M = colT.shape[1]
     for n in range(N):
         dx[n] = 0
         for c in range(C):
-            img = dx[n, c]
             for i in range(FH):  # one window offset at a time, in the reference's order
                 for j in range(FW):
-                    src = colT[(c * FH + i) * FW + j, n * P : (n + 1) * P]
                     off = j - pad
-                    lo, hi = _inside(OW, W, stride, off)
+                    lo, hi = _inside(OW, W, stride, off)  # columns inside the image only
+                    row = _U(((c * FH + i) * FW + j) * M + n * P + lo)
                     for oh in range(OH):
                         h = oh * stride + i - pad
-                        if h < 0 or h >= H:
+                        if h < 0 or h >= H or hi <= lo:
                             continue
-                        dst = img[h]
-                        row = src[oh * OW : (oh + 1) * OW]
-                        # columns inside the image only: no test per element, so the loop vectorises
+                        s0 = row + _U(oh * OW)
+                        d0 = _U(((n * C + c) * H + h) * W + lo * stride + off)
                         if stride == 1:
-                            for ow in range(lo, hi):
-                                dst[ow + off] += row[ow]
+                            for k in range(_U(hi - lo)):
+                                dst[d0 + k] += src[s0 + k]
                         else:
-                            for ow in range(lo, hi):
-                                dst[ow * stride + off] += row[ow]
+                            for k in range(_U(hi - lo)):
+                                dst[d0 + k * _U(stride)] += src[s0 + k]
 
 
 @njit(**INLINE)

@@ -241,10 +241,11 @@ def _pool_plane(xf, img, H, W, PH, PW, stride, pad, of, arg, o, OH, OW):
         if fast:
             # selects, not branches (the comparisons are unpredictable); a NaN anywhere in
             # the row sends it to the generic loop below
-            top = img + h0 * W
-            for ow in range(OW):
-                p = top + ow * stride
-                v0, v1, v2, v3 = xf[p], xf[p + 1], xf[p + W], xf[p + W + 1]
+            top = _U(img + h0 * W)  # unsigned (``_U``): no wrap-around test per access
+            ru = _U(r)
+            for ow in range(_U(OW)):
+                p = top + ow * _U(stride)
+                v0, v1, v2, v3 = xf[p], xf[p + _U(1)], xf[p + _U(W)], xf[p + _U(W + 1)]
                 nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
                 best, a = v0, 0
                 t = v1 > best
@@ -253,8 +254,8 @@ def _pool_plane(xf, img, H, W, PH, PW, stride, pad, of, arg, o, OH, OW):
                 best, a = (v2, 2) if t else (best, a)
                 t = v3 > best
                 best, a = (v3, 3) if t else (best, a)
-                of[r + ow] = best
-                arg[r + ow] = a
+                of[ru + ow] = best
+                arg[ru + ow] = a
         if not fast or nan:
             for ow in range(OW):
                 best, a = _window_max(xf, img, H, W, h0, ow * stride - pad, PH, PW)
@@ -302,12 +303,13 @@ def unpool_rows(dout, arg, pooled, H, W, PH, PW, stride, rows, db):
             plane[:] = 0
             d = dout[n, f]
             pm = pooled[n, f]
-            q = (n * F + f) * OH * OW
+            q = _U((n * F + f) * OH * OW)  # unsigned (``_U``): no wrap-around test per access
             for oh in range(OH):
                 for ow in range(OW):
                     if not pm[oh, ow] <= 0:
-                        k = np.intp(arg[q + oh * OW + ow])
-                        plane[(oh * stride + k // PW) * W + ow * stride + k % PW] = zero + d[oh, ow]
+                        k = _U(arg[q + _U(oh * OW + ow)])
+                        h, w = _U(oh * stride) + k // _U(PW), _U(ow * stride) + k % _U(PW)
+                        plane[h * _U(W) + w] = zero + d[oh, ow]
             db[f] += _sum8(plane)
 
 

@@ -72,19 +72,19 @@ def forward_chunk(c, w, C, x, Wm, b, FH, FW, stride, pad, out, relu, pool, arg, 
     (0: whole)."""
     N, _, H, W = x.shape
     FN, K = Wm.shape
-    H = (H + 2 * pad - FH) // stride + 1  # the convolution's output
-    W = (W + 2 * pad - FW) // stride + 1
+    OH = (H + 2 * pad - FH) // stride + 1  # the convolution's output, before any pooling
+    OW = (W + 2 * pad - FW) // stride + 1
     Q = FN * out.shape[2] * out.shape[3]  # values out per image
     lo, hi = batch_chunk(N, C, c)
     for n0 in range(lo, hi, B):
         n1 = min(hi, n0 + B)
-        m = (n1 - n0) * H * W
+        m = (n1 - n0) * OH * OW
         colT = cbuf[w, : K * m].reshape(K, m)
         rows = rbuf[w, : FN * m].reshape(FN, m)
         unfold(x[n0:n1], FH, FW, stride, pad, colT)
         _by_columns(False, Wm, colT, rows, piece)
         if pool[0] > 0:
-            pool_rows(rows, b, H, W, pool[0], pool[1], pool[2], out[n0:n1], arg[n0 * Q : n1 * Q])
+            pool_rows(rows, b, OH, OW, pool[0], pool[1], pool[2], out[n0:n1], arg[n0 * Q : n1 * Q])
         else:
             cn_to_nchw(rows, b, out[n0:n1], relu)
 
@@ -101,19 +101,19 @@ def backward_chunk(
     the ``dW`` products (0: whole)."""
     N, _, H, W = x.shape
     FN, K = Wm.shape
-    H = (H + 2 * pad - FH) // stride + 1
-    W = (W + 2 * pad - FW) // stride + 1
+    OH = (H + 2 * pad - FH) // stride + 1  # the convolution's output, before any pooling
+    OW = (W + 2 * pad - FW) // stride + 1
     Q = FN * dout.shape[2] * dout.shape[3]
     lo, hi = batch_chunk(N, C, c)
     dWT[c] = 0
     db[c] = 0
     for n0 in range(lo, hi, B):
         n1 = min(hi, n0 + B)
-        m = (n1 - n0) * H * W
+        m = (n1 - n0) * OH * OW
         drows = bufs[1][w, : FN * m].reshape(FN, m)
         if pool[0] > 0:
             a = arg[n0 * Q : n1 * Q]
-            unpool_rows(dout[n0:n1], a, after[n0:n1], H, W, pool[0], pool[1], pool[2], drows, db[c])
+            unpool_rows(dout[n0:n1], a, after[n0:n1], OH, OW, pool[0], pool[1], pool[2], drows, db[c])
         else:
             nchw_to_cn(dout[n0:n1], drows, db[c], after[n0:n1], relu)
         colT = bufs[0][w, : K * m].reshape(K, m)

@@ -11,6 +11,8 @@ NumPy-scalar ``dout``) run the reference's NumPy code. Threads: see
 :mod:`scratchprop.threads` (products in NumPy's BLAS pool, the rest here).
 """
 
+import contextlib
+
 import numpy as np
 
 from . import _dispatch as _d
@@ -68,10 +70,7 @@ class Affine:
                 self._xbuf = xk
             self._xk = (x2, xk)
             out = np.empty((N, M), dt)
-            if _holds_itself(x.ndim):
-                with _threads.one_thread_blas():
-                    _forward(xk, _c(W, dt), _c(b, dt), out)
-            else:
+            with _blas_for(x.ndim):
                 _forward(xk, _c(W, dt), _c(b, dt), out)
         return out.reshape(M) if x.ndim == 1 else out
 
@@ -86,10 +85,8 @@ class Affine:
 
     def _backward(self, dout, need_dx):
         check.forward_done("Affine", self.x)
-        if _holds_itself(len(self.original_x_shape)):
-            with _threads.one_thread_blas():
-                return self._backward_products(dout, need_dx)
-        return self._backward_products(dout, need_dx)
+        with _blas_for(len(self.original_x_shape)):
+            return self._backward_products(dout, need_dx)
 
     def _backward_products(self, dout, need_dx):
         x2, W = self.x, self.W
@@ -120,12 +117,14 @@ class Affine:
         return np.dot(dout, W.T) if need_dx else None
 
 
-def _holds_itself(ndim):
-    """Whether an Affine call holds NumPy's BLAS at one thread for itself (rule 4 of
-    :mod:`scratchprop.threads`): fed images (``ndim >= 4``: a convnet's dense layer in the user's
-    own class), outside a net's whole-step hold. Its products then leave no OpenBLAS worker
-    spinning beside the next convolution's threads."""
-    return ndim >= 4 and not _threads.blas_held()
+def _blas_for(ndim):
+    """The BLAS pool for an Affine call on an ``ndim``-D input: held at one thread for the call
+    (rule 4 of :mod:`scratchprop.threads`) when fed images (``ndim >= 4``: a convnet's dense layer
+    in the user's own class) outside a net's whole-step hold, so its products leave no OpenBLAS
+    worker spinning beside the next convolution's threads; else as it is."""
+    if ndim >= 4 and not _threads.blas_held():
+        return _threads.one_thread_blas()
+    return contextlib.nullcontext()
 
 
 def _on_our_threads(macs):

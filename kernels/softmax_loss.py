@@ -21,7 +21,15 @@ from numba import njit
 
 from .config import INLINE, SERIAL, guard_cache
 
-__all__ = ["forward", "backward", "softmax", "cross_entropy", "labels_out_of_range", "forward_naive"]
+__all__ = [
+    "forward",
+    "backward",
+    "softmax",
+    "cross_entropy",
+    "labels_out_of_range",
+    "targets_suspect",
+    "forward_naive",
+]
 
 
 @njit(**INLINE)
@@ -67,6 +75,26 @@ def labels_out_of_range(labels, T, C):
         for i in range(labels.shape[0]):
             if labels[i] < 0 or labels[i] >= C:
                 return True
+    return False
+
+
+@njit(**SERIAL)
+def targets_suspect(labels, T, C, tol):
+    """Whether the targets may be invalid, in one pass: integer ``labels`` outside ``[0, C)``
+    (exact), or a row of ``T`` with an entry that is negative or NaN, or a sum farther than
+    ``tol`` from 1. The caller passes a tolerance inside its own and, for a suspect target,
+    lets NumPy's check decide (its sums round differently), so only a bad target raises."""
+    if T.shape[0] == 0:
+        return labels_out_of_range(labels, T, C)
+    for i in range(T.shape[0]):
+        s = 0.0
+        for j in range(T.shape[1]):
+            v = T[i, j]
+            if not v >= 0:
+                return True
+            s += v
+        if not abs(s - 1.0) <= tol:
+            return True
     return False
 
 

@@ -10,6 +10,7 @@ import pytest
 import scratchprop.numba as B
 import scratchprop.numpy as P
 from scratchprop import TwoLayerNet
+from scratchprop.tolerances import equivalence, target_sum
 
 rng = np.random.default_rng(3)
 W, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
@@ -107,10 +108,40 @@ SWL_CASES = {
     "t_rows_not_one": lambda M: M.SoftmaxWithLoss().forward(X3, np.full((3, 4), 0.5)),
     "t_negative": lambda M: M.SoftmaxWithLoss().forward(X3, np.array([[1.5, -0.5, 0, 0]] * 3)),
     "t_nan": lambda M: M.SoftmaxWithLoss().forward(X3, np.full((3, 4), np.nan)),
+    "t_one_nan": lambda M: M.SoftmaxWithLoss().forward(X3, _rows(nan=True)),
+    "t_inf": lambda M: M.SoftmaxWithLoss().forward(X3, _rows(inf=True)),
+    "t_last_row_off": lambda M: M.SoftmaxWithLoss().forward(X3, _rows(off=1.5)),
+    "t_f32_row_off": lambda M: M.SoftmaxWithLoss().forward(
+        X3.astype(np.float32), _rows(off=1.5, dt=np.float32)
+    ),
+    "t_f32_rows_f64_x": lambda M: M.SoftmaxWithLoss().forward(X3, _rows(off=1.5, dt=np.float32)),
+    "t_fortran_off": lambda M: M.SoftmaxWithLoss().forward(X3, np.asfortranarray(_rows(off=1.5))),
     "t_str": lambda M: M.SoftmaxWithLoss().forward(X3, np.array(["a", "b", "c"])),
     "backward_first": lambda M: M.SoftmaxWithLoss().backward(),
     "failed_forward_then_backward": lambda M: _failed(M.SoftmaxWithLoss()).backward(),
 }
+
+
+def _rows(off=0.0, nan=False, inf=False, dt=np.float64):
+    """One-hot rows for X3 whose last row sums to ``1 + off * tolerance``, or holds a NaN or inf."""
+    T = np.eye(4, dtype=dt)[[0, 2, 1]]
+    T[2, 1] += off * target_sum(np.dtype(dt))  # row 2 is class 1
+    if nan:
+        T[1, 0] = np.nan
+    if inf:
+        T[1, 0] = np.inf
+    return T
+
+
+@pytest.mark.parametrize("off", [-0.9, -0.6, -0.25, 0.25, 0.6, 0.9])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_rows_within_the_tolerance_are_accepted_like_the_reference(off, dt):
+    # the kernel's pre-check flags rows past half the tolerance; NumPy's check then passes them
+    x, T = X3.astype(dt), _rows(off, dt=dt)
+    want = P.SoftmaxWithLoss().forward(x, T)
+    got = B.SoftmaxWithLoss().forward(x, T)
+    np.testing.assert_allclose(got, want, **equivalence(np.dtype(dt)))
+    assert B.cross_entropy_error(P.softmax(x), T) == pytest.approx(P.cross_entropy_error(P.softmax(x), T))
 
 
 def _failed(layer):
@@ -133,6 +164,7 @@ FUNCTION_CASES = {
     "ce_3d": lambda M: M.cross_entropy_error(np.ones((1, 2, 3)), [0]),
     "ce_label_high": lambda M: M.cross_entropy_error(np.full((2, 3), 1 / 3), [0, 3]),
     "ce_empty": lambda M: M.cross_entropy_error(np.ones((0, 3)), np.zeros(0, int)),
+    "ce_onehot_off": lambda M: M.cross_entropy_error(np.full((3, 4), 0.25), _rows(off=-1.5)),
     "ce_bad_t_shape": lambda M: M.cross_entropy_error(np.full((2, 3), 1 / 3), np.ones((2, 2))),
     "numgrad_list": lambda M: M.numerical_gradient(lambda w: 0.0, [1.0, 2.0]),
     "numgrad_int": lambda M: M.numerical_gradient(lambda w: 0.0, np.ones(2, dtype=int)),
@@ -163,6 +195,8 @@ NET_CASES = {
     "label_high_int8": lambda M: _net(M).train_step(XN, np.array([0, 1, -1], dtype=np.int8), 0.1),
     "label_count": lambda M: _net(M).train_step(XN, np.array([0, 1]), 0.1),
     "onehot_bad": lambda M: _net(M).train_step(XN, np.ones((3, 2)), 0.1),
+    "onehot_negative": lambda M: _net(M).gradient(XN, np.array([[1.5, -0.5]] * 3)),
+    "onehot_nan": lambda M: _net(M).loss(XN, np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, 1.0]])),
     "x_str": lambda M: _net(M).gradient(np.array([["a"] * 4]), [0]),
     "x_scalar": lambda M: _net(M).train_step(2.0, [0], 0.1),
     "readonly_param": lambda M: _readonly_params(M).train_step(XN, np.array([0, 1, 1]), 0.1),

@@ -20,6 +20,10 @@ as an argument, so no threshold is frozen into the Numba cache.
 
 import numpy as np
 
+from . import _validate as check
+from . import tolerances
+from .kernels import softmax_loss as _K_sl
+
 __all__ = [
     "KERNEL_MIN_ELEMENTS",
     "worth_a_kernel",
@@ -28,6 +32,7 @@ __all__ = [
     "as_c",
     "converted",
     "elementwise",
+    "kernel_targets",
 ]
 
 F32 = np.dtype(np.float32)
@@ -113,3 +118,19 @@ def elementwise(kernel, dt, x, *same, extra=(), outs=(None,), min_elements=None,
     else:
         kernel(*args, *out)
     return [o.reshape(shape) for o in out]
+
+
+# half the allowed |row sum - 1|: a row between this and the tolerance gets NumPy's own check
+_SUSPECT_SUM = {dt: 0.5 * tolerances.target_sum(dt) for dt in (F32, F64)}
+
+
+def kernel_targets(layer, t, N, C, dt):
+    """A loss's targets kernel-ready (:func:`scratchprop._validate.kernel_targets`) and checked
+    in one kernel pass instead of NumPy's four; a suspect target gets the reference's check,
+    which raises its error (or passes a probability row whose sum is at the tolerance's edge)."""
+    got = check.kernel_targets(layer, t, N, C, dt)
+    if _K_sl.targets_suspect(got[2], got[3], C, _SUSPECT_SUM[dt]):
+        check.targets(layer, t, N, C, dt)
+        if got[1] is None:  # integer labels: the kernel's range test is exact
+            raise AssertionError(f"{layer}: a kernel rejected labels that the checks accept")
+    return got

@@ -149,7 +149,7 @@ def _prepare(net, x, t):
         return None
     x_shape, x2, xc, dt, W1, b1, W2, b2 = inp
     N, C = xc.shape[0], W2.shape[1]
-    labels, T_ref, lab, T = check.kernel_targets("SoftmaxWithLoss", t, N, C, dt)  # range: the kernel
+    labels, T_ref, lab, T = _d.kernel_targets("SoftmaxWithLoss", t, N, C, dt)
     return x_shape, x2, xc, lab, T, labels, T_ref, dt, W1, b1, W2, b2
 
 

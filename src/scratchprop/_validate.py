@@ -158,7 +158,7 @@ def int_labels(t, N):
 
     The common form of :func:`targets`, made kernel-ready without its
     ``min``/``max`` passes: the caller checks the range in a kernel and calls
-    :func:`label_error` for the error. Values past ``intp`` (``uint64``) wrap to
+    :func:`targets` for the error. Values past ``intp`` (``uint64``) wrap to
     negative, so the range check still rejects them.
     """
     if type(t) is np.ndarray and t.shape == (N,) and t.dtype.kind in "iu":
@@ -173,13 +173,18 @@ def kernel_targets(layer, t, N, C, dtype):
 
     ``labels_c`` (``intp``) or ``T_c`` (``dtype``, float32 or float64) is the
     target as a C-contiguous array, the other one an empty placeholder
-    (:data:`NO_LABELS`, :data:`NO_T`). Integer labels ``(N,)`` take
-    :func:`int_labels` and are NOT range-checked: the caller's kernel checks
-    them (``kernels.softmax_loss.labels_out_of_range``), then :func:`label_error`.
+    (:data:`NO_LABELS`, :data:`NO_T`). The two common forms skip :func:`targets`'
+    NumPy passes and are NOT checked here: integer labels ``(N,)`` (:func:`int_labels`)
+    and float rows ``(N, C)``. The caller checks them in one kernel pass
+    (``kernels.softmax_loss.targets_suspect``) and, for a suspect target, calls
+    :func:`targets`, which raises the error.
     """
     lab = int_labels(t, N)
     if lab is not None:
         return lab, None, lab, NO_T[dtype]
+    if type(t) is np.ndarray and t.shape == (N, C) and t.dtype.kind == "f":
+        T = np.ascontiguousarray(t, dtype=dtype)  # targets()' np.asarray(t, dtype), contiguous
+        return None, T, NO_LABELS, T
     labels, T = targets(layer, t, N, C, dtype)
     if labels is not None:
         return labels, None, np.ascontiguousarray(labels, dtype=np.intp), NO_T[dtype]

@@ -16,6 +16,11 @@
     through the Numba wrappers with the kernel forced (threshold 0) against the
     reference's NumPy code, 256 to 64k elements, interleaved; the kernel pays
     where the ratio drops below 1.
+``python bench/probes.py faults``
+    The user's own SGD update of the book's ``TwoLayerNet`` (``params[k] -= lr * grad[k]``,
+    batch 32), timed right after ``net.gradient`` and on its own, on each backend's layers,
+    with the page faults per step. Run it again with ``MALLOC_TRIM_THRESHOLD_=268435456
+    MALLOC_MMAP_THRESHOLD_=33554432``: glibc then keeps freed memory for the next temporary.
 """
 
 import os
@@ -128,8 +133,45 @@ def dispatch():
         print(f"{n:>6}: " + " | ".join(row))
 
 
+def faults(N=32, steps=2000):
+    import resource
+
+    from booknet import book_net
+
+    import scratchprop.numba as NB
+    import scratchprop.numpy as NP
+
+    rng = np.random.default_rng(0)
+    x, t = rng.random((N, 784)), np.eye(10)[rng.integers(0, 10, N)]
+    env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    print(f"book TwoLayerNet, batch {N}, median of {steps}; glibc settings: {env or 'defaults'}")
+    for M in (NP, NB):
+        net = book_net(M, 784, 100, 10)
+
+        def update(grad):
+            for k in ("W1", "b1", "W2", "b2"):
+                net.params[k] -= 0.1 * grad[k]
+
+        after, alone, faults = [], [], 0
+        for _ in range(steps):
+            grad = net.gradient(x, t)
+            f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+            update(grad)
+            after.append(time.perf_counter() - t0)
+            faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+        copy = {k: v.copy() for k, v in grad.items()}
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            update(copy)
+            alone.append(time.perf_counter() - t0)
+        print(
+            f"  {M.__name__:18s} update after gradient {np.median(after) * 1e6:6.1f} us"
+            f" ({faults / steps:5.1f} page faults) | alone {np.median(alone) * 1e6:6.1f} us"
+        )
+
+
 if __name__ == "__main__":
-    probes = {"cache": cache, "regions": regions, "dispatch": dispatch}
+    probes = {"cache": cache, "regions": regions, "dispatch": dispatch, "faults": faults}
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:
         raise SystemExit(__doc__)

@@ -9,7 +9,9 @@ reference), then asks this module:
   copied only when needed (``converted`` reuses a buffer the layer keeps);
 * :func:`elementwise` — all of the above for a flat elementwise kernel, plus
   the NumPy path for arrays too small for a kernel call to pay
-  (:data:`KERNEL_MIN_ELEMENTS`), output allocation and reshaping.
+  (:data:`KERNEL_MIN_ELEMENTS`), output allocation and reshaping;
+* :func:`kernel_targets` — a loss's labels or one-hot rows, kernel-ready and
+  checked in one kernel pass (the reference's check only for a suspect target).
 
 Serial or parallel: the choice belongs to :mod:`scratchprop.threads`. By its
 model, elementwise and per-row passes run on the calling thread (they are

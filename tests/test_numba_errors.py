@@ -209,10 +209,13 @@ def test_two_layer_net_hook_errors(case):
     assert_same_error(NET_CASES[case])
 
 
-def test_failed_fused_step_leaves_params_untouched():
+@pytest.mark.parametrize(
+    "t", [np.array([0, 5, 1]), np.array([[1.0, 0.0], [0.5, 0.4], [0.0, 1.0]])], ids=["label", "onehot"]
+)
+def test_failed_fused_step_leaves_params_untouched(t):
     net = _net(B)
     before = {k: v.copy() for k, v in net.params.items()}
     with pytest.raises(ValueError):
-        net.train_step(XN, np.array([0, 5, 1]), 0.1)
+        net.train_step(XN, t, 0.1)
     for k, v in before.items():
         np.testing.assert_array_equal(net.params[k], v)

@@ -36,45 +36,56 @@ __all__ = ["fill_uniform", "dropout_mask", "global_state", "rand_like_numpy", "N
 #: Words of key; the state view has ``N + 1`` (``pos`` last).
 N = 624
 _M = 397
-_MATRIX_A = np.uint64(0x9908B0DF)
-_UPPER = np.uint64(0x80000000)
-_LOWER = np.uint64(0x7FFFFFFF)
-_T1 = np.uint64(0x9D2C5680)
-_T2 = np.uint64(0xEFC60000)
+_MATRIX_A = np.uint32(0x9908B0DF)
+_UPPER = np.uint32(0x80000000)
+_LOWER = np.uint32(0x7FFFFFFF)
+_T1 = np.uint32(0x9D2C5680)
+_T2 = np.uint32(0xEFC60000)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
+_U32 = np.uint32
 _SCALE = 1.0 / 9007199254740992.0  # 2**-53: multiplying is exact, as NumPy's division
+
+# Numba widens integer arithmetic to 64 bits; every step here is cast back to uint32, so LLVM
+# keeps 32-bit lanes (eight words a vector, not four).
+
+
+@njit(**INLINE)
+def _mix(w, w1, wm):
+    """One word of the twist: ``wm ^ (y >> 1) ^ (y & 1) * MATRIX_A`` with ``y`` from ``w``, ``w1``."""
+    y = _U32((w & _UPPER) | (w1 & _LOWER))
+    return _U32(wm ^ _U32(y >> _U32(1)) ^ _U32(_U32(y & _U32(1)) * _MATRIX_A))
 
 
 @njit(**SERIAL)
 def _twist(key):
-    """``mt19937_gen``: NumPy's loop structure; Numba widens to uint64, the stores truncate."""
+    """``mt19937_gen``: NumPy's loop structure, in 32-bit arithmetic."""
     for i in range(N - _M):  # reads key[i + 1], key[i + M]: not yet rewritten
-        y = (np.uint64(key[i]) & _UPPER) | (np.uint64(key[i + 1]) & _LOWER)
-        key[i] = np.uint64(key[i + _M]) ^ (y >> np.uint64(1)) ^ ((y & np.uint64(1)) * _MATRIX_A)
+        key[i] = _mix(key[i], key[i + 1], key[i + _M])
     for i in range(N - _M, N - 1):  # reads key[i - 227]: rewritten 227 steps back
-        y = (np.uint64(key[i]) & _UPPER) | (np.uint64(key[i + 1]) & _LOWER)
-        key[i] = np.uint64(key[i + (_M - N)]) ^ (y >> np.uint64(1)) ^ ((y & np.uint64(1)) * _MATRIX_A)
-    y = (np.uint64(key[N - 1]) & _UPPER) | (np.uint64(key[0]) & _LOWER)
-    key[N - 1] = np.uint64(key[_M - 1]) ^ (y >> np.uint64(1)) ^ ((y & np.uint64(1)) * _MATRIX_A)
+        key[i] = _mix(key[i], key[i + 1], key[i + (_M - N)])
+    key[N - 1] = _mix(key[N - 1], key[0], key[_M - 1])
 
 
 @njit(**INLINE)
 def _temper(w):
-    y = np.uint64(w)
-    y ^= y >> np.uint64(11)
-    y ^= (y << np.uint64(7)) & _T1
-    y ^= (y << np.uint64(15)) & _T2
-    y ^= y >> np.uint64(18)
-    return y
+    y = _U32(w)
+    y = _U32(y ^ _U32(y >> _U32(11)))
+    y = _U32(y ^ _U32(_U32(y << _U32(7)) & _T1))
+    y = _U32(y ^ _U32(_U32(y << _U32(15)) & _T2))
+    return _U32(y ^ _U32(y >> _U32(18)))
 
 
 @njit(**INLINE)
 def _double(w0, w1):
-    """The double of the words ``w0, w1`` (untempered): ``(a * 2**26 + b) / 2**53``, exactly."""
-    a = _temper(w0) >> np.uint64(5)
-    b = _temper(w1) >> np.uint64(6)
-    return np.float64(np.int64((a << np.uint64(26)) | b)) * _SCALE  # < 2**53: exact in float64
+    """The double of the words ``w0, w1`` (untempered): ``(a * 2**26 + b) / 2**53``, as NumPy computes it.
+
+    ``a < 2**27`` and ``b < 2**26`` go through int32, whose conversion to float64 vectorises
+    (AVX2 has none from 64-bit integers); every step is exact, so the bits are NumPy's.
+    """
+    a = np.int32(_temper(w0) >> _U32(5))
+    b = np.int32(_temper(w1) >> _U32(6))
+    return (np.float64(a) * 67108864.0 + np.float64(b)) * _SCALE
 
 
 @njit(**INLINE)

@@ -5,7 +5,9 @@
     Three ``x @ W`` products (784x100 float64 ``W``, 627 KB) back to back,
     and after a pause: a sleep or a busy wait of 0.1, 1 and 10 ms. If a busy
     wait costs as much as a sleep, the slowdown is the cache losing ``W``
-    during the pause, not a thread pool falling asleep.
+    during the pause, not a thread pool falling asleep. A ``small.sum()`` of
+    100 floats and a short Python loop after the same pauses show how much of
+    it is not ``W`` at all: the code and the interpreter's own data re-read.
 ``NUMBA_THREADING_LAYER=omp python bench/probes.py regions``
     Numba's cost of a ``prange`` region under the chosen layer: an empty
     region, a ReLU pass serial and parallel (10k-1M elements), each back to
@@ -50,11 +52,25 @@ def cache():
         while time.perf_counter() < end:
             pass
 
-    print("3 x (784 @ 784x100), median of 300:")
-    print("  back to back      ", _us(three))
+    small = rng.random(100)
+
+    def tiny():  # 800 bytes of data: what a pause costs code that holds nothing in the cache
+        small.sum()
+
+    def python():
+        s = 0
+        for i in range(100):
+            s += i
+
+    print("median of 300, us:        3 x (784 @ 784x100) | small.sum() (100) | 100-step Python loop")
+    print("  back to back      ", _us(three), "|", _us(tiny), "|", _us(python))
     for s in (0.0001, 0.001, 0.01):
-        print(f"  after {s * 1e3:4g} ms sleep  ", _us(three, lambda: time.sleep(s)))
-        print(f"  after {s * 1e3:4g} ms busy   ", _us(three, lambda: busy(s)))
+        for how, wait in (("sleep", time.sleep), ("busy ", busy)):
+            print(
+                f"  after {s * 1e3:4g} ms {how}  ",
+                *(_us(fn, lambda: wait(s)) + " |" for fn in (three, tiny)),
+                _us(python, lambda: wait(s)),
+            )
 
 
 def regions():

@@ -23,6 +23,11 @@
     batch 32), timed right after ``net.gradient`` and on its own, on each backend's layers,
     with the page faults per step. Run it again with ``MALLOC_TRIM_THRESHOLD_=268435456
     MALLOC_MMAP_THRESHOLD_=33554432``: glibc then keeps freed memory for the next temporary.
+``python bench/probes.py products``
+    Issue 15's step, ``MultiLayerNetExtend(784, [100]*5, 10)`` with BatchNorm, Dropout and
+    Adam at batch 100 (float64), on each backend, against its matrix products alone through
+    NumPy (into preallocated arrays, interleaved in one process): the reference over the
+    products is the most any backend on NumPy's BLAS could reach.
 """
 
 import os
@@ -186,8 +191,58 @@ def faults(N=32, steps=2000):
         )
 
 
+def products(N=100, rounds=11):
+    import scratchprop
+
+    sizes = [784] + [100] * 5 + [10]
+    rng = np.random.default_rng(0)
+    Ws = [rng.random((a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    acts = [rng.random((N, a)) for a in sizes]
+    outs = (
+        [np.empty((N, b)) for b in sizes[1:]],
+        [np.empty(W.shape) for W in Ws],
+        [np.empty((N, a)) for a in sizes],
+    )
+
+    def floor(first_dx):  # forward, dW and dx of every Affine; the first layer's dx only with first_dx
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i], W, out=outs[0][i])
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i].T, acts[i + 1], out=outs[1][i])
+            if i or first_dx:
+                np.matmul(acts[i + 1], W.T, out=outs[2][i])
+
+    x, t = rng.random((N, 784)), rng.integers(0, 10, N)
+    steps = {"17 products": lambda: floor(True), "16 (no first dx)": lambda: floor(False)}
+    for backend in ("numpy", "numba"):
+        net = scratchprop.MultiLayerNetExtend(
+            784, [100] * 5, 10, backend=backend, seed=0, use_batchnorm=True, use_dropout=True
+        )
+        opt = getattr(scratchprop, backend).Adam(lr=0.001)
+        steps[backend] = lambda net=net, opt=opt: opt.update(net.params, net.gradient(x, t))
+    times = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, fn in steps.items():
+            times[k].append(median_us(fn, None, 40))
+    med = {k: np.median(v) for k, v in times.items()}
+    print(f"MultiLayerNetExtend 784-[100]x5-10, batchnorm, dropout, Adam, batch {N}, float64; median us:")
+    print("  " + " | ".join(f"{k} {v:7.1f}" for k, v in med.items()))
+    print(
+        f"  reference / numba {med['numpy'] / med['numba']:.2f}x; reference / its 17 products "
+        f"{med['numpy'] / med['17 products']:.2f}x; reference / numba's 16 "
+        f"{med['numpy'] / med['16 (no first dx)']:.2f}x (the ceiling); numba beyond its products "
+        f"{med['numba'] - med['16 (no first dx)']:.0f} us"
+    )
+
+
 if __name__ == "__main__":
-    probes = {"cache": cache, "regions": regions, "dispatch": dispatch, "faults": faults}
+    probes = {
+        "cache": cache,
+        "regions": regions,
+        "dispatch": dispatch,
+        "faults": faults,
+        "products": products,
+    }
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:
         raise SystemExit(__doc__)

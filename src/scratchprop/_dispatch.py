@@ -28,6 +28,7 @@ from .kernels import softmax_loss as _K_sl
 
 __all__ = [
     "KERNEL_MIN_ELEMENTS",
+    "C_WRITEABLE",
     "worth_a_kernel",
     "kernel_dtype",
     "own_dtype",
@@ -39,6 +40,7 @@ __all__ = [
 
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
+C_WRITEABLE = 0x0401  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, bits of ndarray.flags.num
 
 #: Elementwise arrays below this many elements run NumPy code. Model: a kernel call costs a
 #: few microseconds more than one ufunc call (Numba's argument typing, flattening, the outputs)

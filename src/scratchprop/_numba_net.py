@@ -50,7 +50,6 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _INTP = np.dtype(np.intp)
 _ND = np.ndarray
-_C_WRITEABLE = 0x0401  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, bits of ndarray.flags.num
 _KEYS = ("W1", "b1", "W2", "b2")
 _LAYER_NAMES = ("Affine1", "Relu1", "Affine2")
 _LOSS, _PREDICT = TwoLayerNet.loss, TwoLayerNet.predict
@@ -193,7 +192,7 @@ def _prepare_common(net, x, t, lr):
     ):
         return None
     flags = W1.flags.num & b1.flags.num & W2.flags.num & b2.flags.num & x.flags.num & t.flags.num
-    if flags & _C_WRITEABLE != _C_WRITEABLE or not _standard(net, W1, b1, W2, b2):
+    if flags & _d.C_WRITEABLE != _d.C_WRITEABLE or not _standard(net, W1, b1, W2, b2):
         return None
     return x.shape, x, x, t, check.NO_T[dt], t, None, dt, W1, b1, W2, b2
 

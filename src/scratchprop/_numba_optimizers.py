@@ -18,15 +18,18 @@ from .kernels import optim as _K
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
 
+_CW = _d.C_WRITEABLE
+
+
 def _fused(kernel, p, g, state, *scalars):
     """Run ``kernel(p, g, *state, *scalars)`` on flat views and return True, if all can take it."""
     if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
         return False
     dt = _d.own_dtype(p)
-    if dt is None or g.dtype != dt or not p.flags.c_contiguous or not p.flags.writeable:
+    if dt is None or g.dtype != dt or p.flags.num & _CW != _CW:
         return False
     for a in state:
-        if a.dtype != dt or not a.flags.c_contiguous or not a.flags.writeable:
+        if a.dtype != dt or a.flags.num & _CW != _CW:
             return False
     kernel(p.reshape(-1), _d.as_c(g, dt).reshape(-1), *[a.reshape(-1) for a in state], *scalars)
     return True

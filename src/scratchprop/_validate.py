@@ -333,9 +333,11 @@ def optimizer_step(where, params, grads):
                 f"{where}: params[{key!r}] must be a float ndarray or a real number, got {type(p).__name__}"
             )
         g = grads[key]
-        if np.asarray(g).dtype.kind not in "biuf":
+        # attributes where both are arrays (the usual case, ~1 us a parameter saved)
+        g_arr = g if type(g) is np.ndarray else np.asarray(g)
+        if g_arr.dtype.kind not in "biuf":
             raise TypeError(f"{where}: grads[{key!r}] must be real numeric, got {_desc(g)}")
-        if np.shape(g) != np.shape(p):
+        if g_arr.shape != (p.shape if type(p) is np.ndarray else np.shape(p)):
             raise ValueError(
                 f"{where}: grads[{key!r}] has shape {np.shape(g)}, params[{key!r}] has shape {np.shape(p)}"
             )

@@ -23,10 +23,11 @@ a call is far less work than a parallel region needs to pay for
 import numpy as np
 from numba import njit
 
-from .config import SERIAL, guard_cache
+from .config import INLINE, SERIAL, guard_cache
 
 __all__ = [
     "forward_train",
+    "act_backward",
     "forward_test",
     "backward",
     "running_update",
@@ -38,11 +39,15 @@ __all__ = [
 
 
 @njit(**SERIAL)
-def forward_train(x, gamma, beta, eps, out, xc, xn, std, mu, var):
+def forward_train(x, gamma, beta, eps, out, xc, xn, std, mu, var, keep, rmask):
     """``x (N, D), gamma (D,), beta (D,), eps -> out, xc, xn (N, D); std, mu, var (D,)``; returns ``out``.
 
     ``mu = mean(x)``, ``xc = x - mu``, ``var = mean(xc**2)``, ``std = sqrt(var + eps)``,
     ``xn = xc / std``, ``out = gamma * xn + beta`` (means over the rows), in three passes.
+
+    With ``rmask`` (``N * D`` bools, flat; size 0: none), a net's Relu (and Dropout) after it
+    run in the last pass: ``rmask = out <= 0``, ``out = where(rmask, 0, out)``, then with
+    ``keep`` (the Dropout's mask, given) ``out = out * keep``: the layers' own kernels' bits.
     """
     N, D = x.shape
     t = x.dtype.type
@@ -70,6 +75,41 @@ def forward_train(x, gamma, beta, eps, out, xc, xn, std, mu, var):
             z = xc[i, j] / std[j]
             xn[i, j] = z
             out[i, j] = gamma[j] * z + beta[j]
+        if rmask.shape[0]:  # the row again while in cache, in loops of their own (they vectorise)
+            _relu_dropout_row(
+                out[i], rmask[i * D : (i + 1) * D], keep[i * D : (i + 1) * D] if keep.shape[0] else keep
+            )
+    return out
+
+
+@njit(**INLINE)
+def _relu_dropout_row(row, rmask, keep):
+    """The Relu's forward over ``row`` in place (``rmask = row <= 0``), then the Dropout's product
+    by ``keep`` (size 0: none), as those layers' kernels compute them."""
+    one, zero = row.dtype.type(1), row.dtype.type(0)
+    for j in range(row.shape[0]):
+        v = row[j]
+        m = v <= 0  # NaN is not <= 0: it passes, as in the Relu
+        rmask[j] = m
+        row[j] = zero if m else v
+    if keep.shape[0]:
+        for j in range(row.shape[0]):
+            row[j] = row[j] * (one if keep[j] else zero)  # v * 0: the Dropout's product
+
+
+@njit(**SERIAL)
+def act_backward(dout, keep, rmask, out):
+    """``dout (n,), keep (n,) or (0,), rmask (n,) -> out (n,)``: the backwards of the Dropout (by
+    ``keep``; size 0: none) and the Relu (``rmask``) that :func:`forward_train` fused, in one pass;
+    returns ``out``, the gradient for :func:`backward`."""
+    one, zero = dout.dtype.type(1), dout.dtype.type(0)
+    if keep.shape[0]:  # one loop each way: no branch on the random mask inside (LLVM selects)
+        for j in range(dout.shape[0]):
+            v = dout[j] * (one if keep[j] else zero)
+            out[j] = zero if rmask[j] else v
+    else:
+        for j in range(dout.shape[0]):
+            out[j] = zero if rmask[j] else dout[j]
     return out
 
 

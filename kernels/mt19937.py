@@ -130,12 +130,16 @@ def fill_uniform(state, out):
 
 @njit(**INLINE)
 def _dropout_block(key, pos, x, ratio, out, mask, i, take):
-    one = x.dtype.type(1)
-    zero = x.dtype.type(0)
+    one = out.dtype.type(1)
+    zero = out.dtype.type(0)
     k = key[pos : pos + 2 * take]
+    ms = mask[i : i + take]
+    if x.shape[0] == 0:  # the mask alone
+        for j in range(np.uint64(take)):
+            ms[j] = _double(k[_TWO * j], k[_TWO * j + _ONE]) > ratio
+        return
     xs = x[i : i + take]
     o = out[i : i + take]
-    ms = mask[i : i + take]
     for j in range(np.uint64(take)):
         m = _double(k[_TWO * j], k[_TWO * j + _ONE]) > ratio
         ms[j] = m
@@ -146,7 +150,8 @@ def _dropout_block(key, pos, x, ratio, out, mask, i, take):
 def _dropout_block_one(w0, w1, x, ratio, out, mask, i):
     m = _double(w0, w1) > ratio
     mask[i] = m
-    out[i] = x[i] * (x.dtype.type(1) if m else x.dtype.type(0))
+    if x.shape[0]:
+        out[i] = x[i] * (out.dtype.type(1) if m else out.dtype.type(0))
 
 
 @njit(**SERIAL)
@@ -155,12 +160,12 @@ def dropout_mask(state, x, ratio, out, mask):
 
     ``x``/``out`` float32 or float64 (one dtype); ``ratio`` compared in float64,
     as NumPy compares the float64 draws. ``state`` advances as in :func:`fill_uniform`;
-    no float64 draws are stored.
+    no float64 draws are stored. With ``x`` and ``out`` of size 0, the mask alone.
     """
     key = state[:N]
     pos = np.int64(state.view(np.int32)[N])
     r = np.float64(ratio)
-    n = x.shape[0]
+    n = mask.shape[0]
     i = 0
     while i < n:
         if pos == N:

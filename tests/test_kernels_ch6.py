@@ -124,13 +124,14 @@ def test_dropout_negative_zero_and_nan(dt):
 # --- batchnorm -------------------------------------------------------------------------------------
 
 EPS = 10e-7  # the book's
+NO = np.empty(0, bool)  # a BatchNormalization kernel's "no Relu / Dropout after it"
 
 
 def _bn_forward(x, gamma, beta, eps=EPS):
     N, D = x.shape
     dt = x.dtype
     outs = tuple(np.empty((N, D), dt) for _ in range(3)) + tuple(np.empty(D, dt) for _ in range(3))
-    assert K_bn.forward_train(x, gamma, beta, eps, *outs) is outs[0]
+    assert K_bn.forward_train(x, gamma, beta, eps, *outs, NO, NO) is outs[0]
     return outs  # out, xc, xn, std, mu, var
 
 
@@ -332,7 +333,7 @@ def test_deterministic(rng, dt):
     twice(K_do.forward_train, flat, r, 0.5, outs=[flat, np.empty(flat.size, bool)])
     twice(K_do.backward, dflat, r > 0.5, outs=[flat])
     bn_outs = [x, x, x, gamma, gamma, gamma]
-    twice(K_bn.forward_train, x, gamma, beta, EPS, outs=bn_outs)
+    twice(lambda *a: K_bn.forward_train(*a, NO, NO), x, gamma, beta, EPS, outs=bn_outs)
     _, xc, xn, std, _, _ = _bn_forward(x, gamma, beta)
     twice(K_bn.backward, d, gamma, xc, xn, std, outs=[x, gamma, gamma])
     for name in OPTIMIZERS:

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _dispatch as _d
 from . import _numpy_ch6 as _ref
+from ._numba_layers import Relu as _Relu
 from .kernels import batchnorm as _K_bn
 from .kernels import dropout as _K_do
 from .kernels import mt19937 as _K_mt
@@ -29,6 +30,7 @@ __all__ = ["Sigmoid", "Dropout", "BatchNormalization"]
 
 _BOOL = np.dtype(np.bool_)
 _EPS = 10e-7  # the book's eps, as the reference writes it
+_NO_MASK = np.empty(0, _BOOL)  # a BatchNormalization kernel's "no Relu / Dropout after it"
 
 
 class Sigmoid(_ref.Sigmoid):
@@ -123,7 +125,60 @@ class Dropout(_ref.Dropout):
 
 class BatchNormalization(_ref.BatchNormalization):
     """Batch normalization as the book has it; mean, variance and normalisation in three fused
-    passes, the backward's reductions in three more."""
+    passes, the backward's reductions in three more.
+
+    In a net, the Relu (and Dropout) after it can run inside those passes
+    (:meth:`forward_fused` / :meth:`backward_fused`, through ``LayerNet``): in training, from
+    :data:`scratchprop._dispatch.KERNEL_MIN_ELEMENTS` values, where the layers' own kernels
+    run. The layers are left as their own forwards leave them (the Relu's and the Dropout's
+    ``mask``, the same draws from ``np.random``) and the results are their bits.
+    """
+
+    _fuse = ()  # the layers forward_fused asks _forward to take in; None once it has
+
+    def fuses_with(self, following):
+        """How many of ``following`` (a net's next layers) :meth:`forward_fused` takes: 2 for this
+        backend's Relu then Dropout, 1 for the Relu alone, else 0."""
+        if not following or type(following[0]) is not _Relu:
+            return 0
+        return 2 if len(following) > 1 and type(following[1]) is Dropout else 1
+
+    def forward_fused(self, x, layers, train_flg=True):
+        """The forwards of this layer and ``layers`` (see :meth:`fuses_with`), in turn."""
+        self._fuse = layers if train_flg else ()
+        try:
+            out = self.forward(x, train_flg)
+        finally:
+            fused, self._fuse = self._fuse is None, ()
+        if not fused:  # this call took the layers' own code
+            for layer in layers:
+                out = layer.forward(out, train_flg) if type(layer) is Dropout else layer.forward(out)
+        return out
+
+    def backward_fused(self, dout, layers, need_dx=True):
+        """The backwards of ``layers`` and this layer, in turn; one kernel pass where the layers'
+        state is what :meth:`forward_fused` leaves (read as it is now: a mask set since counts)."""
+        relu, drop = layers[0], (layers[1] if len(layers) > 1 else None)
+        rmask = relu.mask
+        keep = drop.mask if drop is not None else None
+        dt = self.xc.dtype if self._last_train and self.xc is not None else None
+        if (
+            type(dout) is np.ndarray
+            and dt is not None
+            and dout.dtype == dt
+            and self.gamma.dtype == dt
+            and dout.shape == self.input_shape
+            and _is_mask(rmask, dout.shape)
+            and (drop is None or (drop._last_train and _is_mask(keep, dout.shape)))
+        ):
+            k = _NO_MASK if drop is None else keep.reshape(-1)
+            d = _K_bn.act_backward(
+                _d.as_c(dout, dt).reshape(-1), k, rmask.reshape(-1), np.empty(dout.size, dt)
+            )
+            return self._backward(d.reshape(self.xc.shape)).reshape(self.input_shape)
+        for layer in reversed(layers):  # also every error
+            dout = layer.backward(dout)
+        return self.backward(dout)
 
     def _forward(self, x, train_flg):
         # the reference takes the statistics in x's dtype: the kernels need gamma and beta in it too
@@ -146,12 +201,35 @@ class BatchNormalization(_ref.BatchNormalization):
             )
         out, xc, xn = np.empty((N, D), dt), np.empty((N, D), dt), np.empty((N, D), dt)
         std, mu, var = np.empty(D, dt), np.empty(D, dt), np.empty(D, dt)
-        _K_bn.forward_train(xk, gamma, beta, _EPS, out, xc, xn, std, mu, var)
+        layers = self._fuse if x.size >= _d.KERNEL_MIN_ELEMENTS else ()
+        if layers:
+            self._forward_act(xk, gamma, beta, (out, xc, xn, std, mu, var), layers)
+        else:
+            _K_bn.forward_train(xk, gamma, beta, _EPS, out, xc, xn, std, mu, var, _NO_MASK, _NO_MASK)
         self.batch_size, self.xc, self.xn, self.std = N, xc, xn, std
         m = self.momentum  # rebound, as in the reference
         self.running_mean = _K_bn.running_update(rm, mu, m, np.empty(D, np.result_type(rm, mu)))
         self.running_var = _K_bn.running_update(rv, var, m, np.empty(D, np.result_type(rv, var)))
         return out
+
+    def _forward_act(self, xk, gamma, beta, outs, layers):
+        """The training forward with the Relu and Dropout ``layers`` after it in its last pass."""
+        relu, drop = layers[0], (layers[1] if len(layers) > 1 else None)
+        rmask = np.empty(xk.size, _BOOL)
+        keep = _NO_MASK
+        if drop is not None:
+            try:
+                lock, state = _K_mt.global_state()
+            except TypeError:  # not the book's generator: the layers' own code draws
+                _K_bn.forward_train(xk, gamma, beta, _EPS, *outs, _NO_MASK, _NO_MASK)
+                return
+            keep = np.empty(xk.size, _BOOL)
+            with lock:  # np.random.rand(*shape) > ratio: the Dropout's very draws
+                _K_mt.dropout_mask(state, xk.reshape(-1)[:0], drop.dropout_ratio, xk.reshape(-1)[:0], keep)
+            drop.mask, drop._last_train = keep.reshape(self.input_shape), True
+        _K_bn.forward_train(xk, gamma, beta, _EPS, *outs, keep, rmask)
+        relu._out, relu._mask, relu._pending = None, rmask.reshape(self.input_shape), None
+        self._fuse = None  # done: forward_fused does not run the layers again
 
     def _backward(self, dout):
         dt = self.xc.dtype
@@ -164,6 +242,10 @@ class BatchNormalization(_ref.BatchNormalization):
         )
         self.dgamma, self.dbeta = dgamma, dbeta
         return dx
+
+
+def _is_mask(m, shape):
+    return type(m) is np.ndarray and m.dtype == _BOOL and m.shape == shape
 
 
 def _fits(running, dt):

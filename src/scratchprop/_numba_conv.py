@@ -154,8 +154,9 @@ class Convolution(_ref.Convolution):
             return 0
         return 2 if len(following) > 1 and _poolable(following[1]) else 1
 
-    def forward_fused(self, x, layers):
-        """:meth:`forward_relu` or :meth:`forward_relu_pool` over ``layers`` (see :meth:`fuses_with`)."""
+    def forward_fused(self, x, layers, train_flg=False):
+        """:meth:`forward_relu` or :meth:`forward_relu_pool` over ``layers`` (see :meth:`fuses_with`;
+        none of them takes ``train_flg``)."""
         return self.forward_relu(x, *layers) if len(layers) == 1 else self.forward_relu_pool(x, *layers)
 
     def backward_fused(self, dout, layers, need_dx=True):

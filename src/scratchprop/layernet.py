@@ -46,7 +46,8 @@ def takes_train_flg(layer):
 def _groups(layers):
     """``[(i, n), ...]``: layer ``i`` takes the ``n`` layers after it into its own passes
     (``forward_fused`` / ``backward_fused``, when its ``fuses_with`` says so: Numba's Convolution
-    and the Relu, or Relu and Pooling, after it); ``n = 0`` for a layer on its own."""
+    and the Relu, or Relu and Pooling, after it; its BatchNormalization and the Relu, or Relu and
+    Dropout, after it); ``n = 0`` for a layer on its own."""
     groups, i = [], 0
     while i < len(layers):
         fuses = getattr(layers[i], "fuses_with", None)
@@ -88,7 +89,7 @@ class LayerNet:
         for i, n in _groups(layers):
             layer = layers[i]
             if n:  # e.g. Numba's Convolution + Relu + Pooling: one pass
-                x = layer.forward_fused(x, layers[i + 1 : i + 1 + n])
+                x = layer.forward_fused(x, layers[i + 1 : i + 1 + n], train_flg)
             else:
                 x = layer.forward(x, train_flg) if takes_train_flg(layer) else layer.forward(x)
         return x

@@ -23,9 +23,9 @@
     batch 32), timed right after ``net.gradient`` and on its own, on each backend's layers,
     with the page faults per step. Run it again with ``MALLOC_TRIM_THRESHOLD_=268435456
     MALLOC_MMAP_THRESHOLD_=33554432``: glibc then keeps freed memory for the next temporary.
-``python bench/probes.py products``
+``python bench/probes.py products [batch]``
     Issue 15's step, ``MultiLayerNetExtend(784, [100]*5, 10)`` with BatchNorm, Dropout and
-    Adam at batch 100 (float64), on each backend, against its matrix products alone through
+    Adam at batch 100 or ``batch`` (float64), on each backend, against its matrix products alone through
     NumPy (into preallocated arrays, interleaved in one process): the reference over the
     products is the most any backend on NumPy's BLAS could reach.
 """
@@ -246,4 +246,4 @@ if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:
         raise SystemExit(__doc__)
-    probes[which]()
+    probes[which](*(int(a) for a in sys.argv[2:]))

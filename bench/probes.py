@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Two small probes behind ``scratchprop.threads`` (see ``bench/THREADS.md``).
+"""Small probes behind ``scratchprop.threads`` and the speed notes (see ``bench/THREADS.md``).
 
 ``python bench/probes.py cache``
     Three ``x @ W`` products (784x100 float64 ``W``, 627 KB) back to back,
@@ -23,6 +23,11 @@
     batch 32), timed right after ``net.gradient`` and on its own, on each backend's layers,
     with the page faults per step. Run it again with ``MALLOC_TRIM_THRESHOLD_=268435456
     MALLOC_MMAP_THRESHOLD_=33554432``: glibc then keeps freed memory for the next temporary.
+``python bench/probes.py layers [name ...]``
+    Each layer of ``scratchprop.layer_table`` (or those named), forward + backward in training
+    mode, float64, at the layer benchmarks' batches, reference and Numba layer interleaved round
+    by round in one process (pytest-benchmark times each case on its own, seconds apart: at a
+    few microseconds a call, the VM's swings between the two decide the ratio).
 ``python bench/probes.py products [batch]``
     Issue 15's step, ``MultiLayerNetExtend(784, [100]*5, 10)`` with BatchNorm, Dropout and
     Adam at batch 100 or ``batch`` (float64), on each backend, against its matrix products alone through
@@ -191,6 +196,45 @@ def faults(N=32, steps=2000):
         )
 
 
+def layers(*names, rounds=15):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import scratchprop.numba as NB
+    import scratchprop.numpy as NP
+    from bench.cases import LAYER_BATCHES
+    from scratchprop.layer_table import LAYERS
+
+    print("float64, forward + backward, median us per call of", rounds, "interleaved rounds")
+    print("layer batch: reference | numba | reference / numba")
+    for s in LAYERS:
+        if names and s.name not in names:
+            continue
+        for N in LAYER_BATCHES:
+            shape, steps = s.bench_shape(N), []
+            if len(shape) == 4 and N > 1000:  # images: issue 16's range is 1-1000 (a call here takes seconds)
+                continue
+            for M in (NP, NB):
+                rng = np.random.default_rng(0)
+                layer = s.make(M, rng, np.float64, shape)
+                args = s.inputs(rng, np.float64, shape)
+                out = layer.forward(*args, **s.modes[0])
+                dout = 1 if s.loss else rng.standard_normal(np.shape(out))
+
+                def step(layer=layer, args=args, dout=dout):
+                    layer.forward(*args, **s.modes[0])
+                    layer.backward(dout)
+
+                steps.append(step)
+            t0 = time.perf_counter()
+            steps[0](), steps[1]()
+            n = max(3, min(300, int(0.01 / max(time.perf_counter() - t0, 1e-7))))  # ~10 ms a round
+            times = [[], []]
+            for _ in range(rounds):
+                for k in (0, 1):
+                    times[k].append(median_us(steps[k], None, n))
+            ref, nb = np.median(times[0]), np.median(times[1])
+            print(f"{s.name:18s} {N:5d}: {ref:9.1f} | {nb:9.1f} | {ref / nb:5.2f}", flush=True)
+
+
 def products(N=100, rounds=11):
     import scratchprop
 
@@ -242,8 +286,9 @@ if __name__ == "__main__":
         "dispatch": dispatch,
         "faults": faults,
         "products": products,
+        "layers": layers,
     }
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:
         raise SystemExit(__doc__)
-    probes[which](*(int(a) for a in sys.argv[2:]))
+    probes[which](*(a if which == "layers" else int(a) for a in sys.argv[2:]))

@@ -25,6 +25,7 @@ generator; hold ``lock`` while a kernel runs, as NumPy does::
 """
 
 import ctypes
+import sys
 
 import numpy as np
 from numba import njit
@@ -45,6 +46,7 @@ _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _U32 = np.uint32
 _SCALE = 1.0 / 9007199254740992.0  # 2**-53: multiplying is exact, as NumPy's division
+_LOW_FIRST = sys.byteorder == "little"  # a uint64 view of two words holds the first in its low half
 
 # Numba widens integer arithmetic to 64 bits; every step here is cast back to uint32, so LLVM
 # keeps 32-bit lanes (eight words a vector, not four).
@@ -89,12 +91,35 @@ def _double(w0, w1):
 
 
 @njit(**INLINE)
-def _block(key, pos, out, i, take):
-    """``out[i:i + take]`` from ``key[pos:pos + 2 * take]`` (no twist inside)."""
+def _pairs(key, pos, take, tw):
+    """The words ``key[pos:pos + 2 * take]`` tempered into ``tw``, as ``take`` uint64 pairs.
+
+    Tempering in a loop of its own, then reading each pair as one uint64, lets both loops
+    vectorise (reading the two words of a pair from the key directly, a stride of two, does not).
+    """
     k = key[pos : pos + 2 * take]
+    for j in range(np.uint64(2 * take)):  # unsigned: no negative-index wraparound
+        tw[j] = _temper(k[j])
+    return tw.view(np.uint64)[:take]
+
+
+@njit(**INLINE)
+def _pair_double(w):
+    """The double of a tempered pair (:func:`_pairs`), as :func:`_double` computes it."""
+    lo, hi = _U32(w), _U32(w >> np.uint64(32))
+    first, second = (lo, hi) if _LOW_FIRST else (hi, lo)
+    a = np.int32(first >> _U32(5))
+    b = np.int32(second >> _U32(6))
+    return (np.float64(a) * 67108864.0 + np.float64(b)) * _SCALE
+
+
+@njit(**INLINE)
+def _block(key, pos, out, i, take, tw):
+    """``out[i:i + take]`` from ``key[pos:pos + 2 * take]`` (no twist inside)."""
+    w = _pairs(key, pos, take, tw)
     o = out[i : i + take]
-    for j in range(np.uint64(take)):  # unsigned: no negative-index wraparound, the loop vectorises
-        o[j] = _double(k[_TWO * j], k[_TWO * j + _ONE])
+    for j in range(np.uint64(take)):
+        o[j] = _pair_double(w[j])
 
 
 @njit(**SERIAL)
@@ -106,6 +131,7 @@ def fill_uniform(state, out):
     """
     key = state[:N]
     pos = np.int64(state.view(np.int32)[N])
+    tw = np.empty(N, np.uint32)  # a block's tempered words
     n = out.shape[0]
     i = 0
     while i < n:
@@ -121,7 +147,7 @@ def fill_uniform(state, out):
             i += 1
             continue
         take = min(n - i, avail // 2)
-        _block(key, pos, out, i, take)
+        _block(key, pos, out, i, take, tw)
         pos += 2 * take
         i += take
     state[N] = np.uint32(pos)
@@ -129,19 +155,19 @@ def fill_uniform(state, out):
 
 
 @njit(**INLINE)
-def _dropout_block(key, pos, x, ratio, out, mask, i, take):
+def _dropout_block(key, pos, x, ratio, out, mask, i, take, tw):
     one = out.dtype.type(1)
     zero = out.dtype.type(0)
-    k = key[pos : pos + 2 * take]
+    w = _pairs(key, pos, take, tw)
     ms = mask[i : i + take]
     if x.shape[0] == 0:  # the mask alone
         for j in range(np.uint64(take)):
-            ms[j] = _double(k[_TWO * j], k[_TWO * j + _ONE]) > ratio
+            ms[j] = _pair_double(w[j]) > ratio
         return
     xs = x[i : i + take]
     o = out[i : i + take]
     for j in range(np.uint64(take)):
-        m = _double(k[_TWO * j], k[_TWO * j + _ONE]) > ratio
+        m = _pair_double(w[j]) > ratio
         ms[j] = m
         o[j] = xs[j] * (one if m else zero)  # x * 0, not 0: -0.0 and NaN as in NumPy
 
@@ -165,6 +191,7 @@ def dropout_mask(state, x, ratio, out, mask):
     key = state[:N]
     pos = np.int64(state.view(np.int32)[N])
     r = np.float64(ratio)
+    tw = np.empty(N, np.uint32)  # a block's tempered words
     n = mask.shape[0]
     i = 0
     while i < n:
@@ -180,7 +207,7 @@ def dropout_mask(state, x, ratio, out, mask):
             i += 1
             continue
         take = min(n - i, avail // 2)
-        _dropout_block(key, pos, x, r, out, mask, i, take)
+        _dropout_block(key, pos, x, r, out, mask, i, take, tw)
         pos += 2 * take
         i += take
     state[N] = np.uint32(pos)

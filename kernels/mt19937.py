@@ -42,8 +42,6 @@ _UPPER = np.uint32(0x80000000)
 _LOWER = np.uint32(0x7FFFFFFF)
 _T1 = np.uint32(0x9D2C5680)
 _T2 = np.uint32(0xEFC60000)
-_ONE = np.uint64(1)
-_TWO = np.uint64(2)
 _U32 = np.uint32
 _SCALE = 1.0 / 9007199254740992.0  # 2**-53: multiplying is exact, as NumPy's division
 _LOW_FIRST = sys.byteorder == "little"  # a uint64 view of two words holds the first in its low half

@@ -77,15 +77,21 @@ def _temper(w):
 
 
 @njit(**INLINE)
-def _double(w0, w1):
-    """The double of the words ``w0, w1`` (untempered): ``(a * 2**26 + b) / 2**53``, as NumPy computes it.
+def _to_double(first, second):
+    """The double of two tempered words: ``(a * 2**26 + b) / 2**53``, as NumPy computes it.
 
     ``a < 2**27`` and ``b < 2**26`` go through int32, whose conversion to float64 vectorises
     (AVX2 has none from 64-bit integers); every step is exact, so the bits are NumPy's.
     """
-    a = np.int32(_temper(w0) >> _U32(5))
-    b = np.int32(_temper(w1) >> _U32(6))
+    a = np.int32(first >> _U32(5))
+    b = np.int32(second >> _U32(6))
     return (np.float64(a) * 67108864.0 + np.float64(b)) * _SCALE
+
+
+@njit(**INLINE)
+def _double(w0, w1):
+    """The double of the words ``w0, w1`` (untempered)."""
+    return _to_double(_temper(w0), _temper(w1))
 
 
 @njit(**INLINE)
@@ -103,12 +109,9 @@ def _pairs(key, pos, take, tw):
 
 @njit(**INLINE)
 def _pair_double(w):
-    """The double of a tempered pair (:func:`_pairs`), as :func:`_double` computes it."""
+    """The double of a tempered pair (:func:`_pairs`)."""
     lo, hi = _U32(w), _U32(w >> np.uint64(32))
-    first, second = (lo, hi) if _LOW_FIRST else (hi, lo)
-    a = np.int32(first >> _U32(5))
-    b = np.int32(second >> _U32(6))
-    return (np.float64(a) * 67108864.0 + np.float64(b)) * _SCALE
+    return _to_double(lo, hi) if _LOW_FIRST else _to_double(hi, lo)
 
 
 @njit(**INLINE)

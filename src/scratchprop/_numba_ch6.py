@@ -201,35 +201,35 @@ class BatchNormalization(_ref.BatchNormalization):
             )
         out, xc, xn = np.empty((N, D), dt), np.empty((N, D), dt), np.empty((N, D), dt)
         std, mu, var = np.empty(D, dt), np.empty(D, dt), np.empty(D, dt)
-        layers = self._fuse if x.size >= _d.KERNEL_MIN_ELEMENTS else ()
-        if layers:
-            self._forward_act(xk, gamma, beta, (out, xc, xn, std, mu, var), layers)
-        else:
-            _K_bn.forward_train(xk, gamma, beta, _EPS, out, xc, xn, std, mu, var, _NO_MASK, _NO_MASK)
+        masks = self._act_masks(N * D) if self._fuse and N * D >= _d.KERNEL_MIN_ELEMENTS else None
+        _K_bn.forward_train(
+            xk, gamma, beta, _EPS, out, xc, xn, std, mu, var, *(masks or (_NO_MASK, _NO_MASK))
+        )
         self.batch_size, self.xc, self.xn, self.std = N, xc, xn, std
         m = self.momentum  # rebound, as in the reference
         self.running_mean = _K_bn.running_update(rm, mu, m, np.empty(D, np.result_type(rm, mu)))
         self.running_var = _K_bn.running_update(rv, var, m, np.empty(D, np.result_type(rv, var)))
         return out
 
-    def _forward_act(self, xk, gamma, beta, outs, layers):
-        """The training forward with the Relu and Dropout ``layers`` after it in its last pass."""
-        relu, drop = layers[0], (layers[1] if len(layers) > 1 else None)
-        rmask = np.empty(xk.size, _BOOL)
+    def _act_masks(self, n):
+        """``(keep, rmask)`` for :func:`forward_train` to run the Relu and Dropout that
+        :meth:`forward_fused` passed in its last pass, the layers left as their forwards leave
+        them; ``None`` when the global generator is not the book's MT19937 (their own code draws)."""
+        relu, drop = self._fuse[0], (self._fuse[1] if len(self._fuse) > 1 else None)
         keep = _NO_MASK
         if drop is not None:
             try:
                 lock, state = _K_mt.global_state()
-            except TypeError:  # not the book's generator: the layers' own code draws
-                _K_bn.forward_train(xk, gamma, beta, _EPS, *outs, _NO_MASK, _NO_MASK)
-                return
-            keep = np.empty(xk.size, _BOOL)
+            except TypeError:
+                return None
+            keep, none = np.empty(n, _BOOL), np.empty(0, self.gamma.dtype)
             with lock:  # np.random.rand(*shape) > ratio: the Dropout's very draws
-                _K_mt.dropout_mask(state, xk.reshape(-1)[:0], drop.dropout_ratio, xk.reshape(-1)[:0], keep)
+                _K_mt.dropout_mask(state, none, drop.dropout_ratio, none, keep)
             drop.mask, drop._last_train = keep.reshape(self.input_shape), True
-        _K_bn.forward_train(xk, gamma, beta, _EPS, *outs, keep, rmask)
+        rmask = np.empty(n, _BOOL)  # filled by the kernel
         relu._out, relu._mask, relu._pending = None, rmask.reshape(self.input_shape), None
         self._fuse = None  # done: forward_fused does not run the layers again
+        return keep, rmask
 
     def _backward(self, dout):
         dt = self.xc.dtype

@@ -20,6 +20,8 @@ long BLAS-free loop takes ``parallel=threads.parallel_region(n, *_MIN_ELEMENTS)`
 as an argument, so no threshold is frozen into the Numba cache.
 """
 
+import sys
+
 import numpy as np
 
 from . import _validate as check
@@ -34,6 +36,7 @@ __all__ = [
     "own_dtype",
     "as_c",
     "converted",
+    "spare",
     "elementwise",
     "kernel_targets",
 ]
@@ -86,6 +89,63 @@ def converted(x, dt, buf):
         buf = np.empty(x.shape, dt)
     np.copyto(buf, x, casting="unsafe")
     return buf
+
+
+def spare(held, shape, dt, mine=None):
+    """An uninitialised ``shape``/``dt`` array for a layer's output: one of ``held`` (the layer's
+    list of arrays it made) that nothing else references any more, else a new one that joins
+    ``held`` (which keeps the last two). ``mine`` is the layer attribute the result will replace
+    (``self.dW``): that reference does not count.
+
+    Why: a fresh array of a few hundred KB each step lands on pages that glibc gave back at the
+    end of the last step, and faulting them in costs more than the pass that fills them
+    (``bench/THREADS.md``, "What the allocator costs"). An array that only ``held`` references
+    cannot be seen by anyone when it is overwritten; one a caller still holds (the last step's
+    gradients, a view) is left alone, so two alternate in the book's training loop.
+    """
+    for a in held:
+        if _refs(a) == _BASE[a is mine] and a.shape == shape and a.dtype == dt:
+            return a
+    a = np.empty(shape, dt)
+    held.append(a)
+    if len(held) > 2:
+        del held[0]
+    return a
+
+
+def _refs(a):
+    return sys.getrefcount(a)
+
+
+def _free_counts():
+    """What :func:`_refs` reads inside :func:`spare` for an array that only ``held`` holds, and for
+    one that is also ``mine``: measured through ``spare`` itself on this interpreter, not assumed."""
+    global _refs
+    real, seen = _refs, []
+
+    def refs(a):  # the same frame as _refs: one argument, then getrefcount's
+        seen.append(sys.getrefcount(a))
+        return -1
+
+    class Box:
+        pass
+
+    _refs = refs
+    try:
+        for as_mine in (False, True):
+            box = Box()
+            box.attr = np.empty(1)
+            held = [box.attr]
+            if not as_mine:
+                box.attr = None
+            spare(held, (1,), F64, box.attr)
+    finally:
+        _refs = real
+    return tuple(seen)
+
+
+_BASE = (0, 0)
+_BASE = _free_counts()
 
 
 def _flat(a, dt=None):

@@ -51,6 +51,7 @@ class Affine:
         self.db = None
         self._xk = None  # (x as given, x as the kernels took it)
         self._xbuf = None  # reused for converted inputs
+        self._made = ([], [], [])  # out, dx, dW arrays made, reused once nothing else holds them
 
     def forward(self, x):
         """``x (N, ...) -> (N, M)``; a single sample ``(D,) -> (M,)``."""
@@ -69,7 +70,7 @@ class Affine:
             if xk is not x2:
                 self._xbuf = xk
             self._xk = (x2, xk)
-            out = np.empty((N, M), dt)
+            out = _d.spare(self._made[0], (N, M), dt)
             with _blas_for(x.ndim):
                 _forward(xk, _c(W, dt), _c(b, dt), out)
         return out.reshape(M) if x.ndim == 1 else out
@@ -101,16 +102,15 @@ class Affine:
                 if self._xk is not None and self._xk[0] is x2 and self._xk[1].dtype == dt
                 else _c(x2, dt)
             )
-            dx = np.empty(x2.shape if need_dx else (0, x2.shape[1]), dt)
+            dx = _d.spare(self._made[1], x2.shape, dt) if need_dx else np.empty((0, x2.shape[1]), dt)
+            dW = _d.spare(self._made[2], W.shape, dt, self.dW)
             if _on_our_threads(dout.size * x2.shape[1]):
                 C, db = min(x2.shape[0], _threads.get_num_threads()), np.zeros(W.shape[1], dt)
-                args = (C, _c(dout, dt), xk, _c(W, dt), need_dx, dx, np.empty(W.shape, dt), db)
+                args = (C, _c(dout, dt), xk, _c(W, dt), need_dx, dx, dW, db)
                 _threads.run_chunks(_K_affine.backward_rows, C, args, 1, 0)
                 self.dW, self.db = args[6], db
                 return dx
-            dx, self.dW, self.db = _K_affine.backward(
-                _c(dout, dt), xk, _c(W, dt), need_dx, dx, np.empty(W.shape, dt)
-            )
+            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), xk, _c(W, dt), need_dx, dx, dW)
             return dx
         self.dW = np.dot(x2.T, dout)
         self.db = np.sum(dout, axis=0)

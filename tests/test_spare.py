@@ -1,0 +1,69 @@
+"""Layers reuse their output arrays only when nothing else holds them (``_dispatch.spare``)."""
+
+import numpy as np
+
+import scratchprop.numba as nb
+from scratchprop import _dispatch as d
+
+
+def test_spare_reuses_only_unheld_arrays():
+    held = []
+    a = d.spare(held, (3,), d.F64)
+    b = d.spare(held, (3,), d.F64)
+    assert b is not a  # `a` is still ours to read
+    del a
+    assert d.spare(held, (3,), d.F64) is held[0]
+    view = held[0][1:]  # a view holds its base
+    assert d.spare(held, (3,), d.F64) is held[1]
+    del view, b
+    assert d.spare(held, (2,), d.F64) is held[-1]  # another shape: a new one, the oldest dropped
+    assert len(held) == 2 and held[-1].shape == (2,)
+
+
+def test_spare_may_replace_the_attribute_it_is_given():
+    class Layer:
+        pass
+
+    held, layer = [], Layer()
+    layer.dW = d.spare(held, (4,), d.F32)
+    # (outside the asserts: pytest's rewriting keeps references to what an assert evaluates)
+    again = d.spare(held, (4,), d.F32, layer.dW) is layer.dW
+    assert again
+    kept = layer.dW  # the caller's own reference
+    other = d.spare(held, (4,), d.F32, layer.dW) is kept
+    assert not other
+
+
+def _step(layer, x, dout):
+    return layer.forward(x), layer.backward(dout), layer.dW, layer.db
+
+
+def test_affine_keeps_what_the_caller_holds():
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((50, 30)), rng.standard_normal(30)
+    layer = nb.Affine(W, b)
+    xs = [rng.standard_normal((200, 50)) for _ in range(4)]
+    douts = [rng.standard_normal((200, 30)) for _ in range(4)]
+    kept = [_step(layer, x, dout) for x, dout in zip(xs, douts)]  # every step's arrays held
+    for (out, dx, dW, db), x, dout in zip(kept, xs, douts):
+        np.testing.assert_allclose(out, x @ W + b, rtol=1e-12)
+        np.testing.assert_allclose(dx, dout @ W.T, rtol=1e-12)
+        np.testing.assert_allclose(dW, x.T @ dout, rtol=1e-12)
+        np.testing.assert_allclose(db, dout.sum(0), rtol=1e-12)
+
+
+def test_affine_alternates_two_gradients_in_the_books_loop():
+    rng = np.random.default_rng(1)
+    layer = nb.Affine(rng.standard_normal((50, 30)), rng.standard_normal(30))
+    x, dout = rng.standard_normal((200, 50)), rng.standard_normal((200, 30))
+    grads, first_two = None, None
+    for step in range(6):
+        layer.forward(x)
+        layer.backward(dout)  # `grads = net.gradient(...)`: the last step's gradients still held
+        fresh = layer.dW is not (grads["W"] if grads else None)
+        assert fresh
+        grads = {"W": layer.dW}
+        if step == 1:
+            first_two = [id(a) for a in layer._made[2]]  # stable ids: the layer holds both
+    made = [id(a) for a in layer._made[2]]
+    assert made == first_two and len(made) == 2

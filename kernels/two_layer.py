@@ -194,7 +194,7 @@ def _rejected(dt):
 
 
 @njit(**SERIAL)
-def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work):
+def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1):
     """The step's end: the SGD update in place, or the weight gradients (see :func:`step`)."""
     N, D = x.shape
     H = W1.shape[1]
@@ -216,24 +216,23 @@ def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db
         return 0, loss, empty, db1, empty, db2
     dW2 = np.empty((H, C), dtype=dt)
     if N == 1:  # outer products
-        dW1 = np.empty((D, H), dtype=dt)
         _outer(dW2, h[0], dy[0])
         _outer(dW1, x[0], dh[0])
         return 0, loss, dW1, db1, dW2, db2
     gemm(True, False, one, h, dy, zero, dW2)
-    gemm(True, False, one, x, dh, zero, dW1_work)
-    return 0, loss, dW1_work.copy(), db1, dW2, db2
+    gemm(True, False, one, x, dh, zero, dW1)
+    return 0, loss, dW1, db1, dW2, db2
 
 
 @njit(**SERIAL)
-def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
+def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1):
     """One forward + backward pass, optionally with the SGD update in place.
 
-    ``h (N, H)``, ``s (N, C)``, ``y (N, C)``, ``dh (N, H)``, ``dW1_work (D, H)``
-    are work arrays that the caller reuses across calls (fresh arrays cost
-    page faults every step). On return ``h``
-    is the ReLU output and ``y`` the probabilities; the returned ``dW1`` is a
-    fresh copy of ``dW1_work``.
+    ``h (N, H)``, ``s (N, C)``, ``y (N, C)``, ``dh (N, H)`` are work arrays
+    that the caller reuses across calls, and ``dW1 (D, H)`` is where the first
+    weight gradient goes (the caller's: fresh arrays cost page faults every
+    step; any shape with ``update``, which never forms it). On return ``h``
+    is the ReLU output and ``y`` the probabilities.
 
     Returns ``(status, loss, dW1, db1, dW2, db2)``: ``status`` 0, or -1 when
     a label is outside ``[0, C)`` (nothing computed or modified; the caller
@@ -249,7 +248,7 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work):
     _times(x, W1, h)  # 1
     _bias_relu_rows(h, b1, 0, N)
     dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh)
-    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1_work)
+    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1)
 
 
 guard_cache(globals())

@@ -67,3 +67,30 @@ def test_affine_alternates_two_gradients_in_the_books_loop():
             first_two = [id(a) for a in layer._made[2]]  # stable ids: the layer holds both
     made = [id(a) for a in layer._made[2]]
     assert made == first_two and len(made) == 2
+
+
+def test_fused_two_layer_gradient_keeps_what_the_caller_holds():
+    import scratchprop
+    from scratchprop._numba_net import _MADE_DW1
+
+    rng = np.random.default_rng(2)
+    net = scratchprop.TwoLayerNet(20, 8, 3, backend="numba", seed=0)
+    ref = scratchprop.TwoLayerNet(20, 8, 3, backend="numpy", seed=0)
+    xs = [rng.standard_normal((16, 20)) for _ in range(4)]
+    ts = [rng.integers(0, 3, 16) for _ in range(4)]
+    kept = [net.gradient(x, t) for x, t in zip(xs, ts)]  # every step's gradients held
+    assert len({id(g["W1"]) for g in kept}) == 4
+    for g, x, t in zip(kept, xs, ts):
+        want = ref.gradient(x, t)
+        for k in want:
+            np.testing.assert_allclose(g[k], want[k], rtol=1e-10, atol=1e-12)
+    del kept, g, want  # (the loop variables hold the last step too)
+    grads = net.gradient(xs[0], ts[0])
+    again = net.gradient(xs[1], ts[1])  # `grads` still held: the other array
+    other = again["W1"] is not grads["W1"]  # (outside the assert, as above)
+    assert other
+    del grads
+    made = [id(a) for a in _MADE_DW1[net]]  # ids stay unique while the net holds the arrays
+    third = net.gradient(xs[2], ts[2])["W1"]
+    reused = third is net.layers["Affine1"].dW and id(third) in made and third is not again["W1"]
+    assert reused

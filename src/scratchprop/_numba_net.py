@@ -53,7 +53,9 @@ _ND = np.ndarray
 _KEYS = ("W1", "b1", "W2", "b2")
 _LAYER_NAMES = ("Affine1", "Relu1", "Affine2")
 _LOSS, _PREDICT = TwoLayerNet.loss, TwoLayerNet.predict
-_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh, dW1_work) of its last batch shape
+_WORKSPACES = weakref.WeakKeyDictionary()  # net -> (h, s, y, dh) of its last batch shape
+_MADE_DW1 = weakref.WeakKeyDictionary()  # net -> the dW1 arrays it handed out (_dispatch.spare)
+_NO_DW1 = {dt: np.empty((0, 0), dt) for dt in (_F32, _F64)}  # train_step forms no dW1
 _X_BUFFERS = weakref.WeakKeyDictionary()  # net -> its converted input of the last batch shape (reused)
 
 
@@ -221,23 +223,11 @@ def _c(a, dt):
     return np.array(a, dtype=dt, order="C")
 
 
-def _workspace(net, N, D, H, C, dt):
-    """``h, s, y, dh, dW1_work`` for this net and shape, reused from the last call when they fit."""
+def _workspace(net, N, H, C, dt):
+    """``h, s, y, dh`` for this net and shape, reused from the last call when they fit."""
     ws = _WORKSPACES.get(net)
-    if (
-        ws is None
-        or ws[0].shape != (N, H)
-        or ws[1].shape != (N, C)
-        or ws[4].shape != (D, H)
-        or ws[0].dtype != dt
-    ):
-        ws = (
-            np.empty((N, H), dt),
-            np.empty((N, C), dt),
-            np.empty((N, C), dt),
-            np.empty((N, H), dt),
-            np.empty((D, H), dt),
-        )
+    if ws is None or ws[0].shape != (N, H) or ws[1].shape != (N, C) or ws[0].dtype != dt:
+        ws = (np.empty((N, H), dt), np.empty((N, C), dt), np.empty((N, C), dt), np.empty((N, H), dt))
         _WORKSPACES[net] = ws
     return ws
 
@@ -247,8 +237,12 @@ def _run(net, prep, t, lr, update):
     if not update:
         W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H = xc.shape[0], W1.shape[1]
-    h, s, y, dh, dW1_work = _workspace(net, N, W1.shape[0], H, W2.shape[1], dt)
-    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1_work)
+    h, s, y, dh = _workspace(net, N, H, W2.shape[1], dt)
+    if update:
+        dW1 = _NO_DW1[dt]
+    else:  # the dW1 of two steps ago, unless someone still holds it
+        dW1 = _d.spare(_MADE_DW1.setdefault(net, []), W1.shape, dt, net.layers["Affine1"].dW)
+    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1)
     if status:  # a label outside [0, C)
         check.label_error("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)
     loss = dt.type(loss)

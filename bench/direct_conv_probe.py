@@ -13,7 +13,10 @@
     registers across the whole ``k`` loop: it is emitted as LLVM vector IR through
     ``numba.extending.intrinsic`` (``<8 x float>`` phis and ``llvm.fma``), because Numba's own
     loops over scalar accumulators compile to scalar FMAs (3-4 GMAC/s in a first try).
-    Checked against the float64 reference (relative error printed). Needs AVX2 + FMA.
+    Then the backward's ``dx`` (all but the first layer's): the same direct convolution of the
+    padded ``dout`` with the filters flipped and transposed, against the layer's share of its
+    ``backward`` (its time less ``backward_params``', which skips ``dx``: the fold and a product).
+    Checked against the float64 reference (relative errors printed). Needs AVX2 + FMA.
 """
 
 import os
@@ -22,6 +25,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import time  # noqa: E402
+from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
 from llvmlite import ir  # noqa: E402
@@ -156,6 +160,19 @@ def direct(x, W, b, pad):
 SHAPES = ((1, 16, 28), (16, 16, 28), (16, 32, 14), (32, 32, 14), (32, 64, 7), (64, 64, 7))
 
 
+def _median_s(fn, rounds=7):
+    ts = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def _rel(got, want):
+    return np.abs(got - want).max() / np.abs(want).max()
+
+
 def main():
     import scratchprop.numba as nb
     import scratchprop.numpy as npref
@@ -164,34 +181,35 @@ def main():
     N = 100
     threads = os.environ["NUMBA_NUM_THREADS"], os.environ["OPENBLAS_NUM_THREADS"]
     print(f"float32, batch {N}, Numba / OpenBLAS threads {threads[0]} / {threads[1]}; median of 7, ms")
-    total = [0.0, 0.0]
+    total = np.zeros(4)
     for C, F, S in SHAPES:
         x = rng.random((N, C, S, S), dtype=np.float32)
         W = (rng.standard_normal((F, C, 3, 3)) * 0.1).astype(np.float32)
         b = rng.standard_normal(F).astype(np.float32)
+        dout = rng.standard_normal((N, F, S, S)).astype(np.float32)
         layer = nb.Convolution(W, b, 1, 1)
-        y_layer = layer.forward(x)
-        y_dir = direct(x, W, b, 1)
-        y_ref = npref.Convolution(W.astype(np.float64), b.astype(np.float64), 1, 1).forward(
-            x.astype(np.float64)
-        )
-        err_l = np.abs(y_layer - y_ref).max() / np.abs(y_ref).max()
-        err_d = np.abs(y_dir - y_ref).max() / np.abs(y_ref).max()
-        tl, td = [], []
-        for _ in range(7):
-            t0 = time.perf_counter()
-            layer.forward(x)
-            tl.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            direct(x, W, b, 1)
-            td.append(time.perf_counter() - t0)
-        macs = N * F * C * 9 * S * S
-        total[0] += np.median(tl)
-        total[1] += np.median(td)
-        print(
-            f"{C:2d}->{F:2d} {S:2d}x{S:2d}: layer {np.median(tl) * 1e3:6.2f} ms ({macs / np.median(tl) / 1e9:5.1f} GMAC/s) | direct {np.median(td) * 1e3:6.2f} ms ({macs / np.median(td) / 1e9:5.1f}) | rel err vs float64 reference: layer {err_l:.1e}, direct {err_d:.1e}"
-        )
-    print(f"all six: layer {total[0] * 1e3:.1f} ms, direct {total[1] * 1e3:.1f} ms")
+        ref = npref.Convolution(W.astype(np.float64), b.astype(np.float64), 1, 1)
+        y_ref = ref.forward(x.astype(np.float64))
+        dx_ref = ref.backward(dout.astype(np.float64))
+        err = [_rel(layer.forward(x), y_ref), _rel(direct(x, W, b, 1), y_ref)]
+        times = [_median_s(partial(layer.forward, x)), _median_s(partial(direct, x, W, b, 1))]
+        line = f"{C:2d}->{F:2d} {S:2d}x{S:2d} forward: layer {times[0] * 1e3:6.2f} | direct {times[1] * 1e3:6.2f}"
+        if C % R == 0:  # dx: the padded dout against the filters flipped and transposed (C outputs)
+            Wt = np.ascontiguousarray(W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+            zero = np.zeros(C, np.float32)
+            err += [_rel(layer.backward(dout), dx_ref), _rel(direct(dout, Wt, zero, 1), dx_ref)]
+            # the layer's dx share: its backward less its backward without dx (dW and db only)
+            dx_layer = _median_s(partial(layer.backward, dout)) - _median_s(
+                partial(layer.backward_params, dout)
+            )
+            times += [dx_layer, _median_s(partial(direct, dout, Wt, zero, 1))]
+            line += f" || dx: layer {times[2] * 1e3:6.2f} | direct {times[3] * 1e3:6.2f}"
+        total[: len(times)] += times
+        print(line + " || rel err vs float64 reference " + " ".join(f"{e:.0e}" for e in err))
+    print(
+        f"all six forwards: layer {total[0] * 1e3:.1f} ms, direct {total[1] * 1e3:.1f} ms; "
+        f"the five dx: layer {total[2] * 1e3:.1f} ms, direct {total[3] * 1e3:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from numba import njit
 from ._blas import gemm
 from .config import INLINE, SERIAL, guard_cache
 from .conv import cn_to_nchw, fold, nchw_to_cn, pool_rows, unfold, unpool_rows
+from .conv_direct import convolve, filter_gradient, from_rows, pad_image, pad_rows, to_image, to_rows
 
 __all__ = ["forward_chunk", "backward_chunk", "batch_chunk"]
 
@@ -63,13 +64,15 @@ def _by_inner(A, Bm, C, piece):
 
 
 @njit(**SERIAL)
-def forward_chunk(c, w, C, x, Wm, b, FH, FW, stride, pad, out, relu, pool, arg, cbuf, rbuf, B, piece):
+def forward_chunk(c, w, C, x, Wm, b, FH, FW, stride, pad, out, relu, pool, arg, cbuf, rbuf, B, piece, direct):
     """Chunk ``c`` of ``C`` of ``conv(x, Wm (FN, K)) + b`` (then ReLU, with ``relu``), on thread
     ``w``, into ``out (N, FN, OH, OW)``; with ``pool = (PH, PW, stride)`` (not zeros), also the
     ReLU and max pooling, into the pooled ``out`` and ``arg`` (:func:`.conv.pool_rows`): the
     convolution's output is then never written out whole. ``cbuf (T, K*B*OH*OW)`` and ``rbuf
     (T, FN*B*OH*OW)``: each thread's unfolded block and product; ``piece``: columns per product
-    (0: whole)."""
+    (0: whole). ``direct = (off, xpb, fullb)``, not empty: the product of each image by
+    :func:`.conv_direct.convolve` instead (stride 1), ``off`` its offsets and ``xpb``, ``fullb``
+    the threads' padded image and positions (then ``cbuf`` is not used)."""
     N, _, H, W = x.shape
     FN, K = Wm.shape
     OH = (H + 2 * pad - FH) // stride + 1  # the convolution's output, before any pooling
@@ -79,10 +82,17 @@ def forward_chunk(c, w, C, x, Wm, b, FH, FW, stride, pad, out, relu, pool, arg, 
     for n0 in range(lo, hi, B):
         n1 = min(hi, n0 + B)
         m = (n1 - n0) * OH * OW
-        colT = cbuf[w, : K * m].reshape(K, m)
         rows = rbuf[w, : FN * m].reshape(FN, m)
-        unfold(x[n0:n1], FH, FW, stride, pad, colT)
-        _by_columns(False, Wm, colT, rows, piece)
+        if direct[0].size:
+            full = direct[2][w].reshape(FN, -1)
+            for i in range(n1 - n0):
+                pad_image(x[n0 + i], pad, direct[1][w])
+                convolve(Wm, direct[1][w], direct[0], full)
+                to_rows(full, W + 2 * pad, OH, OW, rows, i * OH * OW)
+        else:
+            colT = cbuf[w, : K * m].reshape(K, m)
+            unfold(x[n0:n1], FH, FW, stride, pad, colT)
+            _by_columns(False, Wm, colT, rows, piece)
         if pool[0] > 0:
             pool_rows(rows, b, OH, OW, pool[0], pool[1], pool[2], out[n0:n1], arg[n0 * Q : n1 * Q])
         else:
@@ -91,14 +101,39 @@ def forward_chunk(c, w, C, x, Wm, b, FH, FW, stride, pad, out, relu, pool, arg, 
 
 @njit(**SERIAL)
 def backward_chunk(
-    c, w, C, x, dout, after, relu, pool, arg, Wm, FH, FW, stride, pad, dx, need_dx, bufs, dWT, db, B, pieces
+    c,
+    w,
+    C,
+    x,
+    dout,
+    after,
+    relu,
+    pool,
+    arg,
+    Wm,
+    FH,
+    FW,
+    stride,
+    pad,
+    dx,
+    need_dx,
+    bufs,
+    dWT,
+    db,
+    B,
+    pieces,
+    direct,
 ):
     """Chunk ``c``'s ``dWT[c] (K, FN)`` and ``db[c] (FN,)``, and its images' ``dx`` (with
     ``need_dx``), from ``dout``, the gradient of :func:`forward_chunk`'s ``out``. With ``relu``,
     ``after`` is the ReLU's output; with ``pool`` (not zeros), ``after`` is the pooled output
     and ``arg`` its windows' maxima (:func:`.conv.unpool_rows`). ``bufs``: the threads' ``(cbuf,
     rbuf, dbuf)``, as :func:`forward_chunk`'s; ``pieces``: columns per piece of the ``dx`` and
-    the ``dW`` products (0: whole)."""
+    the ``dW`` products (0: whole). ``direct = (Wt, offT, dpb, dfullb, off, xpb, fullb)``: with
+    ``offT`` not empty, ``dx`` by :func:`.conv_direct.convolve` of each image's padded gradient
+    with ``Wt (C, FN*FH*FW)``, the filters flipped and transposed (stride 1, ``FH == FW``; then
+    ``dbuf`` is not used); with ``off`` not empty, ``dW`` by :func:`.conv_direct.filter_gradient`
+    of each padded image (stride 1; then ``cbuf`` is not used)."""
     N, _, H, W = x.shape
     FN, K = Wm.shape
     OH = (H + 2 * pad - FH) // stride + 1  # the convolution's output, before any pooling
@@ -116,11 +151,25 @@ def backward_chunk(
             unpool_rows(dout[n0:n1], a, after[n0:n1], OH, OW, pool[0], pool[1], pool[2], drows, db[c])
         else:
             nchw_to_cn(dout[n0:n1], drows, db[c], after[n0:n1], relu)
-        colT = bufs[0][w, : K * m].reshape(K, m)
-        unfold(x[n0:n1], FH, FW, stride, pad, colT)
-        # dW transposed, colT @ drows.T (OpenBLAS handles this shape better), added block by block
-        _by_inner(colT, drows, dWT[c], pieces[1])
-        if need_dx:
+        if direct[4].size:
+            full = direct[6][w].reshape(FN, -1)
+            for i in range(n1 - n0):
+                pad_image(x[n0 + i], pad, direct[5][w])
+                from_rows(drows, i * OH * OW, OH, OW, W + 2 * pad, full)
+                filter_gradient(full, direct[5][w], direct[4], dWT[c])
+        else:
+            colT = bufs[0][w, : K * m].reshape(K, m)
+            unfold(x[n0:n1], FH, FW, stride, pad, colT)
+            # dW transposed, colT @ drows.T (OpenBLAS handles this shape better), added block by block
+            _by_inner(colT, drows, dWT[c], pieces[1])
+        if need_dx and direct[1].size:
+            Wt, off, dpb = direct[0], direct[1], direct[2]
+            full = direct[3][w].reshape(Wt.shape[0], -1)
+            for i in range(n1 - n0):  # the gradient padded by FH - 1 - pad: a stride-1 convolution
+                pad_rows(drows, i * OH * OW, OH, OW, FH - 1 - pad, dpb[w])
+                convolve(Wt, dpb[w], off, full)
+                to_image(full, OW + 2 * (FH - 1 - pad), dx[n0 + i])
+        elif need_dx:
             dcolT = bufs[2][w, : K * m].reshape(K, m)
             _by_columns(True, Wm, drows, dcolT, pieces[0])
             fold(dcolT, FH, FW, stride, pad, dx[n0:n1])

@@ -33,6 +33,7 @@ from ._numba_pool import Pooling
 from .kernels import _blas
 from .kernels import conv as _K
 from .kernels import conv_batch as _KB
+from .kernels import conv_direct as _KD
 
 __all__ = ["Convolution", "Pooling"]
 
@@ -50,6 +51,29 @@ MIN_PIECE = 64
 
 #: The kernels' ``pool`` and ``arg`` for a convolution without a fused pooling.
 _NO_POOL, _NO_ARG = (0, 0, 0), np.empty(0, np.uint8)
+_NO_OFF = np.empty(0, np.intp)
+
+#: Share of the positions a direct convolution computes (every one of the padded rows, rounded up
+#: to its block) that must be real outputs for it to run instead of unfold + product: at 0.82-0.93
+#: (DeepConvNet's 14x14 and 28x28 maps) it was 1.2-1.9x faster, at 0.68 (7x7) about even forward
+#: and slower for ``dx`` (``bench/CONV.md``, ``bench/direct_conv_probe.py``).
+DIRECT_MIN_FILL = 0.75
+
+
+def _direct(dt, F, FH, FW, Ho, Wo, Cin):
+    """``(off, xp_size, full_size)`` for a direct convolution (``kernels/conv_direct.py``, stride 1)
+    giving ``F`` maps of ``Ho x Wo`` from ``Cin`` padded ones with ``FH x FW`` filters, or None
+    when it does not apply (``F`` not a multiple of its block) or would not pay
+    (:data:`DIRECT_MIN_FILL`)."""
+    if F % _KD.ROWS:
+        return None
+    Hp, Wp = Ho + FH - 1, Wo + FW - 1
+    step = _KD.positions(dt.itemsize)
+    npos = -(-Ho * Wp // step) * step
+    if Ho * Wo < DIRECT_MIN_FILL * npos:
+        return None
+    off = ((np.arange(Cin)[:, None, None] * Hp + np.arange(FH)[:, None]) * Wp + np.arange(FW)).reshape(-1)
+    return off.astype(np.intp), Cin * Hp * Wp + npos + FW, F * npos
 
 
 def _pieces(FN, K):
@@ -236,10 +260,22 @@ class Convolution(_ref.Convolution):
         ``(FH, FW, stride, pad)`` on ``xk``, ``P`` output positions an image; ``outs``: the
         kernel's arguments between those and the buffers."""
         FN, K = Wm.shape
-        N = xk.shape[0]
+        N, Cin, H, W_ = xk.shape
+        FH, FW, stride, pad = geometry
         C, T, B = _plan(N, K * P * Wm.itemsize, N * K * P)
-        cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, Wm.dtype)
-        args = (xk, Wm, bk, *geometry, *outs, cbuf, rbuf, B, _pieces(FN, K)[0])
+        plan = (
+            _direct(Wm.dtype, FN, FH, FW, H + 2 * pad - FH + 1, W_ + 2 * pad - FW + 1, Cin)
+            if stride == 1
+            else None
+        )
+        if plan is None:
+            cbuf, rbuf = _bufs(self, {"col": K * B * P, "rows": FN * B * P}, T, Wm.dtype)
+            direct = (_NO_OFF, cbuf[:, :0], cbuf[:, :0])
+        else:
+            sizes = {"col": 0, "rows": FN * B * P, "xp": plan[1], "full": plan[2]}
+            cbuf, rbuf, xpb, fullb = _bufs(self, sizes, T, Wm.dtype)
+            direct = (plan[0], xpb, fullb)
+        args = (xk, Wm, bk, *geometry, *outs, cbuf, rbuf, B, _pieces(FN, K)[0], direct)
         _in_chunks(_KB.forward_chunk, C, args, N * K * P)
 
     def backward(self, dout):
@@ -309,11 +345,47 @@ class Convolution(_ref.Convolution):
         N = xk.shape[0]
         Wm = _d.as_c(self.W, dt).reshape(FN, K)
         C, T, B = _plan(N, K * P * dt.itemsize, N * K * P)
-        sizes = {"col": K * B * P, "rows": FN * B * P, "dcol": K * B * P if need_dx else 0}
+        Cin, H, W_ = xk.shape[1:]
+        OH, OW = H + 2 * self.pad - FH + 1, W_ + 2 * self.pad - FW + 1
+        dxp = dwp = None
+        if self.stride == 1:  # dx: the gradient, padded by FH - 1 - pad, against the filters flipped
+            if need_dx and FH == FW and self.pad <= FH - 1:
+                dxp = _direct(dt, Cin, FH, FW, H, W_, FN)
+            if K % _KD.TAPS == 0:
+                dwp = _direct(dt, FN, FH, FW, OH, OW, Cin)
+        sizes = {
+            "col": K * B * P if dwp is None else 0,
+            "rows": FN * B * P,
+            "dcol": K * B * P if need_dx and dxp is None else 0,
+        }
         bufs = _bufs(self, sizes, T, dt)
+        none = bufs[2][:, :0]
+        direct = [Wm[:0], _NO_OFF, none, none, _NO_OFF, none, none]
+        if dxp is not None:
+            Wt = np.ascontiguousarray(self.W.astype(dt, copy=False)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            direct[:4] = (Wt.reshape(Cin, -1), dxp[0], *_bufs(self, {"dxp": dxp[1], "dfull": dxp[2]}, T, dt))
+        if dwp is not None:
+            direct[4:] = (dwp[0], *_bufs(self, {"xp": dwp[1], "full": dwp[2]}, T, dt))
+        direct = tuple(direct)
         dWT, db = np.empty((C, K, FN), dt), np.empty((C, FN), dt)
         dx = np.empty(self.x.shape if need_dx else (0,) + self.x.shape[1:], dt)
-        args = (xk, *grads, Wm, FH, FW, self.stride, self.pad, dx, need_dx, bufs, dWT, db, B, _pieces(FN, K))
+        args = (
+            xk,
+            *grads,
+            Wm,
+            FH,
+            FW,
+            self.stride,
+            self.pad,
+            dx,
+            need_dx,
+            bufs,
+            dWT,
+            db,
+            B,
+            _pieces(FN, K),
+            direct,
+        )
         _in_chunks(_KB.backward_chunk, C, args, N * K * P)
         for c in range(1, C):  # the chunks' sums added in order: the same bits every run
             dWT[0] += dWT[c]

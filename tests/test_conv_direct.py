@@ -138,3 +138,14 @@ def test_the_same_bits_at_every_thread_count(monkeypatch, dt):
     # out and dx come image by image: the same bits; dW and db are summed per chunk
     for a, b in zip(one[:2], many[:2]):
         assert a.tobytes() == b.tobytes()
+
+
+def test_float32_images_with_float64_filters():
+    x, W, b, dout = _deep_case(np.float64, C=8, F=8, S=14)
+    x32 = x.astype(np.float32)
+    conv, got = _layer_run(x32, W, b, dout, False)
+    assert "xp" in conv._scratch and conv._scratch["xp"].dtype == np.float64
+    r = ref.Convolution(W, b, 1, 1)
+    want = [r.forward(x32), r.backward(dout)]  # the reference's float32 images, as float64
+    for g, w in zip(got, [*want, r.dW, r.db]):
+        _close(g, w, np.float64)

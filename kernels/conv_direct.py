@@ -18,6 +18,8 @@ Sums run over ``k`` in order, one fused multiply-add per term: the bits depend o
 alone (not on threads or blocks). ``bench/direct_conv_probe.py`` and ``bench/CONV.md`` measure it.
 """
 
+import numba
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
@@ -25,6 +27,7 @@ from numba.extending import intrinsic
 from .config import INLINE, guard_cache
 
 __all__ = [
+    "FAST",
     "ROWS",
     "VECTORS",
     "TAPS",
@@ -45,6 +48,20 @@ VECTORS = 3
 _VECTOR_BYTES = 32  # AVX2's: 8 float32 or 4 float64 lanes (64-byte vectors measured no faster)
 #: Filter values per block of :func:`filter_gradient` (its ``K`` must come in multiples of it).
 TAPS = 3
+
+
+def _simd_here():
+    """Whether Numba's code here has AVX2 and FMA (the host's, or those ``NUMBA_CPU_NAME`` /
+    ``NUMBA_CPU_FEATURES`` name): elsewhere LLVM lowers the kernels' 8-lane FMAs to calls, slowly."""
+    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:
+        features = numba.config.CPU_FEATURES or ""
+        return "+avx2" in features and "+fma" in features
+    host = llvm.get_host_cpu_features()
+    return bool(host.get("avx2") and host.get("fma"))
+
+
+#: Whether the direct convolution is worth running on this machine (its callers check).
+FAST = _simd_here()
 
 
 def positions(itemsize):

@@ -15,6 +15,7 @@ from scratchprop.kernels import conv_direct as K
 from scratchprop.tolerances import equivalence
 
 DTYPES = [np.float64, np.float32]
+needs_simd = pytest.mark.skipif(not K.FAST, reason="no AVX2 and FMA here: the layer keeps unfold + product")
 
 
 def _close(got, want, dt):
@@ -85,6 +86,7 @@ def _deep_case(dt, N=3, C=16, F=16, S=28, fused=False, seed=0):
     return x, W, b, dout
 
 
+@needs_simd
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("C, F, S", [(16, 16, 28), (4, 8, 14)])
@@ -112,9 +114,13 @@ def test_layer_takes_it_and_matches_the_reference_and_the_unfold(monkeypatch, dt
         _close(got, other, dt)
 
 
-def test_it_does_not_apply_where_it_would_not_pay_or_cannot_run():
+def test_it_does_not_apply_where_it_would_not_pay_or_cannot_run(monkeypatch):
     f32 = np.dtype(np.float32)
+    monkeypatch.setattr(K, "FAST", True)
     assert nb._direct(f32, 16, 3, 3, 28, 28, 16) is not None
+    monkeypatch.setattr(K, "FAST", False)
+    assert nb._direct(f32, 16, 3, 3, 28, 28, 16) is None  # no AVX2 / FMA: unfold + product
+    monkeypatch.setattr(K, "FAST", True)
     assert nb._direct(f32, 16, 3, 3, 7, 7, 16) is None  # 49 of 72 positions are outputs
     assert nb._direct(f32, 30, 5, 5, 24, 24, 1) is None  # 30 filters: not in blocks of four
     x, W, b, dout = _deep_case(np.float32, C=4, F=8, S=15)
@@ -123,6 +129,7 @@ def test_it_does_not_apply_where_it_would_not_pay_or_cannot_run():
     assert "xp" not in conv._scratch  # stride 2: unfold + product
 
 
+@needs_simd
 @pytest.mark.parametrize("dt", DTYPES)
 def test_the_same_bits_at_every_thread_count(monkeypatch, dt):
     args = _deep_case(dt, N=7, C=8, F=8, S=14)
@@ -140,6 +147,7 @@ def test_the_same_bits_at_every_thread_count(monkeypatch, dt):
         assert a.tobytes() == b.tobytes()
 
 
+@needs_simd
 def test_float32_images_with_float64_filters():
     x, W, b, dout = _deep_case(np.float64, C=8, F=8, S=14)
     x32 = x.astype(np.float32)

@@ -64,8 +64,8 @@ def _direct(dt, F, FH, FW, Ho, Wo, Cin):
     """``(off, xp_size, full_size)`` for a direct convolution (``kernels/conv_direct.py``, stride 1)
     giving ``F`` maps of ``Ho x Wo`` from ``Cin`` padded ones with ``FH x FW`` filters, or None
     when it does not apply (``F`` not a multiple of its block) or would not pay
-    (:data:`DIRECT_MIN_FILL`)."""
-    if F % _KD.ROWS:
+    (:data:`DIRECT_MIN_FILL`, or a machine without AVX2 and FMA: ``_KD.FAST``)."""
+    if F % _KD.ROWS or not _KD.FAST:
         return None
     Hp, Wp = Ho + FH - 1, Wo + FW - 1
     step = _KD.positions(dt.itemsize)

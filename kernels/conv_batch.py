@@ -25,7 +25,7 @@ from numba import njit
 from ._blas import gemm
 from .config import INLINE, SERIAL, guard_cache
 from .conv import cn_to_nchw, fold, nchw_to_cn, pool_rows, unfold, unpool_rows
-from .conv_direct import convolve, filter_gradient, from_rows, pad_image, pad_rows, to_image, to_rows
+from .conv_direct import convolve, filter_gradient, from_rows, pad_rows, to_image, to_rows
 
 __all__ = ["forward_chunk", "backward_chunk", "batch_chunk"]
 
@@ -86,7 +86,7 @@ def forward_chunk(c, w, C, x, Wm, b, FH, FW, stride, pad, out, relu, pool, arg, 
         if direct[0].size:
             full = direct[2][w].reshape(FN, -1)
             for i in range(n1 - n0):
-                pad_image(x[n0 + i], pad, direct[1][w])
+                pad_rows(x[n0 + i].reshape(x.shape[1], H * W), 0, H, W, pad, direct[1][w])
                 convolve(Wm, direct[1][w], direct[0], full)
                 to_rows(full, W + 2 * pad, OH, OW, rows, i * OH * OW)
         else:
@@ -154,7 +154,7 @@ def backward_chunk(
         if direct[4].size:
             full = direct[6][w].reshape(FN, -1)
             for i in range(n1 - n0):
-                pad_image(x[n0 + i], pad, direct[5][w])
+                pad_rows(x[n0 + i].reshape(x.shape[1], H * W), 0, H, W, pad, direct[5][w])
                 from_rows(drows, i * OH * OW, OH, OW, W + 2 * pad, full)
                 filter_gradient(full, direct[5][w], direct[4], dWT[c])
         else:

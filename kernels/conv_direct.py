@@ -1,7 +1,7 @@
 """A direct stride-1 convolution: no unfolded matrix, a register-blocked inner loop.
 
-One image at a time: :func:`pad_image` (or :func:`pad_rows`, for a gradient held in channel rows)
-copies it into a flat, zero-padded, channel-major buffer ``xp`` of rows ``Wp = W + 2 * pad`` wide.
+One image at a time: :func:`pad_rows` copies it (an image, or a gradient held in channel rows)
+into a flat, zero-padded, channel-major buffer ``xp`` of rows ``Wp = W + 2 * pad`` wide.
 With stride 1, the output at ``p = oh * Wp + ow`` (positions counted over the padded width) is
 ``sum_k Wm[f, k] * xp[off[k] + p]`` with ``off[k] = (c * Hp + kh) * Wp + kw`` for filter value
 ``k = (c, kh, kw)``: for a run of consecutive positions, one contiguous slice of ``xp`` per ``k``.
@@ -32,7 +32,6 @@ __all__ = [
     "VECTORS",
     "TAPS",
     "positions",
-    "pad_image",
     "pad_rows",
     "convolve",
     "filter_gradient",
@@ -69,91 +68,112 @@ def positions(itemsize):
     return VECTORS * (_VECTOR_BYTES // itemsize)
 
 
+def _vector_type(dtype):
+    single = dtype == types.float32
+    lanes = 8 * _VECTOR_BYTES // dtype.bitwidth
+    return ir.VectorType(ir.FloatType() if single else ir.DoubleType(), lanes), lanes, single
+
+
+def _setup(context, builder, signature, args, vt, lanes, single):
+    """An intrinsic's four arrays, its two indices, and ``llvm.fma`` and zero for vectors ``vt``."""
+    arrays = [context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])]
+    name = f"llvm.fma.v{lanes}{'f32' if single else 'f64'}"
+    fma = builder.module.globals.get(name) or ir.Function(
+        builder.module, ir.FunctionType(vt, [vt, vt, vt]), name=name
+    )
+    return arrays, args[4], args[5], fma, ir.Constant(vt, [0.0] * lanes)
+
+
+def _rows(builder, base, first, stride, count):
+    """Pointers to rows ``first`` .. ``first + count - 1`` of ``stride`` elements from ``base``."""
+    i64 = ir.IntType(64)
+    return [
+        builder.gep(base, [builder.mul(builder.add(first, ir.Constant(i64, r)), stride)])
+        for r in range(count)
+    ]
+
+
+def _accumulate(builder, n, step, count, vt, zero, body):
+    """A loop ``i = 0, step, 2 * step, ... < n`` carrying ``count`` vectors, zeros at first:
+    ``body(i, vectors)`` emits one iteration and returns their new values. Returns the last
+    values (the zeros when ``n <= 0``), with the builder after the loop."""
+    i64 = ir.IntType(64)
+    entry = builder.block
+    loop = builder.function.append_basic_block("direct_loop")
+    done = builder.function.append_basic_block("direct_done")
+    builder.cbranch(builder.icmp_signed("<=", n, ir.Constant(i64, 0)), done, loop)
+    builder.position_at_end(loop)
+    i = builder.phi(i64)
+    acc = [builder.phi(vt) for _ in range(count)]
+    new = body(i, acc)
+    i1 = builder.add(i, ir.Constant(i64, step))
+    end = builder.block
+    i.add_incoming(ir.Constant(i64, 0), entry)
+    i.add_incoming(i1, end)
+    for a, v in zip(acc, new):
+        a.add_incoming(zero, entry)
+        a.add_incoming(v, end)
+    builder.cbranch(builder.icmp_signed(">=", i1, n), done, loop)
+    builder.position_at_end(done)
+    last = []
+    for v in new:
+        phi = builder.phi(vt)
+        phi.add_incoming(zero, entry)
+        phi.add_incoming(v, end)
+        last.append(phi)
+    return last
+
+
 @intrinsic
 def _block(typingctx, Wm, xp, off, full, f0, p0):
     """``full[f0 + r, p0 + j] = sum_k Wm[f0 + r, k] * xp[off[k] + p0 + j]`` for ``r < ROWS`` and
     ``j`` < :func:`positions`; all of one float dtype, C-contiguous, ``Wm (F, K)``, ``full (F, n)``."""
     sig = types.void(Wm, xp, off, full, types.intp, types.intp)
-    single = Wm.dtype == types.float32
-    fty = ir.FloatType() if single else ir.DoubleType()
-    lanes = 8 * _VECTOR_BYTES // Wm.dtype.bitwidth
+    vt, lanes, single = _vector_type(Wm.dtype)
 
     def codegen(context, builder, signature, args):
-        W_, X_, O_, F_ = (
-            context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])
-        )
-        f0, p0 = args[4], args[5]
-        i64 = ir.IntType(64)
-        vt = ir.VectorType(fty, lanes)
+        (W_, X_, O_, F_), f0, p0, fma, zero = _setup(context, builder, signature, args, vt, lanes, single)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
         vpt = vt.as_pointer()
+        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
         K = builder.extract_value(W_.shape, 1)
-        ld = builder.extract_value(F_.shape, 1)
-        name = f"llvm.fma.v{lanes}{'f32' if single else 'f64'}"
-        fma = builder.module.globals.get(name) or ir.Function(
-            builder.module, ir.FunctionType(vt, [vt, vt, vt]), name=name
-        )
-        zero = ir.Constant(vt, [0.0] * lanes)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-        rows = [
-            builder.gep(W_.data, [builder.mul(builder.add(f0, ir.Constant(i64, r)), K)]) for r in range(ROWS)
-        ]
+        rows = _rows(builder, W_.data, f0, K, ROWS)
         base = builder.gep(X_.data, [p0])
-        entry = builder.block
-        loop = builder.function.append_basic_block("direct_k")
-        done = builder.function.append_basic_block("direct_done")
-        builder.cbranch(builder.icmp_signed("<=", K, ir.Constant(i64, 0)), done, loop)
 
-        builder.position_at_end(loop)  # one filter value k: VECTORS loads, ROWS broadcasts, all FMAs
-        k = builder.phi(i64)
-        acc = [[builder.phi(vt) for _ in range(VECTORS)] for _ in range(ROWS)]
-        src = builder.gep(base, [builder.load(builder.gep(O_.data, [k]))])
-        xs = [
-            builder.load(builder.bitcast(builder.gep(src, [ir.Constant(i64, v * lanes)]), vpt), align=4)
-            for v in range(VECTORS)
-        ]
-        new = []
-        for r in range(ROWS):
-            w = builder.insert_element(
-                ir.Constant(vt, ir.Undefined),
-                builder.load(builder.gep(rows[r], [k])),
-                ir.Constant(ir.IntType(32), 0),
-            )
-            w = builder.shuffle_vector(w, ir.Constant(vt, ir.Undefined), splat)
-            new.append([builder.call(fma, [w, xs[v], acc[r][v]]) for v in range(VECTORS)])
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        end = builder.block
-        k.add_incoming(ir.Constant(i64, 0), entry)
-        k.add_incoming(k1, end)
-        for r in range(ROWS):
-            for v in range(VECTORS):
-                acc[r][v].add_incoming(zero, entry)
-                acc[r][v].add_incoming(new[r][v], end)
-        builder.cbranch(builder.icmp_signed(">=", k1, K), done, loop)
+        def one_k(k, acc):  # VECTORS loads of the image, ROWS broadcast filter values, all FMAs
+            src = builder.gep(base, [builder.load(builder.gep(O_.data, [k]))])
+            xs = [
+                builder.load(builder.bitcast(builder.gep(src, [ir.Constant(i64, v * lanes)]), vpt), align=4)
+                for v in range(VECTORS)
+            ]
+            new = []
+            for r in range(ROWS):
+                w = builder.load(builder.gep(rows[r], [k]))
+                w = builder.insert_element(ir.Constant(vt, ir.Undefined), w, ir.Constant(i32, 0))
+                w = builder.shuffle_vector(w, ir.Constant(vt, ir.Undefined), splat)
+                new += [builder.call(fma, [w, xs[v], acc[r * VECTORS + v]]) for v in range(VECTORS)]
+            return new
 
-        builder.position_at_end(done)  # the sums (zeros for K == 0) into full
-        sums = []
+        sums = _accumulate(builder, K, 1, ROWS * VECTORS, vt, zero, one_k)
+        out = _rows(builder, F_.data, f0, builder.extract_value(F_.shape, 1), ROWS)
         for r in range(ROWS):
             for v in range(VECTORS):
-                s = builder.phi(vt)
-                s.add_incoming(zero, entry)
-                s.add_incoming(new[r][v], end)
-                sums.append(s)
-        for r in range(ROWS):
-            row = builder.gep(
-                F_.data, [builder.add(builder.mul(builder.add(f0, ir.Constant(i64, r)), ld), p0)]
-            )
-            for v in range(VECTORS):
-                dst = builder.bitcast(builder.gep(row, [ir.Constant(i64, v * lanes)]), vpt)
-                builder.store(sums[r * VECTORS + v], dst, align=4)
+                dst = builder.gep(out[r], [builder.add(p0, ir.Constant(i64, v * lanes))])
+                builder.store(sums[r * VECTORS + v], builder.bitcast(dst, vpt), align=4)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-def _vector_type(dtype):
-    single = dtype == types.float32
-    lanes = 8 * _VECTOR_BYTES // dtype.bitwidth
-    return ir.VectorType(ir.FloatType() if single else ir.DoubleType(), lanes), lanes, single
+@njit(**INLINE)
+def convolve(Wm, xp, off, full):
+    """``full (F, npos)``: every position of the padded image ``xp`` against ``Wm (F, K)``
+    (``F`` a multiple of :data:`ROWS`, ``npos`` of :func:`positions`; ``xp`` holds
+    ``off[-1] + npos`` values)."""
+    step = VECTORS * (_VECTOR_BYTES // full.itemsize)
+    for p0 in range(0, full.shape[1], step):
+        for f0 in range(0, full.shape[0], ROWS):
+            _block(Wm, xp, off, full, f0, p0)
 
 
 @intrinsic
@@ -165,64 +185,32 @@ def _filter_block(typingctx, D, xp, off, dWT, f0, k0):
     vt, lanes, single = _vector_type(D.dtype)
 
     def codegen(context, builder, signature, args):
-        D_, X_, O_, G_ = (
-            context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])
-        )
-        f0, k0 = args[4], args[5]
-        i64 = ir.IntType(64)
+        (D_, X_, O_, G_), f0, k0, fma, zero = _setup(context, builder, signature, args, vt, lanes, single)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
         vpt = vt.as_pointer()
         n = builder.extract_value(D_.shape, 1)
-        ldg = builder.extract_value(G_.shape, 1)
-        name = f"llvm.fma.v{lanes}{'f32' if single else 'f64'}"
-        fma = builder.module.globals.get(name) or ir.Function(
-            builder.module, ir.FunctionType(vt, [vt, vt, vt]), name=name
-        )
-        zero = ir.Constant(vt, [0.0] * lanes)
-        drow = [
-            builder.gep(D_.data, [builder.mul(builder.add(f0, ir.Constant(i64, r)), n)]) for r in range(ROWS)
-        ]
+        drow = _rows(builder, D_.data, f0, n, ROWS)
         xrow = [
             builder.gep(X_.data, [builder.load(builder.gep(O_.data, [builder.add(k0, ir.Constant(i64, j))]))])
             for j in range(TAPS)
         ]
-        entry = builder.block
-        loop = builder.function.append_basic_block("dw_p")
-        done = builder.function.append_basic_block("dw_done")
-        builder.cbranch(builder.icmp_signed("<=", n, ir.Constant(i64, 0)), done, loop)
 
-        builder.position_at_end(loop)
-        p = builder.phi(i64)
-        acc = [[builder.phi(vt) for _ in range(TAPS)] for _ in range(ROWS)]
-        ds = [builder.load(builder.bitcast(builder.gep(drow[r], [p]), vpt), align=4) for r in range(ROWS)]
-        xs = [builder.load(builder.bitcast(builder.gep(xrow[j], [p]), vpt), align=4) for j in range(TAPS)]
-        new = [[builder.call(fma, [ds[r], xs[j], acc[r][j]]) for j in range(TAPS)] for r in range(ROWS)]
-        p1 = builder.add(p, ir.Constant(i64, lanes))
-        end = builder.block
-        p.add_incoming(ir.Constant(i64, 0), entry)
-        p.add_incoming(p1, end)
-        for r in range(ROWS):
-            for j in range(TAPS):
-                acc[r][j].add_incoming(zero, entry)
-                acc[r][j].add_incoming(new[r][j], end)
-        builder.cbranch(builder.icmp_signed(">=", p1, n), done, loop)
+        def one_p(p, acc):  # ROWS gradient vectors against TAPS shifted image vectors
+            ds = [builder.load(builder.bitcast(builder.gep(drow[r], [p]), vpt), align=4) for r in range(ROWS)]
+            xs = [builder.load(builder.bitcast(builder.gep(xrow[j], [p]), vpt), align=4) for j in range(TAPS)]
+            return [
+                builder.call(fma, [ds[r], xs[j], acc[r * TAPS + j]]) for r in range(ROWS) for j in range(TAPS)
+            ]
 
-        builder.position_at_end(done)
-        sums = []
-        for r in range(ROWS):
-            for j in range(TAPS):
-                s = builder.phi(vt)
-                s.add_incoming(zero, entry)
-                s.add_incoming(new[r][j], end)
-                sums.append(s)
+        sums = _accumulate(builder, n, lanes, ROWS * TAPS, vt, zero, one_p)
+        dst_rows = _rows(builder, G_.data, k0, builder.extract_value(G_.shape, 1), TAPS)
         for r in range(ROWS):
             for j in range(TAPS):
                 v = sums[r * TAPS + j]
-                total = builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
-                for lane in range(1, lanes):
-                    total = builder.fadd(total, builder.extract_element(v, ir.Constant(ir.IntType(32), lane)))
-                row = builder.add(k0, ir.Constant(i64, j))
-                col = builder.add(f0, ir.Constant(i64, r))
-                dst = builder.gep(G_.data, [builder.add(builder.mul(row, ldg), col)])
+                total = builder.extract_element(v, ir.Constant(i32, 0))
+                for lane in range(1, lanes):  # in lane order: the same bits every run
+                    total = builder.fadd(total, builder.extract_element(v, ir.Constant(i32, lane)))
+                dst = builder.gep(dst_rows[j], [builder.add(f0, ir.Constant(i64, r))])
                 builder.store(builder.fadd(builder.load(dst), total), dst)
         return context.get_dummy_value()
 
@@ -252,38 +240,10 @@ def from_rows(rows, col0, OH, OW, Wp, full):
 
 
 @njit(**INLINE)
-def convolve(Wm, xp, off, full):
-    """``full (F, npos)``: every position of the padded image ``xp`` against ``Wm (F, K)``
-    (``F`` a multiple of :data:`ROWS`, ``npos`` of :func:`positions`; ``xp`` holds
-    ``off[-1] + npos`` values)."""
-    step = VECTORS * (_VECTOR_BYTES // full.itemsize)
-    for p0 in range(0, full.shape[1], step):
-        for f0 in range(0, full.shape[0], ROWS):
-            _block(Wm, xp, off, full, f0, p0)
-
-
-@njit(**INLINE)
-def pad_image(img, pad, xp):
-    """``img (C, H, W)`` into the flat zero-padded ``xp`` (rows ``W + 2 * pad`` wide), zeros after."""
-    C, H, W = img.shape
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    zero = xp.dtype.type(0)
-    xp[C * Hp * Wp :] = zero
-    for c in range(C):
-        plane = c * Hp * Wp
-        xp[plane : plane + pad * Wp] = zero
-        xp[plane + (pad + H) * Wp : plane + Hp * Wp] = zero
-        for h in range(H):
-            row = plane + (h + pad) * Wp
-            xp[row : row + pad] = zero
-            for w in range(W):
-                xp[row + pad + w] = img[c, h, w]
-            xp[row + pad + W : row + Wp] = zero
-
-
-@njit(**INLINE)
 def pad_rows(rows, col0, H, W, pad, xp):
-    """:func:`pad_image` of the image held in channel rows, ``rows[c, col0 + h * W + w]``."""
+    """The ``C x H x W`` image held in channel rows, ``rows[c, col0 + h * W + w]`` (an image
+    ``(C, H, W)`` reshaped to ``(C, H * W)`` with ``col0 = 0``, or one of a block's images), into
+    the flat zero-padded ``xp`` (rows ``W + 2 * pad`` wide), zeros after."""
     C = rows.shape[0]
     Hp, Wp = H + 2 * pad, W + 2 * pad
     zero = xp.dtype.type(0)

@@ -41,8 +41,8 @@ def test_kernels_give_the_references_values(dt, C, F, S, FS, pad):
     off = np.array(
         [(c * Hp + kh) * Wp + kw for c in range(C) for kh in range(FS) for kw in range(FS)], np.intp
     )
-    xp = np.full(C * Hp * Wp + npos + FS, np.nan, dt)  # pad_image must write every value it reads
-    K.pad_image(x, pad, xp)
+    xp = np.full(C * Hp * Wp + npos + FS, np.nan, dt)  # pad_rows must write every value read
+    K.pad_rows(x.reshape(C, -1), 0, S, S, pad, xp)
     full = np.empty((F, npos), dt)
     K.convolve(W.reshape(F, -1), xp, off, full)
     out = np.empty(dout_shape, dt)

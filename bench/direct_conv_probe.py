@@ -2,7 +2,7 @@
 
 ``python bench/direct_conv_probe.py``
     The forward of a 3x3, stride-1, pad-1 float32 convolution at batch 100 for DeepConvNet's
-    shapes, on ONE thread (the probe sets ``NUMBA_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` to 1
+    shapes (the probe that led to ``kernels/conv_direct.py``; its own copy of the kernel), on ONE thread (the probe sets ``NUMBA_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` to 1
     unless they are set): the Numba ``Convolution`` layer (unfold a block, one OpenBLAS product,
     bias and layout) against a direct convolution with no unfolded matrix. Each image is copied
     once into a zero-padded, channel-major flat buffer; with stride 1, output position
@@ -176,6 +176,9 @@ def _rel(got, want):
 def main():
     import scratchprop.numba as nb
     import scratchprop.numpy as npref
+    from scratchprop import _numba_conv
+
+    _numba_conv.DIRECT_MIN_FILL = 2.0  # the layer as it was: unfold + product (it now takes the direct path)
 
     rng = np.random.default_rng(0)
     N = 100

@@ -12,7 +12,9 @@ Chapter 6: :mod:`.sigmoid` (backward; the forward is NumPy's vectorised exp),
 :mod:`.mt19937` (``np.random.rand``'s generator on NumPy's own state: Dropout's masks).
 Chapter 7: :mod:`.conv` (Convolution's unfold, fold and layout passes around the BLAS
 products; max pooling and its backward), :mod:`.conv_batch` (the convolution parallel across
-the batch: each thread's images unfolded, multiplied on one BLAS thread and laid out).
+the batch: each thread's images unfolded, multiplied on one BLAS thread and laid out),
+:mod:`.conv_direct` (a stride-1 convolution with no unfolded matrix, its products a
+register-blocked micro-kernel in LLVM vector IR: where it pays, ``conv_batch`` takes it).
 :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
 (NumPy's own OpenBLAS, so one thread pool with the user's NumPy);
 :mod:`.config` holds every JIT flag. When kernels may use threads is decided by the
@@ -22,6 +24,6 @@ Kernels are leaves: they import only NumPy, Numba and each other, never
 ``scratchprop``; validation and dtype promotion happen in the callers.
 
 Caching: Numba keys a kernel's on-disk cache on its own source file only.
-After editing :mod:`._blas` or :mod:`.config` (which other kernels inline),
+After editing :mod:`._blas`, :mod:`.config` or :mod:`.conv_direct` (which other kernels inline),
 delete ``__pycache__/*.nbi``/``*.nbc`` here, or the kernels load stale code.
 """

@@ -6,7 +6,10 @@ reference's. The convolution runs parallel across the batch
 (``kernels/conv_batch.py``, :func:`scratchprop.threads.run_chunks`): each
 thread unfolds a few of its images at a time into its own buffer, multiplies
 them on one BLAS thread while the block is still in its cache, and lays the
-result out in NCHW (rule 4 of :mod:`scratchprop.threads` says why). A net
+result out in NCHW (rule 4 of :mod:`scratchprop.threads` says why). Where it
+pays (stride 1, filters in fours, maps wide enough: :func:`_direct`), the
+forward, ``dx`` and ``dW`` skip the unfolded matrix instead: each image is
+padded once and convolved directly (``kernels/conv_direct.py``). A net
 (:class:`scratchprop.layernet.LayerNet`) runs a Convolution and the Relu after
 it, or the Relu and a Pooling after it, as one layer (:meth:`Convolution.fuses_with`).
 

@@ -74,14 +74,41 @@ def _vector_type(dtype):
     return ir.VectorType(ir.FloatType() if single else ir.DoubleType(), lanes), lanes, single
 
 
-def _setup(context, builder, signature, args, vt, lanes, single):
-    """An intrinsic's four arrays, its two indices, and ``llvm.fma`` and zero for vectors ``vt``."""
-    arrays = [context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])]
-    name = f"llvm.fma.v{lanes}{'f32' if single else 'f64'}"
-    fma = builder.module.globals.get(name) or ir.Function(
-        builder.module, ir.FunctionType(vt, [vt, vt, vt]), name=name
-    )
-    return arrays, args[4], args[5], fma, ir.Constant(vt, [0.0] * lanes)
+class _IR:
+    """What a micro-kernel's IR needs: the builder, its vector type and width, ``llvm.fma`` on it,
+    a vector of zeros, pointer and integer types."""
+
+    def __init__(self, builder, dtype):
+        vt, lanes, single = _vector_type(dtype)
+        name = f"llvm.fma.v{lanes}{'f32' if single else 'f64'}"
+        self.b, self.vt, self.lanes, self.vpt = builder, vt, lanes, vt.as_pointer()
+        self.fma = builder.module.globals.get(name) or ir.Function(
+            builder.module, ir.FunctionType(vt, [vt, vt, vt]), name=name
+        )
+        self.zero = ir.Constant(vt, [0.0] * lanes)
+        self.i64, self.i32 = ir.IntType(64), ir.IntType(32)
+
+    def vload(self, ptr):
+        """A vector from ``ptr`` (a scalar pointer), unaligned."""
+        return self.b.load(self.b.bitcast(ptr, self.vpt), align=4)
+
+
+def _micro_kernel(emit):
+    """An intrinsic ``(A, xp, off, out, i0, j0)`` (three float arrays of one dtype, C-contiguous,
+    ``off`` intp; two indices) whose body ``emit(ir_, arrays, i0, j0)`` writes."""
+
+    def typer(typingctx, A, xp, off, out, i0, j0):
+        def codegen(context, builder, signature, args):
+            arrays = [
+                context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])
+            ]
+            emit(_IR(builder, signature.args[0].dtype), arrays, args[4], args[5])
+            return context.get_dummy_value()
+
+        return types.void(A, xp, off, out, types.intp, types.intp), codegen
+
+    typer.__doc__ = emit.__doc__
+    return intrinsic(typer)
 
 
 def _rows(builder, base, first, stride, count):
@@ -124,45 +151,37 @@ def _accumulate(builder, n, step, count, vt, zero, body):
     return last
 
 
-@intrinsic
-def _block(typingctx, Wm, xp, off, full, f0, p0):
+def _emit_block(v, arrays, f0, p0):
     """``full[f0 + r, p0 + j] = sum_k Wm[f0 + r, k] * xp[off[k] + p0 + j]`` for ``r < ROWS`` and
-    ``j`` < :func:`positions`; all of one float dtype, C-contiguous, ``Wm (F, K)``, ``full (F, n)``."""
-    sig = types.void(Wm, xp, off, full, types.intp, types.intp)
-    vt, lanes, single = _vector_type(Wm.dtype)
+    ``j`` < :func:`positions`: ``Wm (F, K)``, ``xp``, ``off (K,)``, ``full (F, n)``."""
+    W_, X_, O_, F_ = arrays
+    b = v.b
+    splat = ir.Constant(ir.VectorType(v.i32, v.lanes), [0] * v.lanes)
+    K = b.extract_value(W_.shape, 1)
+    rows = _rows(b, W_.data, f0, K, ROWS)
+    base = b.gep(X_.data, [p0])
 
-    def codegen(context, builder, signature, args):
-        (W_, X_, O_, F_), f0, p0, fma, zero = _setup(context, builder, signature, args, vt, lanes, single)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        vpt = vt.as_pointer()
-        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        K = builder.extract_value(W_.shape, 1)
-        rows = _rows(builder, W_.data, f0, K, ROWS)
-        base = builder.gep(X_.data, [p0])
-
-        def one_k(k, acc):  # VECTORS loads of the image, ROWS broadcast filter values, all FMAs
-            src = builder.gep(base, [builder.load(builder.gep(O_.data, [k]))])
-            xs = [
-                builder.load(builder.bitcast(builder.gep(src, [ir.Constant(i64, v * lanes)]), vpt), align=4)
-                for v in range(VECTORS)
-            ]
-            new = []
-            for r in range(ROWS):
-                w = builder.load(builder.gep(rows[r], [k]))
-                w = builder.insert_element(ir.Constant(vt, ir.Undefined), w, ir.Constant(i32, 0))
-                w = builder.shuffle_vector(w, ir.Constant(vt, ir.Undefined), splat)
-                new += [builder.call(fma, [w, xs[v], acc[r * VECTORS + v]]) for v in range(VECTORS)]
-            return new
-
-        sums = _accumulate(builder, K, 1, ROWS * VECTORS, vt, zero, one_k)
-        out = _rows(builder, F_.data, f0, builder.extract_value(F_.shape, 1), ROWS)
+    def one_k(k, acc):  # VECTORS loads of the image, ROWS broadcast filter values, all FMAs
+        src = b.gep(base, [b.load(b.gep(O_.data, [k]))])
+        xs = [v.vload(b.gep(src, [ir.Constant(v.i64, j * v.lanes)])) for j in range(VECTORS)]
+        new = []
         for r in range(ROWS):
-            for v in range(VECTORS):
-                dst = builder.gep(out[r], [builder.add(p0, ir.Constant(i64, v * lanes))])
-                builder.store(sums[r * VECTORS + v], builder.bitcast(dst, vpt), align=4)
-        return context.get_dummy_value()
+            w = b.insert_element(
+                ir.Constant(v.vt, ir.Undefined), b.load(b.gep(rows[r], [k])), ir.Constant(v.i32, 0)
+            )
+            w = b.shuffle_vector(w, ir.Constant(v.vt, ir.Undefined), splat)
+            new += [b.call(v.fma, [w, xs[j], acc[r * VECTORS + j]]) for j in range(VECTORS)]
+        return new
 
-    return sig, codegen
+    sums = _accumulate(b, K, 1, ROWS * VECTORS, v.vt, v.zero, one_k)
+    out = _rows(b, F_.data, f0, b.extract_value(F_.shape, 1), ROWS)
+    for r in range(ROWS):
+        for j in range(VECTORS):
+            dst = b.gep(out[r], [b.add(p0, ir.Constant(v.i64, j * v.lanes))])
+            b.store(sums[r * VECTORS + j], b.bitcast(dst, v.vpt), align=4)
+
+
+_block = _micro_kernel(_emit_block)
 
 
 @njit(**INLINE)
@@ -176,45 +195,34 @@ def convolve(Wm, xp, off, full):
             _block(Wm, xp, off, full, f0, p0)
 
 
-@intrinsic
-def _filter_block(typingctx, D, xp, off, dWT, f0, k0):
+def _emit_filter_block(v, arrays, f0, k0):
     """``dWT[k0 + j, f0 + r] += sum_p D[f0 + r, p] * xp[off[k0 + j] + p]`` for ``r < ROWS``,
     ``j < TAPS``, ``p`` over ``D``'s row (a multiple of the vector width): lane-wise sums in
     registers along the row, then each added up lane by lane in order."""
-    sig = types.void(D, xp, off, dWT, types.intp, types.intp)
-    vt, lanes, single = _vector_type(D.dtype)
+    D_, X_, O_, G_ = arrays
+    b = v.b
+    n = b.extract_value(D_.shape, 1)
+    drow = _rows(b, D_.data, f0, n, ROWS)
+    xrow = [b.gep(X_.data, [b.load(b.gep(O_.data, [b.add(k0, ir.Constant(v.i64, j))]))]) for j in range(TAPS)]
 
-    def codegen(context, builder, signature, args):
-        (D_, X_, O_, G_), f0, k0, fma, zero = _setup(context, builder, signature, args, vt, lanes, single)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        vpt = vt.as_pointer()
-        n = builder.extract_value(D_.shape, 1)
-        drow = _rows(builder, D_.data, f0, n, ROWS)
-        xrow = [
-            builder.gep(X_.data, [builder.load(builder.gep(O_.data, [builder.add(k0, ir.Constant(i64, j))]))])
-            for j in range(TAPS)
-        ]
+    def one_p(p, acc):  # ROWS gradient vectors against TAPS shifted image vectors
+        ds = [v.vload(b.gep(drow[r], [p])) for r in range(ROWS)]
+        xs = [v.vload(b.gep(xrow[j], [p])) for j in range(TAPS)]
+        return [b.call(v.fma, [ds[r], xs[j], acc[r * TAPS + j]]) for r in range(ROWS) for j in range(TAPS)]
 
-        def one_p(p, acc):  # ROWS gradient vectors against TAPS shifted image vectors
-            ds = [builder.load(builder.bitcast(builder.gep(drow[r], [p]), vpt), align=4) for r in range(ROWS)]
-            xs = [builder.load(builder.bitcast(builder.gep(xrow[j], [p]), vpt), align=4) for j in range(TAPS)]
-            return [
-                builder.call(fma, [ds[r], xs[j], acc[r * TAPS + j]]) for r in range(ROWS) for j in range(TAPS)
-            ]
+    sums = _accumulate(b, n, v.lanes, ROWS * TAPS, v.vt, v.zero, one_p)
+    dst_rows = _rows(b, G_.data, k0, b.extract_value(G_.shape, 1), TAPS)
+    for r in range(ROWS):
+        for j in range(TAPS):
+            s = sums[r * TAPS + j]
+            total = b.extract_element(s, ir.Constant(v.i32, 0))
+            for lane in range(1, v.lanes):  # in lane order: the same bits every run
+                total = b.fadd(total, b.extract_element(s, ir.Constant(v.i32, lane)))
+            dst = b.gep(dst_rows[j], [b.add(f0, ir.Constant(v.i64, r))])
+            b.store(b.fadd(b.load(dst), total), dst)
 
-        sums = _accumulate(builder, n, lanes, ROWS * TAPS, vt, zero, one_p)
-        dst_rows = _rows(builder, G_.data, k0, builder.extract_value(G_.shape, 1), TAPS)
-        for r in range(ROWS):
-            for j in range(TAPS):
-                v = sums[r * TAPS + j]
-                total = builder.extract_element(v, ir.Constant(i32, 0))
-                for lane in range(1, lanes):  # in lane order: the same bits every run
-                    total = builder.fadd(total, builder.extract_element(v, ir.Constant(i32, lane)))
-                dst = builder.gep(dst_rows[j], [builder.add(f0, ir.Constant(i64, r))])
-                builder.store(builder.fadd(builder.load(dst), total), dst)
-        return context.get_dummy_value()
 
-    return sig, codegen
+_filter_block = _micro_kernel(_emit_filter_block)
 
 
 @njit(**INLINE)

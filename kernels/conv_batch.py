@@ -152,11 +152,11 @@ def backward_chunk(
         else:
             nchw_to_cn(dout[n0:n1], drows, db[c], after[n0:n1], relu)
         if direct[4].size:
-            full = direct[6][w].reshape(FN, -1)
+            DT = direct[6][w, : OH * (W + 2 * pad) * FN].reshape(-1, FN)
             for i in range(n1 - n0):
                 pad_rows(x[n0 + i].reshape(x.shape[1], H * W), 0, H, W, pad, direct[5][w])
-                from_rows(drows, i * OH * OW, OH, OW, W + 2 * pad, full)
-                filter_gradient(full, direct[5][w], direct[4], dWT[c])
+                from_rows(drows, i * OH * OW, OH, OW, W + 2 * pad, DT)
+                filter_gradient(DT, direct[5][w], direct[4], dWT[c])
         else:
             colT = bufs[0][w, : K * m].reshape(K, m)
             unfold(x[n0:n1], FH, FW, stride, pad, colT)

@@ -12,10 +12,13 @@ positions at a time, its accumulators held in registers across the whole ``k`` l
 multiply-adds). :func:`to_rows` and :func:`to_image` copy the real positions out.
 
 The backward's ``dx`` is the same convolution: the padded gradient against the filters flipped
-and transposed, padded by ``FH - 1 - pad``.
+and transposed, padded by ``FH - 1 - pad``. Its ``dW`` is :func:`filter_gradient`: the gradient
+laid out as ``DT (npos, F)`` (:func:`from_rows`), one SIMD vector of filters times :data:`TAPS`
+image values per position, summed along the positions in registers.
 
-Sums run over ``k`` in order, one fused multiply-add per term: the bits depend on the inputs
-alone (not on threads or blocks). ``bench/direct_conv_probe.py`` and ``bench/CONV.md`` measure it.
+Sums run over ``k`` (``dW``: over positions) in order, one fused multiply-add per term: the bits
+depend on the inputs alone (not on threads or blocks). With AVX-512 the vectors are its 16-lane
+ones (:data:`VECTORS` = 5: 80 float32 positions, a multiple of the 8x8 maps' padded rows). ``bench/direct_conv_probe.py`` and ``bench/CONV.md`` measure it.
 """
 
 import numba
@@ -31,6 +34,7 @@ __all__ = [
     "ROWS",
     "VECTORS",
     "TAPS",
+    "lanes",
     "positions",
     "pad_rows",
     "convolve",
@@ -40,31 +44,41 @@ __all__ = [
     "from_rows",
 ]
 
-#: Filters per block (its outputs must come in multiples of it).
-ROWS = 4
-#: SIMD vectors of positions per block: ``ROWS * VECTORS`` accumulators (12 of AVX2's 16 registers).
-VECTORS = 3
-_VECTOR_BYTES = 32  # AVX2's: 8 float32 or 4 float64 lanes (64-byte vectors measured no faster)
-#: Filter values per block of :func:`filter_gradient` (its ``K`` must come in multiples of it).
-TAPS = 3
 
-
-def _simd_here():
-    """Whether Numba's code here has AVX2 and FMA (the host's, or those ``NUMBA_CPU_NAME`` /
-    ``NUMBA_CPU_FEATURES`` name): elsewhere LLVM lowers the kernels' 8-lane FMAs to calls, slowly."""
+def _features():
+    """``(AVX2 and FMA, AVX-512F)`` in Numba's code here (the host's, or what ``NUMBA_CPU_NAME`` /
+    ``NUMBA_CPU_FEATURES`` name). Without AVX2 + FMA, LLVM lowers the kernels' vector FMAs to
+    calls, slowly. Numba's cache is keyed by the CPU's features, so what follows from them is
+    never read stale from it."""
     if numba.config.CPU_NAME or numba.config.CPU_FEATURES:
         features = numba.config.CPU_FEATURES or ""
-        return "+avx2" in features and "+fma" in features
-    host = llvm.get_host_cpu_features()
-    return bool(host.get("avx2") and host.get("fma"))
+        has = {f for f in ("avx2", "fma", "avx512f") if f"+{f}" in features}
+    else:
+        has = {f for f, on in llvm.get_host_cpu_features().items() if on}
+    return {"avx2", "fma"} <= has, "avx512f" in has
 
 
 #: Whether the direct convolution is worth running on this machine (its callers check).
-FAST = _simd_here()
+FAST, _WIDE = _features()
+#: Filters per block (its outputs must come in multiples of it).
+ROWS = 4
+#: SIMD vectors of positions per block: ``ROWS * VECTORS`` accumulators, 20 of AVX-512's 32
+#: registers (12 of AVX2's 16).
+VECTORS = 5 if _WIDE else 3
+_VECTOR_BYTES = 64 if _WIDE else 32
+#: Filter values per block of :func:`filter_gradient` (its ``K`` must come in multiples of it).
+TAPS = 9
+
+
+def lanes(itemsize):
+    """Values of ``itemsize`` bytes in a SIMD vector (16 float32 with AVX-512, 8 with AVX2):
+    :func:`filter_gradient`'s filters come in multiples of it."""
+    return _VECTOR_BYTES // itemsize
 
 
 def positions(itemsize):
-    """Positions a block covers for values of ``itemsize`` bytes (24 float32, 12 float64)."""
+    """Positions a block covers for values of ``itemsize`` bytes (80 float32, 40 float64 with
+    AVX-512; 24, 12 with AVX2)."""
     return VECTORS * (_VECTOR_BYTES // itemsize)
 
 
@@ -87,10 +101,21 @@ class _IR:
         )
         self.zero = ir.Constant(vt, [0.0] * lanes)
         self.i64, self.i32 = ir.IntType(64), ir.IntType(32)
+        if _WIDE:  # else LLVM's tuning for these CPUs (prefer 256 bits) splits the vectors in two;
+            # llvmlite's attribute set checks names against a list without this one: set.add skips that
+            set.add(builder.function.attributes, '"min-legal-vector-width"="512"')
 
     def vload(self, ptr):
         """A vector from ``ptr`` (a scalar pointer), unaligned."""
         return self.b.load(self.b.bitcast(ptr, self.vpt), align=4)
+
+    def splat(self, ptr):
+        """The value at ``ptr`` in every lane."""
+        b, undef = self.b, ir.Constant(self.vt, ir.Undefined)
+        one = b.insert_element(undef, b.load(ptr), ir.Constant(self.i32, 0))
+        return b.shuffle_vector(
+            one, undef, ir.Constant(ir.VectorType(self.i32, self.lanes), [0] * self.lanes)
+        )
 
 
 def _micro_kernel(emit):
@@ -156,7 +181,6 @@ def _emit_block(v, arrays, f0, p0):
     ``j`` < :func:`positions`: ``Wm (F, K)``, ``xp``, ``off (K,)``, ``full (F, n)``."""
     W_, X_, O_, F_ = arrays
     b = v.b
-    splat = ir.Constant(ir.VectorType(v.i32, v.lanes), [0] * v.lanes)
     K = b.extract_value(W_.shape, 1)
     rows = _rows(b, W_.data, f0, K, ROWS)
     base = b.gep(X_.data, [p0])
@@ -166,10 +190,7 @@ def _emit_block(v, arrays, f0, p0):
         xs = [v.vload(b.gep(src, [ir.Constant(v.i64, j * v.lanes)])) for j in range(VECTORS)]
         new = []
         for r in range(ROWS):
-            w = b.insert_element(
-                ir.Constant(v.vt, ir.Undefined), b.load(b.gep(rows[r], [k])), ir.Constant(v.i32, 0)
-            )
-            w = b.shuffle_vector(w, ir.Constant(v.vt, ir.Undefined), splat)
+            w = v.splat(b.gep(rows[r], [k]))
             new += [b.call(v.fma, [w, xs[j], acc[r * VECTORS + j]]) for j in range(VECTORS)]
         return new
 
@@ -196,55 +217,50 @@ def convolve(Wm, xp, off, full):
 
 
 def _emit_filter_block(v, arrays, f0, k0):
-    """``dWT[k0 + j, f0 + r] += sum_p D[f0 + r, p] * xp[off[k0 + j] + p]`` for ``r < ROWS``,
-    ``j < TAPS``, ``p`` over ``D``'s row (a multiple of the vector width): lane-wise sums in
-    registers along the row, then each added up lane by lane in order."""
+    """``dWT[k0 + j, f0 : f0 + lanes] += sum_p xp[off[k0 + j] + p] * DT[p, f0 : f0 + lanes]`` for
+    ``j < TAPS``, ``p`` over ``DT``'s rows in order: one vector of filters per filter value, held
+    in registers along the positions (no sum across lanes)."""
     D_, X_, O_, G_ = arrays
     b = v.b
-    n = b.extract_value(D_.shape, 1)
-    drow = _rows(b, D_.data, f0, n, ROWS)
+    n, F = b.extract_value(D_.shape, 0), b.extract_value(D_.shape, 1)
+    column = b.gep(D_.data, [f0])
     xrow = [b.gep(X_.data, [b.load(b.gep(O_.data, [b.add(k0, ir.Constant(v.i64, j))]))]) for j in range(TAPS)]
 
-    def one_p(p, acc):  # ROWS gradient vectors against TAPS shifted image vectors
-        ds = [v.vload(b.gep(drow[r], [p])) for r in range(ROWS)]
-        xs = [v.vload(b.gep(xrow[j], [p])) for j in range(TAPS)]
-        return [b.call(v.fma, [ds[r], xs[j], acc[r * TAPS + j]]) for r in range(ROWS) for j in range(TAPS)]
+    def one_p(p, acc):  # a vector of the gradient's filters against TAPS image values
+        d = v.vload(b.gep(column, [b.mul(p, F)]))
+        return [b.call(v.fma, [v.splat(b.gep(xrow[j], [p])), d, acc[j]]) for j in range(TAPS)]
 
-    sums = _accumulate(b, n, v.lanes, ROWS * TAPS, v.vt, v.zero, one_p)
-    dst_rows = _rows(b, G_.data, k0, b.extract_value(G_.shape, 1), TAPS)
-    for r in range(ROWS):
-        for j in range(TAPS):
-            s = sums[r * TAPS + j]
-            total = b.extract_element(s, ir.Constant(v.i32, 0))
-            for lane in range(1, v.lanes):  # in lane order: the same bits every run
-                total = b.fadd(total, b.extract_element(s, ir.Constant(v.i32, lane)))
-            dst = b.gep(dst_rows[j], [b.add(f0, ir.Constant(v.i64, r))])
-            b.store(b.fadd(b.load(dst), total), dst)
+    sums = _accumulate(b, n, 1, TAPS, v.vt, v.zero, one_p)
+    G = b.extract_value(G_.shape, 1)
+    for j in range(TAPS):
+        dst = b.bitcast(b.gep(G_.data, [b.add(b.mul(b.add(k0, ir.Constant(v.i64, j)), G), f0)]), v.vpt)
+        b.store(b.fadd(b.load(dst, align=4), sums[j]), dst, align=4)
 
 
 _filter_block = _micro_kernel(_emit_filter_block)
 
 
 @njit(**INLINE)
-def filter_gradient(D, xp, off, dWT):
-    """``dWT (K, F) +=`` the filter gradient of one image: ``D (F, npos)`` its output gradient
+def filter_gradient(DT, xp, off, dWT):
+    """``dWT (K, F) +=`` the filter gradient of one image: ``DT (npos, F)`` its output gradient
     over the padded positions (zeros at the dropped ones), ``xp`` its padded input (``F`` a
-    multiple of :data:`ROWS`, ``K`` of :data:`TAPS`)."""
-    for k0 in range(0, dWT.shape[0], TAPS):
-        for f0 in range(0, dWT.shape[1], ROWS):
-            _filter_block(D, xp, off, dWT, f0, k0)
+    multiple of :func:`lanes`, ``K`` of :data:`TAPS`)."""
+    for f0 in range(0, dWT.shape[1], _VECTOR_BYTES // dWT.itemsize):
+        for k0 in range(0, dWT.shape[0], TAPS):
+            _filter_block(DT, xp, off, dWT, f0, k0)
 
 
 @njit(**INLINE)
-def from_rows(rows, col0, OH, OW, Wp, full):
-    """Channel rows ``rows[f, col0 + oh * OW + ow]`` into ``full (F, npos)`` over the padded
+def from_rows(rows, col0, OH, OW, Wp, DT):
+    """Channel rows ``rows[f, col0 + oh * OW + ow]`` into ``DT (npos, F)`` over the padded
     positions ``oh * Wp + ow``, zeros at the others."""
-    zero = full.dtype.type(0)
-    full[:] = zero
-    for f in range(full.shape[0]):
-        for oh in range(OH):
-            for ow in range(OW):
-                full[f, oh * Wp + ow] = rows[f, col0 + oh * OW + ow]
+    zero = DT.dtype.type(0)
+    for oh in range(OH):
+        for ow in range(OW):
+            for f in range(DT.shape[1]):
+                DT[oh * Wp + ow, f] = rows[f, col0 + oh * OW + ow]
+        DT[oh * Wp + OW : (oh + 1) * Wp] = zero
+    DT[OH * Wp :] = zero
 
 
 @njit(**INLINE)
@@ -255,18 +271,20 @@ def pad_rows(rows, col0, H, W, pad, xp):
     C = rows.shape[0]
     Hp, Wp = H + 2 * pad, W + 2 * pad
     zero = xp.dtype.type(0)
-    xp[C * Hp * Wp :] = zero
+    for i in range(C * Hp * Wp, xp.size):
+        xp[i] = zero
     for c in range(C):
-        plane = c * Hp * Wp
-        xp[plane : plane + pad * Wp] = zero
-        xp[plane + (pad + H) * Wp : plane + Hp * Wp] = zero
-        for h in range(H):
-            row = plane + (h + pad) * Wp
-            xp[row : row + pad] = zero
-            src = col0 + h * W
+        plane, src = c * Hp * Wp, rows[c, col0 : col0 + H * W]
+        for i in range(plane, plane + pad * Wp + pad):  # top rows, and the first row's left pad
+            xp[i] = zero
+        for h in range(H):  # plain loops: a slice assignment per short row costs more than its copy
+            row = plane + (h + pad) * Wp + pad
             for w in range(W):
-                xp[row + pad + w] = rows[c, src + w]
-            xp[row + pad + W : row + Wp] = zero
+                xp[row + w] = src[h * W + w]
+            for i in range(row + W, row + Wp):  # its right pad and the next row's left pad
+                xp[i] = zero
+        for i in range(plane + (pad + H) * Wp + pad, plane + Hp * Wp):  # the rest of the bottom rows
+            xp[i] = zero
 
 
 @njit(**INLINE)

@@ -26,7 +26,15 @@ def _close(got, want, dt):
 
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize(
-    "C, F, S, FS, pad", [(3, 8, 10, 3, 1), (16, 16, 28, 3, 1), (1, 4, 9, 5, 2), (4, 4, 7, 3, 0)]
+    "C, F, S, FS, pad",
+    [
+        (3, 8, 10, 3, 1),
+        (16, 16, 28, 3, 1),
+        (1, 4, 9, 5, 2),
+        (4, 4, 7, 3, 0),
+        (2, 32, 8, 3, 2),
+        (3, 16, 5, 3, 1),
+    ],
 )
 def test_kernels_give_the_references_values(dt, C, F, S, FS, pad):
     rng = np.random.default_rng(0)
@@ -56,8 +64,8 @@ def test_kernels_give_the_references_values(dt, C, F, S, FS, pad):
     K.pad_rows(np.concatenate([np.zeros((C, 2), dt), x.reshape(C, -1)], axis=1), 2, S, S, pad, xp2)
     assert np.array_equal(xp2, xp)
     # the filter gradient, from the gradient over the padded positions
-    if C * FS * FS % K.TAPS == 0:
-        D = np.full((F, npos), np.nan, dt)
+    if C * FS * FS % K.TAPS == 0 and F % K.lanes(np.dtype(dt).itemsize) == 0:
+        D = np.full((OH * Wp, F), np.nan, dt)
         K.from_rows(dout.reshape(F, -1), 0, OH, OW, Wp, D)
         dWT = np.ones((C * FS * FS, F), dt)  # it adds to what is there
         K.filter_gradient(D, xp, off, dWT)
@@ -89,14 +97,14 @@ def _deep_case(dt, N=3, C=16, F=16, S=28, fused=False, seed=0):
 @needs_simd
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("C, F, S", [(16, 16, 28), (4, 8, 14)])
+@pytest.mark.parametrize("C, F, S", [(16, 16, 28), (4, 16, 14), (8, 32, 18)])
 def test_layer_takes_it_and_matches_the_reference_and_the_unfold(monkeypatch, dt, C, F, S, fused):
     args = _deep_case(dt, C=C, F=F, S=S, fused=fused)
     conv, direct = _layer_run(*args, fused)
-    assert {"xp", "full", "dxp", "dfull"} <= set(conv._scratch)  # forward, dW and dx took it
+    assert {"xp", "full", "DT", "dxp", "dfull"} <= set(conv._scratch)  # forward, dW and dx took it
     monkeypatch.setattr(nb, "DIRECT_MIN_FILL", 2.0)  # never: unfold + product
     conv, unfolded = _layer_run(*args, fused)
-    assert not {"xp", "full", "dxp", "dfull"} & set(conv._scratch)
+    assert not {"xp", "full", "DT", "dxp", "dfull"} & set(conv._scratch)
     x, W, b, dout = args
     r = ref.Convolution(W.astype(np.float64), b.astype(np.float64), 1, 1)
     out = r.forward(x.astype(np.float64))
@@ -121,7 +129,7 @@ def test_it_does_not_apply_where_it_would_not_pay_or_cannot_run(monkeypatch):
     monkeypatch.setattr(K, "FAST", False)
     assert nb._direct(f32, 16, 3, 3, 28, 28, 16) is None  # no AVX2 / FMA: unfold + product
     monkeypatch.setattr(K, "FAST", True)
-    assert nb._direct(f32, 16, 3, 3, 7, 7, 16) is None  # 49 of 72 positions are outputs
+    assert nb._direct(f32, 16, 3, 3, 7, 7, 16) is None  # 49 outputs of 72 (AVX2) or 80 computed
     assert nb._direct(f32, 30, 5, 5, 24, 24, 1) is None  # 30 filters: not in blocks of four
     x, W, b, dout = _deep_case(np.float32, C=4, F=8, S=15)
     conv = nb.Convolution(W, b, stride=2, pad=1)

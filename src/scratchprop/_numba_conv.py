@@ -57,9 +57,9 @@ _NO_POOL, _NO_ARG = (0, 0, 0), np.empty(0, np.uint8)
 _NO_OFF = np.empty(0, np.intp)
 
 #: Share of the positions a direct convolution computes (every one of the padded rows, rounded up
-#: to its block) that must be real outputs for it to run instead of unfold + product: at 0.82-0.93
-#: (DeepConvNet's 14x14 and 28x28 maps) it was 1.2-1.9x faster, at 0.68 (7x7) about even forward
-#: and slower for ``dx`` (``bench/CONV.md``, ``bench/direct_conv_probe.py``).
+#: to its block) that must be real outputs for it to run instead of unfold + product: from 0.8
+#: (DeepConvNet's 8x8 maps with AVX-512) it was faster, at 0.68 (7x7 maps, 8-lane blocks) slower for ``dx``
+#: (``bench/CONV.md``, ``bench/direct_conv_probe.py``).
 DIRECT_MIN_FILL = 0.75
 
 
@@ -354,7 +354,7 @@ class Convolution(_ref.Convolution):
         if self.stride == 1:  # dx: the gradient, padded by FH - 1 - pad, against the filters flipped
             if need_dx and FH == FW and self.pad <= FH - 1:
                 dxp = _direct(dt, Cin, FH, FW, H, W_, FN)
-            if K % _KD.TAPS == 0:
+            if K % _KD.TAPS == 0 and FN % _KD.lanes(dt.itemsize) == 0:
                 dwp = _direct(dt, FN, FH, FW, OH, OW, Cin)
         sizes = {
             "col": K * B * P if dwp is None else 0,
@@ -368,7 +368,7 @@ class Convolution(_ref.Convolution):
             Wt = np.ascontiguousarray(self.W.astype(dt, copy=False)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             direct[:4] = (Wt.reshape(Cin, -1), dxp[0], *_bufs(self, {"dxp": dxp[1], "dfull": dxp[2]}, T, dt))
         if dwp is not None:
-            direct[4:] = (dwp[0], *_bufs(self, {"xp": dwp[1], "full": dwp[2]}, T, dt))
+            direct[4:] = (dwp[0], *_bufs(self, {"xp": dwp[1], "DT": dwp[2]}, T, dt))
         direct = tuple(direct)
         dWT, db = np.empty((C, K, FN), dt), np.empty((C, FN), dt)
         dx = np.empty(self.x.shape if need_dx else (0,) + self.x.shape[1:], dt)

@@ -35,7 +35,7 @@ def _images(x, Wm, b, pad, off, xp, full, out):
     for n in range(x.shape[0]):
         K.pad_rows(x[n].reshape(C, H * W), 0, H, W, pad, xp)
         K.convolve(Wm, xp, off, full)
-        K.to_image(full, W + 2 * pad, out[n])
+        K.to_image(full, W + 2 * pad, b[:0], False, out[n])
         for f in range(out.shape[1]):
             out[n, f] += b[f]
 

@@ -266,13 +266,13 @@ def _pool_plane(xf, img, H, W, PH, PW, stride, pad, of, arg, o, OH, OW):
 @njit(**SERIAL)
 def pool_rows(rows, b, H, W, PH, PW, stride, out, arg):
     """A block's Conv + ReLU + max pooling from its product: ``rows (F, B*H*W)`` (channel-major,
-    before the bias) get the bias and the ReLU in place, then each ``H x W`` plane is pooled into
-    ``out (B, F, OH, OW)`` and ``arg`` (rows ``(n, f, oh, ow)``) as :func:`pool_forward` pools the
-    Relu's output (no padding)."""
+    before the bias) get the bias and the ReLU in place (with ``b`` empty: they have them), then
+    each ``H x W`` plane is pooled into ``out (B, F, OH, OW)`` and ``arg`` (rows ``(n, f, oh,
+    ow)``) as :func:`pool_forward` pools the Relu's output (no padding)."""
     F, m = rows.shape
     Bn, _, OH, OW = out.shape
     P = H * W
-    for f in range(F):
+    for f in range(F if b.size else 0):
         r = rows[f]
         bf = b[f]
         for p in range(m):

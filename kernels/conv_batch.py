@@ -83,19 +83,24 @@ def forward_chunk(c, w, C, x, Wm, b, FH, FW, stride, pad, out, relu, pool, arg, 
         n1 = min(hi, n0 + B)
         m = (n1 - n0) * OH * OW
         rows = rbuf[w, : FN * m].reshape(FN, m)
-        if direct[0].size:
+        bias = b
+        if direct[0].size:  # the bias and the ReLU on the way out of each image
             full = direct[2][w].reshape(FN, -1)
             for i in range(n1 - n0):
                 pad_rows(x[n0 + i].reshape(x.shape[1], H * W), 0, H, W, pad, direct[1][w])
                 convolve(Wm, direct[1][w], direct[0], full)
-                to_rows(full, W + 2 * pad, OH, OW, rows, i * OH * OW)
+                if pool[0] > 0:
+                    to_rows(full, W + 2 * pad, OH, OW, b, rows, i * OH * OW)
+                else:
+                    to_image(full, W + 2 * pad, b, relu, out[n0 + i])
+            bias = b[:0]
         else:
             colT = cbuf[w, : K * m].reshape(K, m)
             unfold(x[n0:n1], FH, FW, stride, pad, colT)
             _by_columns(False, Wm, colT, rows, piece)
         if pool[0] > 0:
-            pool_rows(rows, b, OH, OW, pool[0], pool[1], pool[2], out[n0:n1], arg[n0 * Q : n1 * Q])
-        else:
+            pool_rows(rows, bias, OH, OW, pool[0], pool[1], pool[2], out[n0:n1], arg[n0 * Q : n1 * Q])
+        elif bias.size:
             cn_to_nchw(rows, b, out[n0:n1], relu)
 
 
@@ -168,7 +173,7 @@ def backward_chunk(
             for i in range(n1 - n0):  # the gradient padded by FH - 1 - pad: a stride-1 convolution
                 pad_rows(drows, i * OH * OW, OH, OW, FH - 1 - pad, dpb[w])
                 convolve(Wt, dpb[w], off, full)
-                to_image(full, OW + 2 * (FH - 1 - pad), dx[n0 + i])
+                to_image(full, OW + 2 * (FH - 1 - pad), db[c, :0], False, dx[n0 + i])
         elif need_dx:
             dcolT = bufs[2][w, : K * m].reshape(K, m)
             _by_columns(True, Wm, drows, dcolT, pieces[0])

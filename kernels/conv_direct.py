@@ -254,13 +254,15 @@ def filter_gradient(DT, xp, off, dWT):
 def from_rows(rows, col0, OH, OW, Wp, DT):
     """Channel rows ``rows[f, col0 + oh * OW + ow]`` into ``DT (npos, F)`` over the padded
     positions ``oh * Wp + ow``, zeros at the others."""
+    flat = DT.reshape(-1)
     zero = DT.dtype.type(0)
+    for i in range(flat.size):  # zeros everywhere, then the values: short loops of their own cost more
+        flat[i] = zero
     for oh in range(OH):
         for ow in range(OW):
+            dst = DT[oh * Wp + ow]
             for f in range(DT.shape[1]):
-                DT[oh * Wp + ow, f] = rows[f, col0 + oh * OW + ow]
-        DT[oh * Wp + OW : (oh + 1) * Wp] = zero
-    DT[OH * Wp :] = zero
+                dst[f] = rows[f, col0 + oh * OW + ow]
 
 
 @njit(**INLINE)
@@ -271,39 +273,47 @@ def pad_rows(rows, col0, H, W, pad, xp):
     C = rows.shape[0]
     Hp, Wp = H + 2 * pad, W + 2 * pad
     zero = xp.dtype.type(0)
-    for i in range(C * Hp * Wp, xp.size):
+    for i in range(xp.size):  # zeros everywhere, then the rows: short loops of zeros cost more
         xp[i] = zero
     for c in range(C):
-        plane, src = c * Hp * Wp, rows[c, col0 : col0 + H * W]
-        for i in range(plane, plane + pad * Wp + pad):  # top rows, and the first row's left pad
-            xp[i] = zero
-        for h in range(H):  # plain loops: a slice assignment per short row costs more than its copy
-            row = plane + (h + pad) * Wp + pad
+        src = rows[c, col0 : col0 + H * W]
+        for h in range(H):
+            row = (c * Hp + h + pad) * Wp + pad
+            dst, part = xp[row : row + W], src[h * W : (h + 1) * W]  # views: the copy vectorises
             for w in range(W):
-                xp[row + w] = src[h * W + w]
-            for i in range(row + W, row + Wp):  # its right pad and the next row's left pad
-                xp[i] = zero
-        for i in range(plane + (pad + H) * Wp + pad, plane + Hp * Wp):  # the rest of the bottom rows
-            xp[i] = zero
+                dst[w] = part[w]
 
 
 @njit(**INLINE)
-def to_rows(full, Wp, OH, OW, rows, col0):
-    """The real positions of ``full`` into channel rows: ``rows[f, col0 + oh * OW + ow]``."""
+def to_rows(full, Wp, OH, OW, b, rows, col0):
+    """The real positions of ``full`` plus the bias ``b``, through a ReLU (``max(v, 0)``, NaN
+    kept), into channel rows: ``rows[f, col0 + oh * OW + ow]`` (the input of a fused pooling)."""
     for f in range(full.shape[0]):
+        bf = b[f]
         for oh in range(OH):
+            dst = rows[f, col0 + oh * OW : col0 + (oh + 1) * OW]  # views: the loop vectorises
+            src = full[f, oh * Wp : oh * Wp + OW]
             for ow in range(OW):
-                rows[f, col0 + oh * OW + ow] = full[f, oh * Wp + ow]
+                v = src[ow] + bf
+                dst[ow] = 0 if v <= 0 else v
 
 
 @njit(**INLINE)
-def to_image(full, Wp, out):
-    """The real positions of ``full`` into ``out (F, OH, OW)``."""
+def to_image(full, Wp, b, relu, out):
+    """The real positions of ``full`` into ``out (F, OH, OW)``, plus the bias ``b`` (when not
+    empty) and with ``relu`` through a ReLU (``max(v, 0)``, NaN kept)."""
     F, OH, OW = out.shape
     for f in range(F):
         for oh in range(OH):
-            for ow in range(OW):
-                out[f, oh, ow] = full[f, oh * Wp + ow]
+            dst, src = out[f, oh], full[f, oh * Wp : oh * Wp + OW]  # views: the loop vectorises
+            if b.size == 0:
+                for ow in range(OW):
+                    dst[ow] = src[ow]
+            else:
+                bf = b[f]
+                for ow in range(OW):
+                    v = src[ow] + bf
+                    dst[ow] = 0 if relu and v <= 0 else v
 
 
 guard_cache(globals())

@@ -80,11 +80,17 @@ def test_kernels_give_the_references_values(dt, C, F, S, FS, pad):
 
 
 def _layer_run(x, W, b, dout, fused):
+    """The Numba layer's outputs: alone, ``fused="relu"`` with the Relu after it (one pass each
+    way), or ``True`` with the Relu and a 2x2 Pooling after it."""
     conv = nb.Convolution(W, b, 1, 1)
-    if fused:
+    if fused is True:
         relu, pool = nb_layers.Relu(), nb.Pooling(2, 2, 2)
         out = conv.forward_relu_pool(x, relu, pool)
         dx = conv.backward_relu_pool(dout, relu, pool)
+    elif fused == "relu":
+        relu = nb_layers.Relu()
+        out = conv.forward_relu(x, relu)
+        dx = conv.backward_relu(dout, relu)
     else:
         out = conv.forward(x)
         dx = conv.backward(dout)
@@ -96,12 +102,12 @@ def _deep_case(dt, N=3, C=16, F=16, S=28, fused=False, seed=0):
     x = rng.standard_normal((N, C, S, S)).astype(dt)
     W = (rng.standard_normal((F, C, 3, 3)) * 0.1).astype(dt)
     b = rng.standard_normal(F).astype(dt)
-    dout = rng.standard_normal((N, F, S // 2, S // 2) if fused else (N, F, S, S)).astype(dt)
+    dout = rng.standard_normal((N, F, S // 2, S // 2) if fused is True else (N, F, S, S)).astype(dt)
     return x, W, b, dout
 
 
 @needs_simd
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("fused", [False, "relu", True])
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("C, F, S", [(16, 16, 28), (4, 16, 14), (8, 32, 18)])
 def test_layer_takes_it_and_matches_the_reference_and_the_unfold(monkeypatch, dt, C, F, S, fused):
@@ -114,11 +120,17 @@ def test_layer_takes_it_and_matches_the_reference_and_the_unfold(monkeypatch, dt
     x, W, b, dout = args
     r = ref.Convolution(W.astype(np.float64), b.astype(np.float64), 1, 1)
     out = r.forward(x.astype(np.float64))
-    if fused:
+    if fused is True:
         pool = ref.Pooling(2, 2, 2)
         mask = out <= 0
         out = pool.forward(np.where(mask, 0, out))
         d = pool.backward(dout.astype(np.float64))
+        d[mask] = 0
+        dx = r.backward(d)
+    elif fused == "relu":
+        mask = out <= 0
+        out = np.where(mask, 0, out)
+        d = dout.astype(np.float64)
         d[mask] = 0
         dx = r.backward(d)
     else:

@@ -216,36 +216,59 @@ def convolve(Wm, xp, off, full):
             _block(Wm, xp, off, full, f0, p0)
 
 
-def _emit_filter_block(v, arrays, f0, k0):
-    """``dWT[k0 + j, f0 : f0 + lanes] += sum_p xp[off[k0 + j] + p] * DT[p, f0 : f0 + lanes]`` for
-    ``j < TAPS``, ``p`` over ``DT``'s rows in order: one vector of filters per filter value, held
-    in registers along the positions (no sum across lanes)."""
-    D_, X_, O_, G_ = arrays
-    b = v.b
-    n, F = b.extract_value(D_.shape, 0), b.extract_value(D_.shape, 1)
-    column = b.gep(D_.data, [f0])
-    xrow = [b.gep(X_.data, [b.load(b.gep(O_.data, [b.add(k0, ir.Constant(v.i64, j))]))]) for j in range(TAPS)]
+def _filter_emitter(vectors):
+    """The IR of a block of :func:`filter_gradient`: ``vectors`` SIMD vectors of filters."""
 
-    def one_p(p, acc):  # a vector of the gradient's filters against TAPS image values
-        d = v.vload(b.gep(column, [b.mul(p, F)]))
-        return [b.call(v.fma, [v.splat(b.gep(xrow[j], [p])), d, acc[j]]) for j in range(TAPS)]
+    def emit(v, arrays, f0, k0):
+        """``dWT[k0 + j, f0 + q] += sum_p xp[off[k0 + j] + p] * DT[p, f0 + q]`` for ``j < TAPS`` and
+        ``q < vectors * lanes``, ``p`` over ``DT``'s rows in order: the filters in vectors, held in
+        registers along the positions (no sum across lanes)."""
+        D_, X_, O_, G_ = arrays
+        b = v.b
+        n, F = b.extract_value(D_.shape, 0), b.extract_value(D_.shape, 1)
+        column = b.gep(D_.data, [f0])
+        xrow = [
+            b.gep(X_.data, [b.load(b.gep(O_.data, [b.add(k0, ir.Constant(v.i64, j))]))]) for j in range(TAPS)
+        ]
 
-    sums = _accumulate(b, n, 1, TAPS, v.vt, v.zero, one_p)
-    G = b.extract_value(G_.shape, 1)
-    for j in range(TAPS):
-        dst = b.bitcast(b.gep(G_.data, [b.add(b.mul(b.add(k0, ir.Constant(v.i64, j)), G), f0)]), v.vpt)
-        b.store(b.fadd(b.load(dst, align=4), sums[j]), dst, align=4)
+        def one_p(p, acc):  # the gradient's filters against TAPS image values, each broadcast once
+            row = b.gep(column, [b.mul(p, F)])
+            ds = [v.vload(b.gep(row, [ir.Constant(v.i64, q * v.lanes)])) for q in range(vectors)]
+            new = []
+            for j in range(TAPS):
+                x = v.splat(b.gep(xrow[j], [p]))
+                new += [b.call(v.fma, [x, ds[q], acc[j * vectors + q]]) for q in range(vectors)]
+            return new
+
+        sums = _accumulate(b, n, 1, TAPS * vectors, v.vt, v.zero, one_p)
+        G = b.extract_value(G_.shape, 1)
+        for j in range(TAPS):
+            for q in range(vectors):
+                at = b.add(
+                    b.mul(b.add(k0, ir.Constant(v.i64, j)), G), b.add(f0, ir.Constant(v.i64, q * v.lanes))
+                )
+                dst = b.bitcast(b.gep(G_.data, [at]), v.vpt)
+                b.store(b.fadd(b.load(dst, align=4), sums[j * vectors + q]), dst, align=4)
+
+    return emit
 
 
-_filter_block = _micro_kernel(_emit_filter_block)
+_filter_block, _filter_block2 = _micro_kernel(_filter_emitter(1)), _micro_kernel(_filter_emitter(2))
 
 
 @njit(**INLINE)
 def filter_gradient(DT, xp, off, dWT):
     """``dWT (K, F) +=`` the filter gradient of one image: ``DT (npos, F)`` its output gradient
     over the padded positions (zeros at the dropped ones), ``xp`` its padded input (``F`` a
-    multiple of :func:`lanes`, ``K`` of :data:`TAPS`)."""
-    for f0 in range(0, dWT.shape[1], _VECTOR_BYTES // dWT.itemsize):
+    multiple of :func:`lanes`, ``K`` of :data:`TAPS`). With AVX-512, two vectors of filters at a
+    time where they come in pairs (half the broadcasts per product; AVX2 lacks the registers)."""
+    lanes = _VECTOR_BYTES // dWT.itemsize
+    F = dWT.shape[1]
+    pairs = F - F % (2 * lanes) if _WIDE else 0
+    for f0 in range(0, pairs, 2 * lanes):
+        for k0 in range(0, dWT.shape[0], TAPS):
+            _filter_block2(DT, xp, off, dWT, f0, k0)
+    for f0 in range(pairs, F, lanes):
         for k0 in range(0, dWT.shape[0], TAPS):
             _filter_block(DT, xp, off, dWT, f0, k0)
 

@@ -34,6 +34,7 @@ def _close(got, want, dt):
         (4, 4, 7, 3, 0),
         (2, 32, 8, 3, 2),
         (3, 16, 5, 3, 1),
+        (1, 48, 6, 3, 1),
     ],
 )
 def test_kernels_give_the_references_values(dt, C, F, S, FS, pad):

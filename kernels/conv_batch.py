@@ -100,8 +100,8 @@ def forward_chunk(c, w, C, x, Wm, b, FH, FW, stride, pad, out, relu, pool, arg, 
             _by_columns(False, Wm, colT, rows, piece)
         if pool[0] > 0:
             pool_rows(rows, bias, OH, OW, pool[0], pool[1], pool[2], out[n0:n1], arg[n0 * Q : n1 * Q])
-        elif bias.size:
-            cn_to_nchw(rows, b, out[n0:n1], relu)
+        elif bias.size:  # unfolded: the bias, the ReLU and the layout in one pass
+            cn_to_nchw(rows, bias, out[n0:n1], relu)
 
 
 @njit(**SERIAL)

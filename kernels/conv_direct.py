@@ -13,12 +13,13 @@ multiply-adds). :func:`to_rows` and :func:`to_image` copy the real positions out
 
 The backward's ``dx`` is the same convolution: the padded gradient against the filters flipped
 and transposed, padded by ``FH - 1 - pad``. Its ``dW`` is :func:`filter_gradient`: the gradient
-laid out as ``DT (npos, F)`` (:func:`from_rows`), one SIMD vector of filters times :data:`TAPS`
-image values per position, summed along the positions in registers.
+laid out as ``DT (npos, F)`` (:func:`from_rows`), one or two SIMD vectors of filters times
+:data:`TAPS` image values per position, summed along the positions in registers.
 
 Sums run over ``k`` (``dW``: over positions) in order, one fused multiply-add per term: the bits
 depend on the inputs alone (not on threads or blocks). With AVX-512 the vectors are its 16-lane
-ones (:data:`VECTORS` = 5: 80 float32 positions, a multiple of the 8x8 maps' padded rows). ``bench/direct_conv_probe.py`` and ``bench/CONV.md`` measure it.
+ones (:data:`VECTORS` = 5: 80 float32 positions, a multiple of the 8x8 maps' padded rows).
+``bench/direct_conv_probe.py`` and ``bench/CONV.md`` measure it.
 """
 
 import numba
@@ -145,8 +146,8 @@ def _rows(builder, base, first, stride, count):
     ]
 
 
-def _accumulate(builder, n, step, count, vt, zero, body):
-    """A loop ``i = 0, step, 2 * step, ... < n`` carrying ``count`` vectors, zeros at first:
+def _accumulate(builder, n, count, vt, zero, body):
+    """A loop ``i = 0, 1, ... < n`` carrying ``count`` vectors, zeros at first:
     ``body(i, vectors)`` emits one iteration and returns their new values. Returns the last
     values (the zeros when ``n <= 0``), with the builder after the loop."""
     i64 = ir.IntType(64)
@@ -158,7 +159,7 @@ def _accumulate(builder, n, step, count, vt, zero, body):
     i = builder.phi(i64)
     acc = [builder.phi(vt) for _ in range(count)]
     new = body(i, acc)
-    i1 = builder.add(i, ir.Constant(i64, step))
+    i1 = builder.add(i, ir.Constant(i64, 1))
     end = builder.block
     i.add_incoming(ir.Constant(i64, 0), entry)
     i.add_incoming(i1, end)
@@ -194,7 +195,7 @@ def _emit_block(v, arrays, f0, p0):
             new += [b.call(v.fma, [w, xs[j], acc[r * VECTORS + j]]) for j in range(VECTORS)]
         return new
 
-    sums = _accumulate(b, K, 1, ROWS * VECTORS, v.vt, v.zero, one_k)
+    sums = _accumulate(b, K, ROWS * VECTORS, v.vt, v.zero, one_k)
     out = _rows(b, F_.data, f0, b.extract_value(F_.shape, 1), ROWS)
     for r in range(ROWS):
         for j in range(VECTORS):
@@ -240,7 +241,7 @@ def _filter_emitter(vectors):
                 new += [b.call(v.fma, [x, ds[q], acc[j * vectors + q]]) for q in range(vectors)]
             return new
 
-        sums = _accumulate(b, n, 1, TAPS * vectors, v.vt, v.zero, one_p)
+        sums = _accumulate(b, n, TAPS * vectors, v.vt, v.zero, one_p)
         G = b.extract_value(G_.shape, 1)
         for j in range(TAPS):
             for q in range(vectors):

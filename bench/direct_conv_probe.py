@@ -52,12 +52,11 @@ def _filter_gradients(x, drows, pad, off, xp, DT, dWT):
         K.filter_gradient(DT, xp, off, dWT)
 
 
-def _geometry(x, FH, FW, pad):
+def _geometry(x, F, FH, FW, pad):
     N, C, H, Wd = x.shape
     Hp, Wp = H + 2 * pad, Wd + 2 * pad
     OH, OW = Hp - FH + 1, Wp - FW + 1
-    step = K.positions(x.itemsize)
-    npos = -(-OH * Wp // step) * step
+    npos = K.positions(F, OH * Wp, x.itemsize)
     off = ((np.arange(C)[:, None, None] * Hp + np.arange(FH)[:, None]) * Wp + np.arange(FW)).reshape(-1)
     return OH, OW, Wp, npos, off.astype(np.intp), np.empty(C * Hp * Wp + npos + FW, x.dtype)
 
@@ -65,7 +64,7 @@ def _geometry(x, FH, FW, pad):
 def direct(x, W, b, pad):
     """``conv(x, W) + b`` (stride 1) by :mod:`scratchprop.kernels.conv_direct`, image by image."""
     F, _, FH, FW = W.shape
-    OH, OW, Wp, npos, off, xp = _geometry(x, FH, FW, pad)
+    OH, OW, Wp, npos, off, xp = _geometry(x, F, FH, FW, pad)
     full = np.empty((F, npos), x.dtype)
     out = np.empty((x.shape[0], F, OH, OW), x.dtype)
     _images(x, np.ascontiguousarray(W.reshape(F, -1)), b, pad, off, xp, full, out)
@@ -75,7 +74,7 @@ def direct(x, W, b, pad):
 def direct_dW(x, dout, pad):
     """The filter gradient ``(F, C, 3, 3)`` by :func:`.conv_direct.filter_gradient`, image by image."""
     N, F, OH, OW = dout.shape
-    _, _, Wp, _, off, xp = _geometry(x, 3, 3, pad)
+    _, _, Wp, _, off, xp = _geometry(x, F, 3, 3, pad)
     drows = np.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(F, -1)  # the layer's channel rows
     dWT = np.empty((off.size, F), x.dtype)
     _filter_gradients(x, drows, pad, off, xp, np.empty((OH * Wp, F), x.dtype), dWT)

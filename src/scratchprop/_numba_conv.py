@@ -73,8 +73,7 @@ def _direct(dt, F, FH, FW, Ho, Wo, Cin):
     if F % _KD.ROWS or not _KD.FAST:
         return None
     Hp, Wp = Ho + FH - 1, Wo + FW - 1
-    step = _KD.positions(dt.itemsize)
-    npos = -(-Ho * Wp // step) * step
+    npos = _KD.positions(F, Ho * Wp, dt.itemsize)
     if Ho * Wo < DIRECT_MIN_FILL * npos:
         return None
     return _offsets(Cin, Hp, Wp, FH, FW), Cin * Hp * Wp + npos + FW, F * npos

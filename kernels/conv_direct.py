@@ -7,9 +7,10 @@ With stride 1, the output at ``p = oh * Wp + ow`` (positions counted over the pa
 ``k = (c, kh, kw)``: for a run of consecutive positions, one contiguous slice of ``xp`` per ``k``.
 :func:`convolve` computes every position into ``full (F, npos)`` (the two per row that fall in the
 padding too: they are dropped), a block of :data:`ROWS` filters by ``VECTORS`` SIMD vectors of
-positions at a time, its accumulators held in registers across the whole ``k`` loop
-(:func:`_block`: LLVM vector IR, since Numba compiles the same loop over scalars to scalar
-multiply-adds). :func:`to_rows` and :func:`to_image` copy the real positions out.
+positions at a time (with AVX-512, 8 by 3 where the filters come in eights), its accumulators
+held in registers across the whole ``k`` loop (:func:`_block_emitter`: LLVM vector IR, since
+Numba compiles the same loop over scalars to scalar multiply-adds). :func:`to_rows` and
+:func:`to_image` copy the real positions out.
 
 The backward's ``dx`` is the same convolution: the padded gradient against the filters flipped
 and transposed, padded by ``FH - 1 - pad``. Its ``dW`` is :func:`filter_gradient`: the gradient

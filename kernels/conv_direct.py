@@ -128,6 +128,16 @@ class _IR:
             one, undef, ir.Constant(ir.VectorType(self.i32, self.lanes), [0] * self.lanes)
         )
 
+    def outer(self, scalars, vectors, acc):
+        """A block's step: ``acc[i * len(vectors) + j] + scalar i * vector j``, one FMA each;
+        ``scalars`` point at values to broadcast, ``vectors`` at vectors (loaded first)."""
+        vs = [self.vload(ptr) for ptr in vectors]
+        new = []
+        for i, ptr in enumerate(scalars):
+            s = self.splat(ptr)
+            new += [self.b.call(self.fma, [s, x, acc[i * len(vs) + j]]) for j, x in enumerate(vs)]
+        return new
+
 
 def _micro_kernel(emit):
     """An intrinsic ``(A, xp, off, out, i0, j0)`` (three float arrays of one dtype, C-contiguous,
@@ -199,14 +209,10 @@ def _block_emitter(rows, vectors):
         wrows = _rows(b, W_.data, f0, K, rows)
         base = b.gep(X_.data, [p0])
 
-        def one_k(k, acc):  # the image's vectors, each filter value broadcast, all FMAs
+        def one_k(k, acc):  # the image's vectors against each filter's value, broadcast
             src = b.gep(base, [b.load(b.gep(O_.data, [k]))])
-            xs = [v.vload(b.gep(src, [ir.Constant(v.i64, j * v.lanes)])) for j in range(vectors)]
-            new = []
-            for r in range(rows):
-                w = v.splat(b.gep(wrows[r], [k]))
-                new += [b.call(v.fma, [w, xs[j], acc[r * vectors + j]]) for j in range(vectors)]
-            return new
+            xs = [b.gep(src, [ir.Constant(v.i64, j * v.lanes)]) for j in range(vectors)]
+            return v.outer([b.gep(wrows[r], [k]) for r in range(rows)], xs, acc)
 
         sums = _accumulate(b, K, rows * vectors, v.vt, v.zero, one_k)
         out = _rows(b, F_.data, f0, b.extract_value(F_.shape, 1), rows)
@@ -257,14 +263,10 @@ def _filter_emitter(vectors):
             b.gep(X_.data, [b.load(b.gep(O_.data, [b.add(k0, ir.Constant(v.i64, j))]))]) for j in range(TAPS)
         ]
 
-        def one_p(p, acc):  # the gradient's filters against TAPS image values, each broadcast once
+        def one_p(p, acc):  # the gradient's filters against TAPS image values, broadcast
             row = b.gep(column, [b.mul(p, F)])
-            ds = [v.vload(b.gep(row, [ir.Constant(v.i64, q * v.lanes)])) for q in range(vectors)]
-            new = []
-            for j in range(TAPS):
-                x = v.splat(b.gep(xrow[j], [p]))
-                new += [b.call(v.fma, [x, ds[q], acc[j * vectors + q]]) for q in range(vectors)]
-            return new
+            ds = [b.gep(row, [ir.Constant(v.i64, q * v.lanes)]) for q in range(vectors)]
+            return v.outer([b.gep(xrow[j], [p]) for j in range(TAPS)], ds, acc)
 
         sums = _accumulate(b, n, TAPS * vectors, v.vt, v.zero, one_p)
         G = b.extract_value(G_.shape, 1)

@@ -144,7 +144,7 @@ def _free_counts():
     return tuple(seen)
 
 
-_BASE = (0, 0)
+_BASE = (0, 0)  # spare reads it while _free_counts measures (its _refs then never matches)
 _BASE = _free_counts()
 
 

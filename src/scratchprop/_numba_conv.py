@@ -60,8 +60,8 @@ _NO_OFF = np.empty(0, np.intp)
 
 #: Share of the positions a direct convolution computes (every one of the padded rows, rounded up
 #: to its block) that must be real outputs for it to run instead of unfold + product: from 0.8
-#: (DeepConvNet's 8x8 maps with AVX-512) it was faster, at 0.68 (7x7 maps, 8-lane blocks) slower for ``dx``
-#: (``bench/CONV.md``, ``bench/direct_conv_probe.py``).
+#: (DeepConvNet's 8x8 maps with AVX-512) it was faster, at 0.68 (7x7 maps, 8-lane blocks) slower
+#: for ``dx`` (``bench/CONV.md``, ``bench/direct_conv_probe.py``).
 DIRECT_MIN_FILL = 0.75
 
 

@@ -23,13 +23,13 @@ ones (:data:`VECTORS` = 5: 80 float32 positions, a multiple of the 8x8 maps' pad
 ``bench/direct_conv_probe.py`` and ``bench/CONV.md`` measure it.
 """
 
-import numba
-from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
 from .config import INLINE, guard_cache
+from .simd import FAST, IR, VECTOR_BYTES, WIDE, accumulate, lanes
+from .simd import row_pointers as _rows
 
 __all__ = [
     "FAST",
@@ -47,35 +47,13 @@ __all__ = [
 ]
 
 
-def _features():
-    """``(AVX2 and FMA, AVX-512F)`` in Numba's code here (the host's, or what ``NUMBA_CPU_NAME`` /
-    ``NUMBA_CPU_FEATURES`` name). Without AVX2 + FMA, LLVM lowers the kernels' vector FMAs to
-    calls, slowly. Numba's cache is keyed by the CPU's features, so what follows from them is
-    never read stale from it."""
-    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:
-        features = numba.config.CPU_FEATURES or ""
-        has = {f for f in ("avx2", "fma", "avx512f") if f"+{f}" in features}
-    else:
-        has = {f for f, on in llvm.get_host_cpu_features().items() if on}
-    return {"avx2", "fma"} <= has, "avx512f" in has
-
-
-#: Whether the direct convolution is worth running on this machine (its callers check).
-FAST, _WIDE = _features()
 #: Filters per block (its outputs must come in multiples of it).
 ROWS = 4
 #: SIMD vectors of positions per block: ``ROWS * VECTORS`` accumulators, 20 of AVX-512's 32
 #: registers (12 of AVX2's 16).
-VECTORS = 5 if _WIDE else 3
-_VECTOR_BYTES = 64 if _WIDE else 32
+VECTORS = 5 if WIDE else 3
 #: Filter values per block of :func:`filter_gradient` (its ``K`` must come in multiples of it).
 TAPS = 9
-
-
-def lanes(itemsize):
-    """Values of ``itemsize`` bytes in a SIMD vector (16 float32 with AVX-512, 8 with AVX2):
-    :func:`filter_gradient`'s filters come in multiples of it."""
-    return _VECTOR_BYTES // itemsize
 
 
 def positions(F, n, itemsize):
@@ -83,60 +61,14 @@ def positions(F, n, itemsize):
     ``itemsize`` bytes: ``n`` rounded up to its block, 80 float32 / 40 float64 positions with
     AVX-512 (24 / 12 with AVX2), or its wide block's 48 / 24 where ``F`` comes in eights and that
     rounds no higher."""
-    step = VECTORS * (_VECTOR_BYTES // itemsize)
+    step = VECTORS * (VECTOR_BYTES // itemsize)
     usual = -(-n // step) * step
-    if _WIDE and F % _WIDE_ROWS == 0:
-        wide_step = _WIDE_VECTORS * (_VECTOR_BYTES // itemsize)
+    if WIDE and F % _WIDE_ROWS == 0:
+        wide_step = _WIDE_VECTORS * (VECTOR_BYTES // itemsize)
         wide = -(-n // wide_step) * wide_step
         if wide <= usual:
             return wide
     return usual
-
-
-def _vector_type(dtype):
-    single = dtype == types.float32
-    lanes = 8 * _VECTOR_BYTES // dtype.bitwidth
-    return ir.VectorType(ir.FloatType() if single else ir.DoubleType(), lanes), lanes, single
-
-
-class _IR:
-    """What a micro-kernel's IR needs: the builder, its vector type and width, ``llvm.fma`` on it,
-    a vector of zeros, pointer and integer types."""
-
-    def __init__(self, builder, dtype):
-        vt, lanes, single = _vector_type(dtype)
-        name = f"llvm.fma.v{lanes}{'f32' if single else 'f64'}"
-        self.b, self.vt, self.lanes, self.vpt = builder, vt, lanes, vt.as_pointer()
-        self.fma = builder.module.globals.get(name) or ir.Function(
-            builder.module, ir.FunctionType(vt, [vt, vt, vt]), name=name
-        )
-        self.zero = ir.Constant(vt, [0.0] * lanes)
-        self.i64, self.i32 = ir.IntType(64), ir.IntType(32)
-        if _WIDE:  # else LLVM's tuning for these CPUs (prefer 256 bits) splits the vectors in two;
-            # llvmlite's attribute set checks names against a list without this one: set.add skips that
-            set.add(builder.function.attributes, '"min-legal-vector-width"="512"')
-
-    def vload(self, ptr):
-        """A vector from ``ptr`` (a scalar pointer), unaligned."""
-        return self.b.load(self.b.bitcast(ptr, self.vpt), align=4)
-
-    def splat(self, ptr):
-        """The value at ``ptr`` in every lane."""
-        b, undef = self.b, ir.Constant(self.vt, ir.Undefined)
-        one = b.insert_element(undef, b.load(ptr), ir.Constant(self.i32, 0))
-        return b.shuffle_vector(
-            one, undef, ir.Constant(ir.VectorType(self.i32, self.lanes), [0] * self.lanes)
-        )
-
-    def outer(self, scalars, vectors, acc):
-        """A block's step: ``acc[i * len(vectors) + j] + scalar i * vector j``, one FMA each;
-        ``scalars`` point at values to broadcast, ``vectors`` at vectors (loaded first)."""
-        vs = [self.vload(ptr) for ptr in vectors]
-        new = []
-        for i, ptr in enumerate(scalars):
-            s = self.splat(ptr)
-            new += [self.b.call(self.fma, [s, x, acc[i * len(vs) + j]]) for j, x in enumerate(vs)]
-        return new
 
 
 def _micro_kernel(emit):
@@ -148,53 +80,13 @@ def _micro_kernel(emit):
             arrays = [
                 context.make_array(t)(context, builder, a) for t, a in zip(signature.args[:4], args[:4])
             ]
-            emit(_IR(builder, signature.args[0].dtype), arrays, args[4], args[5])
+            emit(IR(builder, signature.args[0].dtype), arrays, args[4], args[5])
             return context.get_dummy_value()
 
         return types.void(A, xp, off, out, types.intp, types.intp), codegen
 
     typer.__doc__ = emit.__doc__
     return intrinsic(typer)
-
-
-def _rows(builder, base, first, stride, count):
-    """Pointers to rows ``first`` .. ``first + count - 1`` of ``stride`` elements from ``base``."""
-    i64 = ir.IntType(64)
-    return [
-        builder.gep(base, [builder.mul(builder.add(first, ir.Constant(i64, r)), stride)])
-        for r in range(count)
-    ]
-
-
-def _accumulate(builder, n, count, vt, zero, body):
-    """A loop ``i = 0, 1, ... < n`` carrying ``count`` vectors, zeros at first:
-    ``body(i, vectors)`` emits one iteration and returns their new values. Returns the last
-    values (the zeros when ``n <= 0``), with the builder after the loop."""
-    i64 = ir.IntType(64)
-    entry = builder.block
-    loop = builder.function.append_basic_block("direct_loop")
-    done = builder.function.append_basic_block("direct_done")
-    builder.cbranch(builder.icmp_signed("<=", n, ir.Constant(i64, 0)), done, loop)
-    builder.position_at_end(loop)
-    i = builder.phi(i64)
-    acc = [builder.phi(vt) for _ in range(count)]
-    new = body(i, acc)
-    i1 = builder.add(i, ir.Constant(i64, 1))
-    end = builder.block
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    i.add_incoming(i1, end)
-    for a, v in zip(acc, new):
-        a.add_incoming(zero, entry)
-        a.add_incoming(v, end)
-    builder.cbranch(builder.icmp_signed(">=", i1, n), done, loop)
-    builder.position_at_end(done)
-    last = []
-    for v in new:
-        phi = builder.phi(vt)
-        phi.add_incoming(zero, entry)
-        phi.add_incoming(v, end)
-        last.append(phi)
-    return last
 
 
 def _block_emitter(rows, vectors):
@@ -214,7 +106,7 @@ def _block_emitter(rows, vectors):
             xs = [b.gep(src, [ir.Constant(v.i64, j * v.lanes)]) for j in range(vectors)]
             return v.outer([b.gep(wrows[r], [k]) for r in range(rows)], xs, acc)
 
-        sums = _accumulate(b, K, rows * vectors, v.vt, v.zero, one_k)
+        sums = accumulate(b, K, rows * vectors, v.vt, v.zero, one_k)
         out = _rows(b, F_.data, f0, b.extract_value(F_.shape, 1), rows)
         for r in range(rows):
             for j in range(vectors):
@@ -237,8 +129,8 @@ def convolve(Wm, xp, off, full):
     (``F`` a multiple of :data:`ROWS`, ``npos`` from :func:`positions`; ``xp`` holds
     ``off[-1] + npos`` values). The wide block where ``F`` and ``npos`` allow it."""
     F, npos = full.shape
-    lanes = _VECTOR_BYTES // full.itemsize
-    if _WIDE and F % _WIDE_ROWS == 0 and npos % (_WIDE_VECTORS * lanes) == 0:
+    lanes = VECTOR_BYTES // full.itemsize
+    if WIDE and F % _WIDE_ROWS == 0 and npos % (_WIDE_VECTORS * lanes) == 0:
         for p0 in range(0, npos, _WIDE_VECTORS * lanes):
             for f0 in range(0, F, _WIDE_ROWS):
                 _block_wide(Wm, xp, off, full, f0, p0)
@@ -268,7 +160,7 @@ def _filter_emitter(vectors):
             ds = [b.gep(row, [ir.Constant(v.i64, q * v.lanes)]) for q in range(vectors)]
             return v.outer([b.gep(xrow[j], [p]) for j in range(TAPS)], ds, acc)
 
-        sums = _accumulate(b, n, TAPS * vectors, v.vt, v.zero, one_p)
+        sums = accumulate(b, n, TAPS * vectors, v.vt, v.zero, one_p)
         G = b.extract_value(G_.shape, 1)
         for j in range(TAPS):
             for q in range(vectors):
@@ -290,9 +182,9 @@ def filter_gradient(DT, xp, off, dWT):
     over the padded positions (zeros at the dropped ones), ``xp`` its padded input (``F`` a
     multiple of :func:`lanes`, ``K`` of :data:`TAPS`). With AVX-512, two vectors of filters at a
     time where they come in pairs (half the broadcasts per product; AVX2 lacks the registers)."""
-    lanes = _VECTOR_BYTES // dWT.itemsize
+    lanes = VECTOR_BYTES // dWT.itemsize
     F = dWT.shape[1]
-    pairs = F - F % (2 * lanes) if _WIDE else 0
+    pairs = F - F % (2 * lanes) if WIDE else 0
     for f0 in range(0, pairs, 2 * lanes):
         for k0 in range(0, dWT.shape[0], TAPS):
             _filter_block2(DT, xp, off, dWT, f0, k0)

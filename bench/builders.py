@@ -113,14 +113,25 @@ def _torch_step(case):
 
 @functools.cache
 def _kernels_five_products():
-    """An ``@njit`` function running the five products through the kernels' own BLAS calls."""
+    """An ``@njit`` function running the five products as the fused step's kernel does: through
+    the kernels' own BLAS calls, or with ``own`` on the calling thread (``kernels/gemm.py``)."""
+    import numpy as np
     from numba import njit
 
     from scratchprop.kernels._blas import gemm
+    from scratchprop.kernels.gemm import product
 
     @njit(nogil=True)
-    def five(x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1):
+    def five(x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1, own):
         one, zero = x.dtype.type(1), x.dtype.type(0)
+        if own:
+            D, H = W1.shape
+            product(x, D, 1, W1, a1, one, False)
+            product(h, H, 1, W2, a2, one, False)
+            product(h, 1, H, dy, dW2, one, False)
+            product(dy, W2.shape[1], 1, np.ascontiguousarray(W2.T), dh_out, one, False)
+            product(x, 1, D, dh, dW1, one, False)
+            return
         gemm(False, False, one, x, W1, zero, a1)
         gemm(False, False, one, h, W2, zero, a2)
         gemm(True, False, one, h, dy, zero, dW2)
@@ -134,9 +145,9 @@ def _gemm_floor(case):
     """The step's five essential products into preallocated outputs.
 
     ``backend="blas"``: through NumPy's BLAS (the reference's floor);
-    ``backend="kernels"``: through the BLAS the Numba kernels call (NumPy's
-    own, see ``scratchprop.kernels._blas``), from one
-    ``@njit`` call (the numba backend's floor).
+    ``backend="kernels"``: as the fused step's kernel runs them (NumPy's BLAS,
+    see ``scratchprop.kernels._blas``, or small ones on the calling thread,
+    ``kernels/gemm.py``), from one ``@njit`` call (the numba backend's floor).
     """
     dt, N = np.dtype(case.dtype), case.batch
     D, H, C = case.sizes
@@ -148,8 +159,10 @@ def _gemm_floor(case):
     a1, a2, dW2, dh_out, dW1 = (np.empty(s, dt) for s in ((N, H), (N, C), (H, C), (N, H), (D, H)))
     mm = np.matmul
     if case.backend == "kernels":
+        from scratchprop._numba_layers import products_here
+
         five = _kernels_five_products()
-        args = (x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1)
+        args = (x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1, products_here(N, D, H, dt))
         return lambda: five(*args)
 
     def floor():

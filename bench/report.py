@@ -234,8 +234,9 @@ def section_train(t):
         "One SGD step (gradient + update) of the 784-100-10 net. *book* = the book's own "
         "TwoLayerNet class with drop-in layers. *floor* = the step's five matrix products "
         "(x@W1, h@W2, h.T@dy, dy@W2.T, x.T@dh) alone: *floor numpy* through NumPy's BLAS, "
-        "*floor numba* through the BLAS the kernels call (see **BLAS** above), so "
-        "numpy/floor and numba/floor each compare a backend with its own BLAS."
+        "*floor numba* as the fused kernel runs them (the BLAS the kernels call, see **BLAS** above, or "
+        "small ones on the calling thread, `kernels/gemm.py`), so "
+        "numpy/floor and numba/floor each compare a backend with its own products."
     ), md_table(
         [
             "dtype",

@@ -16,7 +16,9 @@ the batch: each thread's images unfolded, multiplied on one BLAS thread and laid
 :mod:`.conv_direct` (a stride-1 convolution with no unfolded matrix, its products a
 register-blocked micro-kernel in LLVM vector IR: where it pays, ``conv_batch`` takes it).
 :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
-(NumPy's own OpenBLAS, so one thread pool with the user's NumPy);
+(NumPy's own OpenBLAS, so one thread pool with the user's NumPy); :mod:`.gemm` runs small
+products on the calling thread instead (the same kind of micro-kernel; :mod:`.simd` holds
+what the two share);
 :mod:`.config` holds every JIT flag. When kernels may use threads is decided by the
 callers (``scratchprop.threads``) and passed in as arguments.
 
@@ -24,6 +26,7 @@ Kernels are leaves: they import only NumPy, Numba and each other, never
 ``scratchprop``; validation and dtype promotion happen in the callers.
 
 Caching: Numba keys a kernel's on-disk cache on its own source file only.
-After editing :mod:`._blas`, :mod:`.config` or :mod:`.conv_direct` (which other kernels inline),
+After editing :mod:`._blas`, :mod:`.config`, :mod:`.simd`, :mod:`.gemm` or :mod:`.conv_direct`
+(which other kernels inline),
 delete ``__pycache__/*.nbi``/``*.nbc`` here, or the kernels load stale code.
 """

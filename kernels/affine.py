@@ -5,7 +5,9 @@ caller (``scratchprop.numba.Affine``) promotes, validates and allocates the
 large outputs (``out``, ``dx``) with NumPy, whose allocator asks Linux for
 transparent huge pages (an array allocated inside ``@njit`` faults in 4 KiB
 pages). The products go to NumPy's BLAS (:func:`._blas.gemm`, threaded in
-NumPy's own pool); what NumPy does in extra passes is fused around them, on
+NumPy's own pool), or, where the caller says so (``own``, a ``work`` array:
+small products, ``scratchprop.threads``), to :func:`.gemm.product` on the
+calling thread; what NumPy does in extra passes is fused around them, on
 the calling thread (see ``scratchprop.threads``):
 
 * forward: the bias is written into ``out`` first and the product is
@@ -28,9 +30,18 @@ from numba import njit
 from ._blas import gemm, gemv
 from .config import INLINE, SERIAL, guard_cache
 from .conv_batch import batch_chunk
+from .gemm import product
 from .two_layer import _column_sums
 
-__all__ = ["forward", "backward", "forward_rows", "backward_rows", "forward_naive", "backward_naive"]
+__all__ = [
+    "forward",
+    "backward",
+    "work_size",
+    "forward_rows",
+    "backward_rows",
+    "forward_naive",
+    "backward_naive",
+]
 
 
 @njit(**INLINE)
@@ -42,29 +53,61 @@ def _rows_of(b, out, lo, hi):
 
 
 @njit(**SERIAL)
-def forward(x, W, b, out):
-    """``x (N, D), W (D, M), b (M,) -> out (N, M)``, written into the caller's ``out``."""
+def forward(x, W, b, out, own):
+    """``x (N, D), W (D, M), b (M,) -> out (N, M)``, written into the caller's ``out``; with
+    ``own``, the product on this thread (:func:`.gemm.product`)."""
     N = x.shape[0]
     _rows_of(b, out, 0, N)
-    if N == 1:
+    if own:
+        product(x, x.shape[1], 1, W, out, 1.0, True)
+    elif N == 1:
         gemv(True, 1.0, W, x[0], 1.0, out[0])
     else:
         gemm(False, False, 1.0, x, W, 1.0, out)
     return out
 
 
+@njit(**INLINE)
+def _transpose(a, out):
+    """``out (M, N) = a (N, M).T``, in tiles of 8 x 8 (both sides stay in a few cache lines)."""
+    N, M = a.shape
+    for i0 in range(0, N, 8):
+        for j0 in range(0, M, 8):
+            for i in range(i0, min(N, i0 + 8)):
+                for j in range(j0, min(M, j0 + 8)):
+                    out[j, i] = a[i, j]
+
+
+def work_size(N, D, M):
+    """Elements of :func:`backward`'s ``work`` for its products on this thread: the smaller of the
+    copies ``dx`` can take (``W`` transposed, or ``dout`` and ``dx`` transposed)."""
+    return min(D * M, (M + D) * N)
+
+
 @njit(**SERIAL)
-def backward(dout, x, W, need_dx, dx, dW):
+def backward(dout, x, W, need_dx, dx, dW, work):
     """``dout (N, M), x (N, D), W (D, M) -> dx (N, D), dW (D, M), db (M,)``.
 
     ``dx`` is the caller's array, ``(N, D)``, or ``(0, D)`` when ``need_dx``
     is false (the first layer's input gradient, which nothing uses); ``dW``
-    the caller's ``(D, M)`` array.
+    the caller's ``(D, M)`` array. With ``work`` not empty (:func:`work_size`
+    elements or more), the products on this thread (:func:`.gemm.product`).
     """
     N, M = dout.shape
     D = W.shape[0]
     db = np.zeros(M, dtype=dout.dtype)
-    if N == 1:  # dW is an outer product: a loop beats gemm's k = 1 path
+    if work.size:
+        if need_dx and D * M <= (M + D) * N:  # dout @ W.T from W transposed
+            WT = work[: D * M].reshape(M, D)
+            _transpose(W, WT)
+            product(dout, M, 1, WT, dx, 1.0, False)
+        elif need_dx:  # dx as the transpose of W @ dout.T (whose rows are the vectors)
+            doutT, dxT = work[: M * N].reshape(M, N), work[M * N : (M + D) * N].reshape(D, N)
+            _transpose(dout, doutT)
+            product(W, M, 1, doutT, dxT, 1.0, False)
+            _transpose(dxT, dx)
+        product(x, 1, D, dout, dW, 1.0, False)
+    elif N == 1:  # dW is an outer product: a loop beats gemm's k = 1 path
         for k in range(D):
             xk = x[0, k]
             for j in range(M):

@@ -19,9 +19,10 @@ With ``update`` the SGD step is fused into the weight-gradient products:
 ``dW`` array, one pass over ``W``); a batch of one uses a rank-1 loop.
 
 Threads: the products run in NumPy's BLAS pool (:mod:`._blas`), called from
-this serial code; the passes stay on the calling thread (see
-``scratchprop.threads``). Sums here run in row order, so results depend
-only on the BLAS's thread count.
+this serial code, or with ``own`` (small products: the caller decides, see
+``scratchprop.threads``) on this thread by :func:`.gemm.product`; the passes
+stay on the calling thread. Sums here run in row order, so results depend
+only on ``own`` and the BLAS's thread count.
 """
 
 import math
@@ -31,6 +32,7 @@ from numba import njit
 
 from ._blas import gemm, gemv
 from .config import SERIAL, guard_cache
+from .gemm import product
 from .softmax_loss import labels_out_of_range as _bad_labels
 
 __all__ = ["step"]
@@ -57,13 +59,18 @@ def _sgd_rank1(W, a, d, rate):
 
 
 @njit(**SERIAL)
-def _times(a, W, out, W_transposed=False):
+def _times(a, W, out, own, W_transposed=False):
     """``out = a @ W`` (``a (N, K), W (K, M)``), or ``a @ W.T`` (``W (M, K)``) when ``W_transposed``.
 
-    A batch of one runs as ``gemv`` (BLAS's ``gemv`` beats its one-row ``gemm``).
+    A batch of one runs as ``gemv`` (BLAS's ``gemv`` beats its one-row ``gemm``); with ``own``,
+    :func:`.gemm.product` (``a @ W.T`` through a transposed copy of ``W``, the second layer's).
     """
     one, zero = W.dtype.type(1), W.dtype.type(0)
-    if a.shape[0] == 1:
+    if own:
+        if W_transposed:
+            W = np.ascontiguousarray(W.T)
+        product(a, a.shape[1], 1, W, out, one, False)
+    elif a.shape[0] == 1:
         gemv(not W_transposed, one, W, a[0], zero, out[0])
     else:
         gemm(False, W_transposed, one, a, W, zero, out)
@@ -136,18 +143,18 @@ def _softmax_dy_rows(s, b2, labels, T, y, rowloss, lo, hi):
 
 
 @njit(**SERIAL)
-def _second_layer_back(h, W2, b2, labels, T, s, y, dh):
+def _second_layer_back(h, W2, b2, labels, T, s, y, dh, own):
     """``s = h @ W2 + b2``, softmax ``y``, loss, ``dy`` (over ``s``), ``dh = dy @ W2.T`` masked.
 
     Returns ``(dy, loss, db1, db2)``; ``W2`` is only read (its update comes later).
     """
     N = h.shape[0]
-    _times(h, W2, s)  # 2
+    _times(h, W2, s, own)  # 2
     rowloss = np.empty(N)
     _softmax_dy_rows(s, b2, labels, T, y, rowloss, 0, N)
     dy = s
     loss, db2 = _mean_loss_db2(rowloss, dy)
-    _times(dy, W2, dh, True)  # 3, before W2 changes
+    _times(dy, W2, dh, own, True)  # 3, before W2 changes
     db1 = _relu_mask_db1(h, dh)
     return dy, loss, db1, db2
 
@@ -194,7 +201,7 @@ def _rejected(dt):
 
 
 @njit(**SERIAL)
-def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1):
+def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1, own):
     """The step's end: the SGD update in place, or the weight gradients (see :func:`step`)."""
     N, D = x.shape
     H = W1.shape[1]
@@ -208,6 +215,9 @@ def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db
         if N == 1:  # a rank-1 update: a plain loop beats gemm's k = 1 path
             _sgd_rank1(W2, h[0], dy[0], rate)
             _sgd_rank1(W1, x[0], dh[0], rate)
+        elif own:
+            product(h, 1, H, dy, W2, -rate, True)
+            product(x, 1, D, dh, W1, -rate, True)
         else:
             gemm(True, False, -rate, h, dy, one, W2)
             gemm(True, False, -rate, x, dh, one, W1)
@@ -219,20 +229,25 @@ def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db
         _outer(dW2, h[0], dy[0])
         _outer(dW1, x[0], dh[0])
         return 0, loss, dW1, db1, dW2, db2
-    gemm(True, False, one, h, dy, zero, dW2)
-    gemm(True, False, one, x, dh, zero, dW1)
+    if own:
+        product(h, 1, H, dy, dW2, one, False)
+        product(x, 1, D, dh, dW1, one, False)
+    else:
+        gemm(True, False, one, h, dy, zero, dW2)
+        gemm(True, False, one, x, dh, zero, dW1)
     return 0, loss, dW1, db1, dW2, db2
 
 
 @njit(**SERIAL)
-def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1):
+def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, own):
     """One forward + backward pass, optionally with the SGD update in place.
 
     ``h (N, H)``, ``s (N, C)``, ``y (N, C)``, ``dh (N, H)`` are work arrays
     that the caller reuses across calls, and ``dW1 (D, H)`` is where the first
     weight gradient goes (the caller's: fresh arrays cost page faults every
     step; any shape with ``update``, which never forms it). On return ``h``
-    is the ReLU output and ``y`` the probabilities.
+    is the ReLU output and ``y`` the probabilities. ``own``: the products on
+    this thread (:func:`.gemm.product`), else in BLAS.
 
     Returns ``(status, loss, dW1, db1, dW2, db2)``: ``status`` 0, or -1 when
     a label is outside ``[0, C)`` (nothing computed or modified; the caller
@@ -245,10 +260,10 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1):
     if _bad_labels(labels, T, W2.shape[1]):
         return _rejected(W1.dtype)
 
-    _times(x, W1, h)  # 1
+    _times(x, W1, h, own)  # 1
     _bias_relu_rows(h, b1, 0, N)
-    dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh)
-    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1)
+    dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh, own)
+    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1, own)
 
 
 guard_cache(globals())

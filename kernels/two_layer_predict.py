@@ -31,12 +31,13 @@ def _bias_rows(s, b, lo, hi):
 
 
 @njit(**SERIAL)
-def predict(x, W1, b1, W2, b2, h, s):
-    """``x (N, D) -> h (N, H), s (N, C)`` (see the module docstring); returns ``s``."""
+def predict(x, W1, b1, W2, b2, h, s, own):
+    """``x (N, D) -> h (N, H), s (N, C)`` (see the module docstring); returns ``s``. ``own``: the
+    products on this thread (:func:`.gemm.product`)."""
     N = x.shape[0]
-    _times(x, W1, h)
+    _times(x, W1, h, own)
     _bias_relu_rows(h, b1, 0, N)
-    _times(h, W2, s)
+    _times(h, W2, s, own)
     _bias_rows(s, b2, 0, N)
     return s
 

@@ -91,6 +91,14 @@ def converted(x, dt, buf):
     return buf
 
 
+def grown(work, n, dt):
+    """A flat work array of at least ``n`` elements of ``dt``: ``work`` when it is one, else a new
+    one (kept by the caller and reused: a fresh one per call would fault its pages in again)."""
+    if work is None or work.size < n or work.dtype != dt:
+        work = np.empty(n, dt)
+    return work
+
+
 def spare(held, shape, dt, mine=None):
     """An uninitialised ``shape``/``dt`` array for a layer's output: one of ``held`` (the layer's
     list of arrays it made) that nothing else references any more, else a new one that joins

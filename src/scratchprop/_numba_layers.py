@@ -20,6 +20,7 @@ from . import _validate as check
 from . import numpy as _ref
 from . import threads as _threads  # the threading model, before any kernel
 from .kernels import affine as _K_affine
+from .kernels import gemm as _K_gemm
 from .kernels import relu as _K_relu
 from .kernels import softmax_loss as _K_sl
 
@@ -52,6 +53,7 @@ class Affine:
         self._xk = None  # (x as given, x as the kernels took it)
         self._xbuf = None  # reused for converted inputs
         self._made = ([], [], [])  # out, dx, dW arrays made, reused once nothing else holds them
+        self._work = None  # the backward's work array for products on the calling thread
 
     def forward(self, x):
         """``x (N, ...) -> (N, M)``; a single sample ``(D,) -> (M,)``."""
@@ -104,13 +106,17 @@ class Affine:
             )
             dx = _d.spare(self._made[1], x2.shape, dt) if need_dx else np.empty((0, x2.shape[1]), dt)
             dW = _d.spare(self._made[2], W.shape, dt, self.dW)
-            if _on_our_threads(dout.size * x2.shape[1]):
-                C, db = min(x2.shape[0], _threads.get_num_threads()), np.zeros(W.shape[1], dt)
+            N, (D, M) = x2.shape[0], W.shape
+            if _on_our_threads(N * D * M):
+                C, db = min(N, _threads.get_num_threads()), np.zeros(M, dt)
                 args = (C, _c(dout, dt), xk, _c(W, dt), need_dx, dx, dW, db)
                 _threads.run_chunks(_K_affine.backward_rows, C, args, 1, 0)
                 self.dW, self.db = args[6], db
                 return dx
-            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), xk, _c(W, dt), need_dx, dx, dW)
+            work = _NO_WORK[dt]
+            if products_here(N, D, M, dt):
+                work = self._work = _d.grown(self._work, _K_affine.work_size(N, D, M), dt)
+            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), xk, _c(W, dt), need_dx, dx, dW, work)
             return dx
         self.dW = np.dot(x2.T, dout)
         self.db = np.sum(dout, axis=0)
@@ -146,13 +152,26 @@ def _on_our_threads(macs):
     return _threads.blas_held() and macs >= _threads.DENSE_MIN_MACS
 
 
+def products_here(N, D, M, dt):
+    """Whether the products of a ``(N, D) @ (D, M)`` layer run on the calling thread (rule 1 of
+    :mod:`scratchprop.threads`; ``kernels/gemm.py``, which needs AVX2 and FMA). A batch of fewer
+    rows than the kernel's block keeps BLAS (``gemv`` for one): a block of one row is bound by its
+    multiply-adds' latency, not their rate. Also the fused ``TwoLayerNet``'s choice (its first
+    layer's sizes)."""
+    return N >= _K_gemm.ROWS and _K_gemm.FAST and not _threads.blas_pays(N * D * M, dt.itemsize)
+
+
+_NO_WORK = {_F32: np.empty(0, _F32), _F64: np.empty(0, _F64)}
+
+
 def _forward(xk, W, b, out):
     N, M = out.shape
-    if _on_our_threads(N * xk.shape[1] * M):
+    D = xk.shape[1]
+    if _on_our_threads(N * D * M):
         C = min(N, _threads.get_num_threads())  # one per thread: no spinning pool in a hold
         _threads.run_chunks(_K_affine.forward_rows, C, (C, xk, W, b, out), 1, 0)
     else:
-        _K_affine.forward(xk, W, b, out)
+        _K_affine.forward(xk, W, b, out, products_here(N, D, M, out.dtype))
 
 
 class Relu:

@@ -242,7 +242,8 @@ def _run(net, prep, t, lr, update):
         dW1 = _NO_DW1[dt]
     else:  # the dW1 of two steps ago, unless someone still holds it
         dW1 = _d.spare(_MADE_DW1.setdefault(net, []), W1.shape, dt, net.layers["Affine1"].dW)
-    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1)
+    own = _L.products_here(N, xc.shape[1], H, dt)
+    status, loss, dW1, db1, dW2, db2 = _K.step(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, own)
     if status:  # a label outside [0, C)
         check.label_error("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)
     loss = dt.type(loss)
@@ -283,7 +284,7 @@ def net_predict(net, x):
     W1, b1, W2, b2 = _c(W1, dt), _c(b1, dt), _c(W2, dt), _c(b2, dt)
     N, H, C = xc.shape[0], W1.shape[1], W2.shape[1]
     h, s = np.empty((N, H), dt), np.empty((N, C), dt)
-    _KP.predict(xc, W1, b1, W2, b2, h, s)
+    _KP.predict(xc, W1, b1, W2, b2, h, s, _L.products_here(N, xc.shape[1], H, dt))
     _set_forward_state(net, x2, x_shape, h)
     return s.reshape(C) if len(x_shape) == 1 else s
 

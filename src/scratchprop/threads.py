@@ -11,10 +11,16 @@ measurements and the commands.
 
 The model, four rules:
 
-1. **Matrix products run in NumPy's own BLAS pool.** The kernels call the
-   OpenBLAS bundled with NumPy (:mod:`scratchprop.kernels._blas`), threaded
-   exactly as the user's ``np.dot`` is. There is one BLAS pool in the
-   process; whichever of us ran last leaves it warm for the other.
+1. **Matrix products run in NumPy's own BLAS pool, small ones on the
+   calling thread.** The kernels call the OpenBLAS bundled with NumPy
+   (:mod:`scratchprop.kernels._blas`), threaded exactly as the user's
+   ``np.dot`` is. There is one BLAS pool in the process; whichever of us ran
+   last leaves it warm for the other. Below :data:`BLAS_MIN_MACS` a product
+   runs on the calling thread instead (``kernels/gemm.py``, a register-blocked
+   kernel as fast there as the pool's two threads): the second thread's
+   start and the data it moves between the cores' caches cost more than it
+   saves, and the caller's next pass (the user's update) finds the results
+   in its own core's cache.
 2. **Everything else runs on the calling thread.** The passes around the
    products (bias, ReLU, softmax, loss, masks, updates) are memory-bound
    and fused into one or two sweeps; two threads did not beat one for them
@@ -73,6 +79,8 @@ __all__ = [
     "NUMGRAD_MIN_ELEMENTS",
     "CONV_MIN_ELEMENTS",
     "DENSE_MIN_MACS",
+    "BLAS_MIN_MACS",
+    "blas_pays",
     "blas_held",
     "can_hold_blas",
     "one_thread_blas",
@@ -107,6 +115,21 @@ CONV_MIN_ELEMENTS = min_elements(2.5)
 #: A dense (Affine) product's multiply-adds (``N * D * M``) from which, inside a whole-step hold
 #: (rule 4), it runs across our threads: ~0.1 ns each on one BLAS thread.
 DENSE_MIN_MACS = min_elements(0.1)
+
+#: A dense product's multiply-adds (float64; float32's count half) from which it goes to NumPy's
+#: BLAS pool (rule 1) rather than to our kernel on the calling thread: where its time on one core
+#: (~0.03 ns per float64 multiply-add, ``kernels/gemm.py``) reaches a region's start, the cost of
+#: the second thread (its worker woken, half the operands and output moved between the cores'
+#: caches, read back by the next pass). That is a 784 x 100 layer at batch 64, where the two
+#: measured even (``bench/THREADS.md``).
+BLAS_MIN_MACS = min_elements(0.03, payoff=1)
+
+
+def blas_pays(macs, itemsize):
+    """Whether a product of ``macs`` multiply-adds of ``itemsize``-byte floats goes to NumPy's BLAS
+    (:data:`BLAS_MIN_MACS`), rather than to our one-thread kernel (``kernels/gemm.py``)."""
+    return macs * itemsize >= 8 * BLAS_MIN_MACS
+
 
 _REGION = threading.Lock()  # held by whichever thread runs one of our regions
 _CHUNK_POOL = []  # [(executor, workers, pid)] for run_chunks: remade for another size or process

@@ -9,8 +9,9 @@ about the speed of the two-thread BLAS call there; the caller decides where (``s
 A block of :data:`ROWS` rows of ``op(A)`` by :data:`VECTORS` SIMD vectors of ``B``'s columns is
 held in registers along the whole inner dimension (:mod:`.simd`): each step broadcasts one value
 of each row of ``op(A)`` and multiplies it into the same vectors of one row of ``B``. The last
-vector of a block is masked to ``C``'s width, and leftover rows take one-row blocks, so any shape
-runs without padding. ``op(A)[i, k]`` is ``A``'s flat element ``i * sa + k * sk``: ``A`` itself
+vector of a block is masked to ``C``'s width, and a block's rows past ``C``'s last compute a copy
+of the last row and are not stored, so any shape runs without padding, in two block shapes
+(each one more to compile into every caller: about 0.1 s of a first start). ``op(A)[i, k]`` is ``A``'s flat element ``i * sa + k * sk``: ``A`` itself
 (``sa = A.shape[1], sk = 1``) or its transpose (``sa = 1, sk = A.shape[1]``), with no copy.
 
 Each element of ``C`` is a sum over ``k`` in order, one fused multiply-add per term: the bits
@@ -21,7 +22,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .config import INLINE, guard_cache
+from .config import SERIAL, guard_cache
 from .simd import FAST, IR, VECTOR_BYTES, WIDE, accumulate
 
 __all__ = ["FAST", "ROWS", "VECTORS", "product"]
@@ -51,7 +52,12 @@ def _block_emitter(rows, vectors):
             K, M = b.extract_value(B_.shape, 0), b.extract_value(B_.shape, 1)
             last = ir.Constant(v.i64, (vectors - 1) * v.lanes)
             mask = v.mask(b.sub(b.extract_value(C_.shape, 1), b.add(j0, last)))
-            arows = [b.gep(A_.data, [b.mul(b.add(i0, ir.Constant(v.i64, r)), sa)]) for r in range(rows)]
+            N = b.extract_value(C_.shape, 0)
+            last_row = b.sub(N, ir.Constant(v.i64, 1))
+            inside = [b.icmp_signed("<", b.add(i0, ir.Constant(v.i64, r)), N) for r in range(rows)]
+            # rows past C's last compute a copy of the last row (never stored): one block shape for any N
+            index = [b.select(inside[r], b.add(i0, ir.Constant(v.i64, r)), last_row) for r in range(rows)]
+            arows = [b.gep(A_.data, [b.mul(index[r], sa)]) for r in range(rows)]
             column = b.gep(B_.data, [j0])
 
             def one_k(k, acc):  # a row of B's block against each row's value of op(A), broadcast
@@ -67,7 +73,11 @@ def _block_emitter(rows, vectors):
             scale = b.shuffle_vector(scale, undef, ir.Constant(ir.VectorType(v.i32, v.lanes), [0] * v.lanes))
             ldc = b.extract_value(C_.shape, 1)
             for r in range(rows):
-                crow = b.gep(C_.data, [b.add(b.mul(b.add(i0, ir.Constant(v.i64, r)), ldc), j0)])
+                store = b.function.append_basic_block("gemm_store")
+                after = b.function.append_basic_block("gemm_stored")
+                b.cbranch(inside[r], store, after)
+                b.position_at_end(store)
+                crow = b.gep(C_.data, [b.add(b.mul(index[r], ldc), j0)])
                 for j in range(vectors):
                     ptr = b.gep(crow, [ir.Constant(v.i64, j * v.lanes)])
                     new = b.fmul(scale, sums[r * vectors + j])
@@ -77,6 +87,8 @@ def _block_emitter(rows, vectors):
                         b.store(new, b.bitcast(ptr, v.vpt), align=4)
                     else:
                         v.masked_store(new, ptr, mask)
+                b.branch(after)
+                b.position_at_end(after)
             return context.get_dummy_value()
 
         sig = types.void(A, B, C, types.intp, types.intp, types.intp, types.intp, alpha, add)
@@ -86,12 +98,10 @@ def _block_emitter(rows, vectors):
 
 
 _block = _block_emitter(ROWS, VECTORS)
-_block_row = _block_emitter(1, VECTORS)
 _block_narrow = _block_emitter(ROWS, 1)
-_block_one = _block_emitter(1, 1)
 
 
-@njit(**INLINE)
+@njit(**SERIAL)
 def product(A, sa, sk, B, C, alpha, add):
     """``C (N, M) = alpha * op(A) @ B``, plus ``C`` with ``add``: ``op(A)[i, k] = A.flat[i * sa +
     k * sk]`` for ``i < N``, ``k < K``, ``B (K, M)``; ``A``, ``B``, ``C`` C-contiguous, one float
@@ -100,17 +110,12 @@ def product(A, sa, sk, B, C, alpha, add):
     lanes = VECTOR_BYTES // C.itemsize
     width = VECTORS * lanes
     full = M - M % width  # columns in whole blocks; the rest a vector at a time
-    top = N - N % ROWS  # rows in whole blocks; the rest a row at a time
     for j0 in range(0, full, width):
-        for i0 in range(0, top, ROWS):
+        for i0 in range(0, N, ROWS):
             _block(A, B, C, i0, j0, sa, sk, alpha, add)
-        for i0 in range(top, N):
-            _block_row(A, B, C, i0, j0, sa, sk, alpha, add)
     for j0 in range(full, M, lanes):
-        for i0 in range(0, top, ROWS):
+        for i0 in range(0, N, ROWS):
             _block_narrow(A, B, C, i0, j0, sa, sk, alpha, add)
-        for i0 in range(top, N):
-            _block_one(A, B, C, i0, j0, sa, sk, alpha, add)
 
 
 guard_cache(globals())

@@ -5,9 +5,9 @@ caller (``scratchprop.numba.Affine``) promotes, validates and allocates the
 large outputs (``out``, ``dx``) with NumPy, whose allocator asks Linux for
 transparent huge pages (an array allocated inside ``@njit`` faults in 4 KiB
 pages). The products go to NumPy's BLAS (:func:`._blas.gemm`, threaded in
-NumPy's own pool), or, where the caller says so (``own``, a ``work`` array:
-small products, ``scratchprop.threads``), to :func:`.gemm.product` on the
-calling thread; what NumPy does in extra passes is fused around them, on
+NumPy's own pool), or in :func:`forward_here` / :func:`backward_here` (small
+products: the caller decides, ``scratchprop.threads``) to :func:`.gemm.product`
+on the calling thread; what NumPy does in extra passes is fused around them, on
 the calling thread (see ``scratchprop.threads``):
 
 * forward: the bias is written into ``out`` first and the product is
@@ -53,17 +53,22 @@ def _rows_of(b, out, lo, hi):
 
 
 @njit(**SERIAL)
-def forward(x, W, b, out, own):
-    """``x (N, D), W (D, M), b (M,) -> out (N, M)``, written into the caller's ``out``; with
-    ``own``, the product on this thread (:func:`.gemm.product`)."""
+def forward(x, W, b, out):
+    """``x (N, D), W (D, M), b (M,) -> out (N, M)``, written into the caller's ``out``."""
     N = x.shape[0]
     _rows_of(b, out, 0, N)
-    if own:
-        product(x, x.shape[1], 1, W, out, 1.0, True)
-    elif N == 1:
+    if N == 1:
         gemv(True, 1.0, W, x[0], 1.0, out[0])
     else:
         gemm(False, False, 1.0, x, W, 1.0, out)
+    return out
+
+
+@njit(**SERIAL)
+def forward_here(x, W, b, out):
+    """:func:`forward` with the product on this thread (:func:`.gemm.product`)."""
+    _rows_of(b, out, 0, x.shape[0])
+    product(x, x.shape[1], 1, W, out, 1.0, True)
     return out
 
 
@@ -78,36 +83,18 @@ def _transpose(a, out):
                     out[j, i] = a[i, j]
 
 
-def work_size(N, D, M):
-    """Elements of :func:`backward`'s ``work`` for its products on this thread: the smaller of the
-    copies ``dx`` can take (``W`` transposed, or ``dout`` and ``dx`` transposed)."""
-    return min(D * M, (M + D) * N)
-
-
 @njit(**SERIAL)
-def backward(dout, x, W, need_dx, dx, dW, work):
+def backward(dout, x, W, need_dx, dx, dW):
     """``dout (N, M), x (N, D), W (D, M) -> dx (N, D), dW (D, M), db (M,)``.
 
     ``dx`` is the caller's array, ``(N, D)``, or ``(0, D)`` when ``need_dx``
     is false (the first layer's input gradient, which nothing uses); ``dW``
-    the caller's ``(D, M)`` array. With ``work`` not empty (:func:`work_size`
-    elements or more), the products on this thread (:func:`.gemm.product`).
+    the caller's ``(D, M)`` array.
     """
     N, M = dout.shape
     D = W.shape[0]
     db = np.zeros(M, dtype=dout.dtype)
-    if work.size:
-        if need_dx and D * M <= (M + D) * N:  # dout @ W.T from W transposed
-            WT = work[: D * M].reshape(M, D)
-            _transpose(W, WT)
-            product(dout, M, 1, WT, dx, 1.0, False)
-        elif need_dx:  # dx as the transpose of W @ dout.T (whose rows are the vectors)
-            doutT, dxT = work[: M * N].reshape(M, N), work[M * N : (M + D) * N].reshape(D, N)
-            _transpose(dout, doutT)
-            product(W, M, 1, doutT, dxT, 1.0, False)
-            _transpose(dxT, dx)
-        product(x, 1, D, dout, dW, 1.0, False)
-    elif N == 1:  # dW is an outer product: a loop beats gemm's k = 1 path
+    if N == 1:  # dW is an outer product: a loop beats gemm's k = 1 path
         for k in range(D):
             xk = x[0, k]
             for j in range(M):
@@ -119,6 +106,34 @@ def backward(dout, x, W, need_dx, dx, dW, work):
             gemm(False, True, 1.0, dout, W, 0.0, dx)
         gemm(True, False, 1.0, x, dout, 0.0, dW)
     _column_sums(dout, db, 0, M)  # row by row: NumPy's order for a C array
+    return dx, dW, db
+
+
+def work_size(N, D, M):
+    """Elements of :func:`backward_here`'s ``work``: the smaller of the copies ``dx`` can take
+    (``W`` transposed, or ``dout`` and ``dx`` transposed)."""
+    return min(D * M, (M + D) * N)
+
+
+@njit(**SERIAL)
+def backward_here(dout, x, W, need_dx, dx, dW, work):
+    """:func:`backward` with the products on this thread (:func:`.gemm.product`); ``work`` has
+    :func:`work_size` elements or more. ``dx`` is ``dout @ W.T``: through ``W`` transposed, or as
+    the transpose of ``W @ dout.T`` (whose rows are the vectors), whichever copies less."""
+    N, M = dout.shape
+    D = W.shape[0]
+    db = np.zeros(M, dtype=dout.dtype)
+    if need_dx and D * M <= (M + D) * N:
+        WT = work[: D * M].reshape(M, D)
+        _transpose(W, WT)
+        product(dout, M, 1, WT, dx, 1.0, False)
+    elif need_dx:
+        doutT, dxT = work[: M * N].reshape(M, N), work[M * N : (M + D) * N].reshape(D, N)
+        _transpose(dout, doutT)
+        product(W, M, 1, doutT, dxT, 1.0, False)
+        _transpose(dxT, dx)
+    product(x, 1, D, dout, dW, 1.0, False)  # dW last: the caller's update reads it next
+    _column_sums(dout, db, 0, M)
     return dx, dW, db
 
 

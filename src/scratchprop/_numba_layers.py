@@ -113,10 +113,13 @@ class Affine:
                 _threads.run_chunks(_K_affine.backward_rows, C, args, 1, 0)
                 self.dW, self.db = args[6], db
                 return dx
-            work = _NO_WORK[dt]
             if products_here(N, D, M, dt):
                 work = self._work = _d.grown(self._work, _K_affine.work_size(N, D, M), dt)
-            dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), xk, _c(W, dt), need_dx, dx, dW, work)
+                dx, self.dW, self.db = _K_affine.backward_here(
+                    _c(dout, dt), xk, _c(W, dt), need_dx, dx, dW, work
+                )
+            else:
+                dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), xk, _c(W, dt), need_dx, dx, dW)
             return dx
         self.dW = np.dot(x2.T, dout)
         self.db = np.sum(dout, axis=0)
@@ -158,10 +161,12 @@ def products_here(N, D, M, dt):
     rows than the kernel's block keeps BLAS (``gemv`` for one): a block of one row is bound by its
     multiply-adds' latency, not their rate. Also the fused ``TwoLayerNet``'s choice (its first
     layer's sizes)."""
-    return N >= _K_gemm.ROWS and _K_gemm.FAST and not _threads.blas_pays(N * D * M, dt.itemsize)
-
-
-_NO_WORK = {_F32: np.empty(0, _F32), _F64: np.empty(0, _F64)}
+    return (
+        N >= _K_gemm.ROWS
+        and _K_gemm.FAST
+        and not _threads.blas_held()  # a convnet's step: one BLAS thread already, nothing to move
+        and not _threads.blas_pays(N * D * M, dt.itemsize)
+    )
 
 
 def _forward(xk, W, b, out):
@@ -170,8 +175,10 @@ def _forward(xk, W, b, out):
     if _on_our_threads(N * D * M):
         C = min(N, _threads.get_num_threads())  # one per thread: no spinning pool in a hold
         _threads.run_chunks(_K_affine.forward_rows, C, (C, xk, W, b, out), 1, 0)
+    elif products_here(N, D, M, out.dtype):
+        _K_affine.forward_here(xk, W, b, out)
     else:
-        _K_affine.forward(xk, W, b, out, products_here(N, D, M, out.dtype))
+        _K_affine.forward(xk, W, b, out)
 
 
 class Relu:

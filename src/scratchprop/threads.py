@@ -58,8 +58,11 @@ The model, four rules:
 Thresholds follow from one model: a region must cost at most a tenth of the
 serial work it splits. Starting one costs :data:`REGION_START_S` (waking
 sleeping workers); a kernel's serial cost per element is stated beside its
-threshold. They are passed to kernels as arguments, never read inside
-``@njit`` code, so the on-disk cache cannot hold a stale value.
+threshold. :data:`BLAS_MIN_MACS` takes the same model at break-even (the
+product's one-core time equal to a region's start): it chooses between two
+fast ways of doing a product, not between a region and none. They are passed
+to kernels as arguments, never read inside ``@njit`` code, so the on-disk
+cache cannot hold a stale value.
 
 The threading layer: unless the user chose one (``NUMBA_THREADING_LAYER`` or
 ``..._PRIORITY``) or Numba's threads already run, ``workqueue`` is preferred:

@@ -28,6 +28,12 @@
     mode, float64, at the layer benchmarks' batches, reference and Numba layer interleaved round
     by round in one process (pytest-benchmark times each case on its own, seconds apart: at a
     few microseconds a call, the VM's swings between the two decide the ratio).
+``python bench/probes.py here [batch ...]``
+    Rule 1's two ways to run a product (``threads.BLAS_MIN_MACS``): the book's ``TwoLayerNet`` on
+    the drop-in layers and the fused ``TwoLayerNet`` at each batch (8, 32, 64, 100 by default),
+    their products all on the calling thread (``kernels/gemm.py``) or all in NumPy's BLAS,
+    against the reference, in interleaved blocks of steps in one process; and which way the
+    default takes the first layer's products.
 ``python bench/probes.py products [batch]``
     Issue 15's step, ``MultiLayerNetExtend(784, [100]*5, 10)`` with BatchNorm, Dropout and
     Adam at batch 100 or ``batch`` (float64), on each backend, against its matrix products alone through
@@ -279,8 +285,57 @@ def products(N=100, rounds=11):
     )
 
 
+def here(*batches, rounds=4, steps=150):
+    from booknet import book_net
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import scratchprop
+    import scratchprop.numba as NB
+    import scratchprop.numpy as NP
+    from bench.cases import inputs  # the benchmarks' MNIST digits (a package: relative imports)
+    from scratchprop import threads
+
+    default = threads.BLAS_MIN_MACS
+    print("784-100-10 SGD step, float64, MNIST digits; median us of interleaved blocks of", steps, "steps")
+    print("net batch: reference | products here | in BLAS | speed-ups (here, BLAS) | default")
+    for N in batches or (8, 32, 64, 100):
+        x, t = inputs(N, "float64")
+        for name in ("book", "fused"):
+            if name == "book":
+                nets = {M: book_net(M, 784, 100, 10) for M in (NP, NB)}
+
+                def step(net):
+                    grad = net.gradient(x, t)
+                    for k in ("W1", "b1", "W2", "b2"):
+                        net.params[k] -= 0.1 * grad[k]
+
+            else:
+                nets = {
+                    M: scratchprop.TwoLayerNet(784, 100, 10, backend=M.__name__[12:], seed=0)
+                    for M in (NP, NB)
+                }
+
+                def step(net):
+                    net.train_step(x, t, 0.1)
+
+            runs = {"reference": (NP, default), "here": (NB, 10**15), "blas": (NB, 0)}
+            times = {k: [] for k in runs}
+            for _ in range(rounds):
+                for k, (M, limit) in runs.items():
+                    threads.BLAS_MIN_MACS = limit
+                    times[k].append(median_us(lambda: step(nets[M]), None, steps))
+            threads.BLAS_MIN_MACS = default
+            med = {k: np.median(v) for k, v in times.items()}
+            chosen = "here" if not threads.blas_pays(N * 784 * 100, 8) else "BLAS"
+            print(
+                f"  {name:5s} {N:5d}: {med['reference']:8.1f} | {med['here']:8.1f} | {med['blas']:8.1f} | "
+                f"{med['reference'] / med['here']:.2f}x, {med['reference'] / med['blas']:.2f}x | {chosen}"
+            )
+
+
 if __name__ == "__main__":
     probes = {
+        "here": here,
         "cache": cache,
         "regions": regions,
         "dispatch": dispatch,

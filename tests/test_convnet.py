@@ -393,3 +393,62 @@ def test_numba_conv_relu_pairs_fused_give_the_layers_own_bits(make, dtype):
     fused.layers["Relu1"].mask = np.ones(d.shape, bool)
     fused.layers["Conv1"].backward_relu(d, fused.layers["Relu1"])
     assert not fused.layers["Conv1"].db.any()  # the mask that was set counted
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numba_deep_convnet_runs_its_convolutions_in_one_region_each_way(monkeypatch, dtype):
+    # consecutive Conv groups chain: one region forward, one backward, the layers' own bits
+    from scratchprop import threads
+
+    chained, plain = (
+        tiny_deep(seed=3, backend="numba", dtype=dtype),
+        tiny_deep(seed=3, backend="numba", dtype=dtype),
+    )
+    x, t = batch(9, seed=5)
+    x = x.astype(dtype)
+    regions, run = [], threads.run_chunks
+    monkeypatch.setattr(threads, "run_chunks", lambda *a: regions.append(a[1]) or run(*a))
+    np.random.seed(6)
+    got = chained.gradient(x, t)
+    assert len(regions) == 2 and chained.layers["Conv1"]._relu is chained.layers["Relu1"]
+    regions.clear()
+    monkeypatch.setattr(type(plain.layers["Conv1"]), "chain", None)  # every Conv group on its own
+    np.random.seed(6)
+    want = plain.gradient(x, t)
+    assert len(regions) == 12  # six Conv groups, each way
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    np.testing.assert_array_equal(chained.predict(x), plain.predict(x))
+
+
+def test_numba_chain_runs_what_it_queued_before_a_path_reads_values():
+    # inside a chain (a net's own calls) outputs are filled at its end; a layer's path that reads
+    # one (its Relu's own backward, a pooled Relu's output made when first read) runs the queue first
+    import scratchprop.numba as NB
+    from scratchprop import _numba_conv
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 2, 8, 8))
+    W1, W2 = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal((4, 4, 3, 3))
+
+    def layers():
+        c1, c2 = NB.Convolution(W1, np.zeros(4), pad=1), NB.Convolution(W2, np.ones(4), pad=1)
+        return c1, NB.Relu(), c2, NB.Relu(), NB.Pooling(2, 2, stride=2)
+
+    c1, r1, c2, r2, p = layers()
+    want_mid = r2.forward(c2.forward(r1.forward(c1.forward(x))))
+    want_out = p.forward(want_mid)
+    dmid = rng.standard_normal(want_mid.shape)
+    want_dx = c1.backward(r1.backward(c2.backward(r2.backward(dmid))))
+    c1, r1, c2, r2, p = layers()
+    with _numba_conv.chain():
+        out = c2.forward_relu_pool(c1.forward_relu(x, r1), r2, p)
+        mask = r2.mask  # the Conv + ReLU output of c2, made from c1's output queued until now
+    np.testing.assert_array_equal(out, want_out)
+    np.testing.assert_array_equal(mask, want_mid <= 0)
+    c2.forward_relu(c1.forward_relu(x, r1), r2)
+    r1.mask = r1.mask.copy()  # the pair's state changed: its backward takes the Relu's own
+    with _numba_conv.chain():
+        d = c2.backward_relu(dmid, r2)
+        dx = c1.backward_relu(d, r1)
+    np.testing.assert_array_equal(dx, want_dx)

@@ -94,3 +94,31 @@ def test_fused_two_layer_gradient_keeps_what_the_caller_holds():
     third = net.gradient(xs[2], ts[2])["W1"]
     reused = third is net.layers["Affine1"].dW and id(third) in made and third is not again["W1"]
     assert reused
+
+
+def test_convolution_keeps_what_the_caller_holds():
+    # its outputs, input gradients and the fused Conv + Relu + Pooling's pooled output and indices
+    import scratchprop.numpy as ref
+
+    rng = np.random.default_rng(2)
+    W, b = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    conv, fused, relu, pool = (
+        nb.Convolution(W, b, pad=1),
+        nb.Convolution(W, b, pad=1),
+        nb.Relu(),
+        nb.Pooling(2, 2, 2),
+    )
+    xs = [rng.standard_normal((6, 2, 8, 8)) for _ in range(4)]
+    douts = [rng.standard_normal((6, 4, 8, 8)) for _ in range(4)]
+    kept = []
+    for x, dout in zip(xs, douts):
+        out, dx = conv.forward(x), conv.backward(dout)
+        pooled = fused.forward_relu_pool(x, relu, pool)
+        kept.append((out, dx, conv.dW, pooled, pool.arg_max))
+    for (out, dx, dW, pooled, arg), x, dout in zip(kept, xs, douts):
+        want, wpool = ref.Convolution(W, b, pad=1), ref.Pooling(2, 2, 2)
+        np.testing.assert_allclose(out, want.forward(x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx, want.backward(dout), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dW, want.dW, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(pooled, wpool.forward(np.maximum(want.forward(x), 0)))
+        np.testing.assert_array_equal(arg, wpool.arg_max)

@@ -25,7 +25,9 @@ are summed per chunk of images, then chunk after chunk, so the last bits of ``ou
 are the same for a given thread count (``numba.get_num_threads()``).
 """
 
+import contextlib
 import functools
+import threading
 
 import numpy as np
 
@@ -57,6 +59,7 @@ MIN_PIECE = 64
 #: The kernels' ``pool`` and ``arg`` for a convolution without a fused pooling.
 _NO_POOL, _NO_ARG = (0, 0, 0), np.empty(0, np.uint8)
 _NO_OFF = np.empty(0, np.intp)
+_U8 = np.dtype(np.uint8)
 
 #: Share of the positions a direct convolution computes (every one of the padded rows, rounded up
 #: to its block) that must be real outputs for it to run instead of unfold + product: from 0.8
@@ -98,14 +101,13 @@ def _pieces(FN, K):
     return piece, piece if FN * K <= 1200 else 0
 
 
-def _plan(N, per_image_bytes, n_elements):
-    """``(C, T, B)``: the batch in ``C`` chunks of at most ``B`` images, one block each (at most
-    :data:`CHUNK_BYTES` unfolded), at least as many as :func:`threads.chunks` asks for, taken by
-    ``T`` threads; the bits depend on ``T`` and the sizes."""
-    n_elements = n_elements if _threads.can_hold_blas() else 0  # in turn: the pool cannot be held
-    C, T = _threads.chunks(N, n_elements, _threads.CONV_MIN_ELEMENTS)
-    B = max(1, min(-(-N // C), CHUNK_BYTES // max(1, per_image_bytes)))
-    return -(-N // B), T, B  # chunks of at most B images: one block each
+def _plan(N, per_image_bytes):
+    """``(C, T, B)``: the batch in the ``C`` chunks :func:`threads.chunks` asks for, taken by ``T``
+    threads, each worked through in blocks of at most ``B`` images (at most :data:`CHUNK_BYTES`
+    unfolded). The bits depend on ``T`` and the sizes only: every layer of a :func:`chain` has
+    the same chunks, and a layer gives the same bits in a chain or on its own."""
+    C, T = _threads.chunks(N)
+    return C, T, max(1, min(-(-N // C), CHUNK_BYTES // max(1, per_image_bytes)))
 
 
 def _bufs(layer, sizes, T, dt):
@@ -113,12 +115,78 @@ def _bufs(layer, sizes, T, dt):
     return tuple(_scratch(layer, name, T * n, dt)[: T * n].reshape(T, n) for name, n in sizes.items())
 
 
-def _in_chunks(kernel, C, args, n_elements):
+def _in_chunks(kernel, C, args, n_elements, then=None):
     """``kernel(c, w, C, *args)`` for the ``C`` chunks, with NumPy's BLAS held at one thread (rule 4
     of :mod:`scratchprop.threads`): at once when the work pays, else in turn, as also when the
-    kernels' BLAS is not NumPy's (its pool cannot be held)."""
+    kernels' BLAS is not NumPy's (its pool cannot be held); then ``then()``. In a :func:`chain`,
+    queued instead."""
+    queue = _chained()
+    if queue is not None:
+        queue.append((kernel, (C, *args), n_elements, then))
+        return
     with _threads.one_thread_blas() as held:
         _threads.run_chunks(kernel, C, (C, *args), n_elements if held else 0, _threads.CONV_MIN_ELEMENTS)
+    if then is not None:
+        then()
+
+
+_CHAIN = threading.local()  # .queue: the kernels a chain() on this thread has queued, else None
+
+
+def _chained():
+    return getattr(_CHAIN, "queue", None)
+
+
+@contextlib.contextmanager
+def chain():
+    """``with chain():`` the convolutions called inside (a net's consecutive Conv layers) queue
+    their chunk kernels, and at the end one region runs them: each thread takes a chunk of images
+    through every layer in turn. Images are independent and every layer of the chain cuts the
+    batch into the same chunks, so a layer's chunk needs only the same chunk of the layer before;
+    a region's start and its threads' uneven ends are paid once instead of once a layer
+    (``bench/CONV.md``). Inside, a Convolution's output is filled only at the end: a path that
+    reads values runs :func:`_unchained`."""
+    if _chained() is not None:  # nested: the outer chain runs them
+        yield
+        return
+    _CHAIN.queue = []
+    try:
+        yield
+        _run_queue()
+    finally:
+        _CHAIN.queue = None
+
+
+def _run_queue():
+    queue, _CHAIN.queue = _CHAIN.queue, []
+    if not queue:
+        return
+
+    def through(c, w):
+        for kernel, args, _, _ in queue:
+            kernel(c, w, *args)
+
+    with _threads.one_thread_blas() as held:
+        n = sum(job[2] for job in queue) if held else 0
+        _threads.run_chunks(through, queue[0][1][0], (), n, _threads.CONV_MIN_ELEMENTS)
+    for *_, then in queue:
+        if then is not None:
+            then()
+
+
+@contextlib.contextmanager
+def _unchained():
+    """Inside a :func:`chain`: what it queued runs now, and kernels run at once until the block
+    ends (for a path that reads the values of an output queued before it)."""
+    if _chained() is None:
+        yield
+        return
+    _run_queue()
+    _CHAIN.queue = None
+    try:
+        yield
+    finally:
+        _CHAIN.queue = []
 
 
 def _scratch(layer, name, n, dt):
@@ -129,6 +197,12 @@ def _scratch(layer, name, n, dt):
     if a is None or a.size < n or a.dtype != dt:
         a = ws[name] = np.empty(n, dt)
     return a
+
+
+def _made(layer, name):
+    """The layer's ``name`` arrays for :func:`._dispatch.spare` (outputs it reuses once nobody
+    holds them: fresh megabytes each step cost their page faults again)."""
+    return layer.__dict__.setdefault("_made", {}).setdefault(name, [])
 
 
 def _images(x, dt):
@@ -178,6 +252,8 @@ class Convolution(_ref.Convolution):
         OW = _ref.conv_output_size(W_, FW, self.stride, self.pad)
         return FN, C * FH * FW, FH, FW, OH * OW
 
+    chain = staticmethod(chain)  # a net runs its consecutive Convolutions in one (LayerNet)
+
     def forward(self, x):
         return self._forward(x, None)
 
@@ -225,9 +301,10 @@ class Convolution(_ref.Convolution):
         POH, POW = _ref._out_hw("Pooling", (N, FN, OH, OW), PH, PW, ps, pool.pad)
         dt = _d.kernel_dtype(_ref._float_dtype(x), self.W, self.b)
         if dt is None or not _poolable(pool):
-            return pool.forward(self.forward_relu(x, relu))
-        out = np.empty((N, FN, POH, POW), dt)
-        arg = np.empty(out.size, np.uint8)
+            with _unchained():
+                return pool.forward(self.forward_relu(x, relu))
+        out = _d.spare(_made(self, "pooled"), (N, FN, POH, POW), dt)
+        arg = _d.spare(_made(self, "arg"), (out.size,), _U8)
         xk, Wm, bk = self._run_forward(x, dt, (out, True, (PH, PW, ps), arg))
         geometry = (*self.W.shape[2:], self.stride, self.pad)
         relu_out = _Deferred(self._relu_output, (xk, Wm.copy(), bk.copy(), (N, FN, OH, OW), geometry))
@@ -248,8 +325,9 @@ class Convolution(_ref.Convolution):
         x, OH, OW = self._check_forward(x)
         dt = _d.kernel_dtype(_ref._float_dtype(x), self.W, self.b)
         if dt is None:
-            return super().forward(x)
-        out = np.empty((x.shape[0], self.W.shape[0], OH, OW), dt)
+            with _unchained():
+                return super().forward(x)
+        out = _d.spare(_made(self, "out"), (x.shape[0], self.W.shape[0], OH, OW), dt)
         self._run_forward(x, dt, (out, relu is not None, _NO_POOL, _NO_ARG))
         if relu is not None:
             self._relu, self._relu_out = relu, out
@@ -273,7 +351,7 @@ class Convolution(_ref.Convolution):
         FN, K = Wm.shape
         N, Cin, H, W_ = xk.shape
         FH, FW, stride, pad = geometry
-        C, T, B = _plan(N, K * P * Wm.itemsize, N * K * P)
+        C, T, B = _plan(N, K * P * Wm.itemsize)
         plan = (
             _direct(Wm.dtype, FN, FH, FW, H + 2 * pad - FH + 1, W_ + 2 * pad - FW + 1, Cin)
             if stride == 1
@@ -304,7 +382,8 @@ class Convolution(_ref.Convolution):
             self._pool is None and relu is self._relu and relu._out is self._relu_out and relu._mask is None
         )
         if not fused:
-            dout = relu.backward(dout)
+            with _unchained():
+                dout = relu.backward(dout)
             relu = None
         else:
             dout = check.dout_like("Relu", dout, self._relu_out.shape)
@@ -331,8 +410,9 @@ class Convolution(_ref.Convolution):
             dout = check.dout_like("Pooling", dout, pooled.shape)
             fused = dout.dtype == pooled.dtype
         if not fused:
-            dout = relu.backward(pool.backward(dout))
-            return self.backward(dout) if need_dx else self.backward_params(dout)
+            with _unchained():
+                dout = relu.backward(pool.backward(dout))
+                return self.backward(dout) if need_dx else self.backward_params(dout)
         grads = (_d.as_c(dout, dout.dtype), pooled, True, (pool.pool_h, pool.pool_w, pool.stride), arg)
         return self._run_backward(grads, need_dx, pooled.dtype)
 
@@ -341,9 +421,10 @@ class Convolution(_ref.Convolution):
         xk = self._xk
         dt = None if xk is None else _d.kernel_dtype(_ref._float_dtype(self.x), self.W, self.b)
         if dt is None or dout.dtype != dt:
-            if relu is not None:
-                dout = relu.backward(dout)
-            return super().backward(dout)  # the reference's code ran, or another dtype: its promotions
+            with _unchained():
+                if relu is not None:
+                    dout = relu.backward(dout)
+                return super().backward(dout)  # the reference's code ran, or another dtype: its promotions
         dout = _d.as_c(dout, dt)
         after = dout if relu is None else self._relu_out  # the ReLU's output, when fused
         return self._run_backward((dout, after, relu is not None, _NO_POOL, _NO_ARG), need_dx, dt)
@@ -355,7 +436,7 @@ class Convolution(_ref.Convolution):
         FN, K, FH, FW, P = self._shapes(xk)
         N = xk.shape[0]
         Wm = _d.as_c(self.W, dt).reshape(FN, K)
-        C, T, B = _plan(N, K * P * dt.itemsize, N * K * P)
+        C, T, B = _plan(N, K * P * dt.itemsize)
         Cin, H, W_ = xk.shape[1:]
         OH, OW = H + 2 * self.pad - FH + 1, W_ + 2 * self.pad - FW + 1
         dxp = dwp = None
@@ -378,8 +459,11 @@ class Convolution(_ref.Convolution):
         if dwp is not None:
             direct[4:] = (dwp[0], *_bufs(self, {"xp": dwp[1], "DT": dwp[2]}, T, dt))
         direct = tuple(direct)
-        dWT, db = np.empty((C, K, FN), dt), np.empty((C, FN), dt)
-        dx = np.empty(self.x.shape if need_dx else (0,) + self.x.shape[1:], dt)
+        dWT = _scratch(self, "dWT", C * K * FN, dt)[: C * K * FN].reshape(C, K, FN)
+        db = _scratch(self, "db", C * FN, dt)[: C * FN].reshape(C, FN)
+        dx = (
+            _d.spare(_made(self, "dx"), self.x.shape, dt) if need_dx else np.empty((0, *self.x.shape[1:]), dt)
+        )
         args = (
             xk,
             *grads,
@@ -397,11 +481,14 @@ class Convolution(_ref.Convolution):
             _pieces(FN, K),
             direct,
         )
-        _in_chunks(_KB.backward_chunk, C, args, N * K * P)
-        for c in range(1, C):  # the chunks' sums added in order: the same bits every run
-            dWT[0] += dWT[c]
-            db[0] += db[c]
-        self.db, self.dW = db[0], np.ascontiguousarray(dWT[0].T).reshape(self.W.shape)
+
+        def sums():  # the chunks' sums added in order: the same bits every run
+            for c in range(1, C):
+                dWT[0] += dWT[c]
+                db[0] += db[c]
+            self.db, self.dW = db[0].copy(), dWT[0].T.copy().reshape(self.W.shape)  # out of the scratch
+
+        _in_chunks(_KB.backward_chunk, C, args, N * K * P, sums)
         return dx if need_dx else None
 
 
@@ -425,5 +512,6 @@ class _Deferred:
 
     def __call__(self):
         if self.value is None:
-            self.value = self.fn(*self.args)
+            with _unchained():
+                self.value = self.fn(*self.args)
         return self.value

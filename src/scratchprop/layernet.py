@@ -19,6 +19,7 @@ Differences from the book, each tested:
   raises a clear error on an empty batch.
 """
 
+import contextlib
 import inspect
 from collections import OrderedDict
 
@@ -57,6 +58,20 @@ def _groups(layers):
     return groups
 
 
+def _runs(layers, groups):
+    """``groups`` in runs ``[(context, [group, ...]), ...]``: consecutive groups whose first layers
+    have the same ``chain`` (Numba's Convolution: their kernels in one region of threads, each
+    thread taking its images through every layer) run inside it; any other group alone."""
+    runs = []
+    for g in groups:
+        chain = getattr(layers[g[0]], "chain", None)
+        if runs and chain is not None and runs[-1][0] is chain:
+            runs[-1][1].append(g)
+        else:
+            runs.append((chain, [g]))
+    return [(c if c is not None and len(gs) > 1 else contextlib.nullcontext, gs) for c, gs in runs]
+
+
 class LayerNet:
     """Layers in order, a loss layer, and parameters shared with the layers by reference.
 
@@ -86,12 +101,14 @@ class LayerNet:
     def predict(self, x, train_flg=False):
         """Scores ``x (N, D) -> (N, C)``; ``train_flg`` goes to Dropout and BatchNormalization."""
         layers = list(self.layers.values())
-        for i, n in _groups(layers):
-            layer = layers[i]
-            if n:  # e.g. Numba's Convolution + Relu + Pooling: one pass
-                x = layer.forward_fused(x, layers[i + 1 : i + 1 + n], train_flg)
-            else:
-                x = layer.forward(x, train_flg) if takes_train_flg(layer) else layer.forward(x)
+        for context, run in _runs(layers, _groups(layers)):
+            with context():
+                for i, n in run:
+                    layer = layers[i]
+                    if n:  # e.g. Numba's Convolution + Relu + Pooling: one pass
+                        x = layer.forward_fused(x, layers[i + 1 : i + 1 + n], train_flg)
+                    else:
+                        x = layer.forward(x, train_flg) if takes_train_flg(layer) else layer.forward(x)
         return x
 
     def weight_decay(self):
@@ -124,14 +141,16 @@ class LayerNet:
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
         layers = list(self.layers.values())
-        for i, n in reversed(_groups(layers)):
-            # nothing reads the input's gradient: a first layer that can skip it (Numba's) does
-            if n:
-                dout = layers[i].backward_fused(dout, layers[i + 1 : i + 1 + n], need_dx=i > 0)
-            elif i == 0:
-                getattr(layers[0], "backward_params", layers[0].backward)(dout)
-            else:
-                dout = layers[i].backward(dout)
+        for context, run in reversed(_runs(layers, _groups(layers))):
+            with context():
+                for i, n in reversed(run):
+                    # nothing reads the input's gradient: a first layer that can skip it (Numba's) does
+                    if n:
+                        dout = layers[i].backward_fused(dout, layers[i + 1 : i + 1 + n], need_dx=i > 0)
+                    elif i == 0:
+                        getattr(layers[0], "backward_params", layers[0].backward)(dout)
+                    else:
+                        dout = layers[i].backward(dout)
         return self._grads()
 
     def _grads(self):

@@ -44,7 +44,10 @@ The model, four rules:
    threads of ours that sleep when idle (no ``prange`` to compile: a parallel
    kernel doubled the convnets' first-step compile time), each thread taking
    the next chunk when free (:data:`CHUNKS_PER_THREAD`), so a thread that
-   shares its core with someone else's busy thread does less. Rule 1's two-thread
+   shares its core with someone else's busy thread does less. A net's
+   consecutive convolutions are one region each way (``_numba_conv.chain``):
+   images are independent, so each thread takes its chunk of images through
+   every layer, and the region's start and uneven end are paid once. Rule 1's two-thread
    product there left each block half read by OpenBLAS's worker on the
    other core, and when the two cores do not share a cache (this project's
    VM, for minutes at a time) rewriting what the other core has read costs
@@ -146,16 +149,13 @@ _CHUNK_POOL = []  # [(executor, workers, pid)] for run_chunks: remade for anothe
 CHUNKS_PER_THREAD = 4
 
 
-def chunks(n_units, n_elements, min_elements):
+def chunks(n_units):
     """``(C, T)``: the chunks a region of ``n_units`` (images, rows) cuts its work into, and the
     threads that take them (``T = numba.get_num_threads()``): :data:`CHUNKS_PER_THREAD` per
-    thread, at most one per unit, or one when the work is under ``min_elements`` (it then runs
-    here: more chunks would only cost calls). ``C`` follows from ``T`` and the sizes, and so do
-    the bits."""
+    thread, at most one per unit (one with one thread). ``C`` follows from ``T`` and ``n_units``
+    only, and so do the bits, whether :func:`run_chunks` then runs the chunks at once or in turn."""
     T = _numba.get_num_threads()
-    if T < 2 or n_elements < min_elements:
-        return 1, T
-    return max(1, min(CHUNKS_PER_THREAD * T, n_units)), T
+    return (1 if T < 2 else max(1, min(CHUNKS_PER_THREAD * T, n_units))), T
 
 
 def run_chunks(fn, C, args, n_elements, min_elements):

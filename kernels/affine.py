@@ -36,6 +36,8 @@ from .two_layer import _column_sums
 __all__ = [
     "forward",
     "backward",
+    "forward_here",
+    "backward_here",
     "work_size",
     "forward_rows",
     "backward_rows",

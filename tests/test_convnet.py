@@ -452,3 +452,18 @@ def test_numba_chain_runs_what_it_queued_before_a_path_reads_values():
         d = c2.backward_relu(dmid, r2)
         dx = c1.backward_relu(d, r1)
     np.testing.assert_array_equal(dx, want_dx)
+
+
+def test_numba_chain_of_two_batch_sizes_runs_each_with_its_own_chunks():
+    import scratchprop.numba as NB
+    from scratchprop import _numba_conv
+
+    rng = np.random.default_rng(4)
+    W, b = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    xs = [rng.standard_normal((n, 2, 6, 6)) for n in (3, 9)]  # the first has fewer chunks
+    want = [NB.Convolution(W, b, pad=1).forward(x) for x in xs]
+    layers = [NB.Convolution(W, b, pad=1) for _ in xs]
+    with _numba_conv.chain():
+        got = [layer.forward(x) for layer, x in zip(layers, xs)]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

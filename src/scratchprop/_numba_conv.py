@@ -121,6 +121,9 @@ def _in_chunks(kernel, C, args, n_elements, then=None):
     kernels' BLAS is not NumPy's (its pool cannot be held); then ``then()``. In a :func:`chain`,
     queued instead."""
     queue = _chained()
+    if queue and queue[0][1][0] != C:  # another batch's chunks: what is queued runs first
+        _run_queue()
+        queue = _chained()
     if queue is not None:
         queue.append((kernel, (C, *args), n_elements, then))
         return

@@ -462,8 +462,8 @@ class Convolution(_ref.Convolution):
         if dwp is not None:
             direct[4:] = (dwp[0], *_bufs(self, {"xp": dwp[1], "DT": dwp[2]}, T, dt))
         direct = tuple(direct)
-        dWT = _scratch(self, "dWT", C * K * FN, dt)[: C * K * FN].reshape(C, K, FN)
-        db = _scratch(self, "db", C * FN, dt)[: C * FN].reshape(C, FN)
+        dWT, db = _bufs(self, {"dWT": K * FN, "db": FN}, C, dt)  # one row per chunk
+        dWT = dWT.reshape(C, K, FN)
         dx = (
             _d.spare(_made(self, "dx"), self.x.shape, dt) if need_dx else np.empty((0, *self.x.shape[1:]), dt)
         )

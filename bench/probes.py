@@ -38,7 +38,8 @@
     Issue 15's step, ``MultiLayerNetExtend(784, [100]*5, 10)`` with BatchNorm, Dropout and
     Adam at batch 100 or ``batch`` (float64), on each backend, against its matrix products alone through
     NumPy (into preallocated arrays, interleaved in one process): the reference over the
-    products is the most any backend on NumPy's BLAS could reach.
+    products is the most any backend on NumPy's BLAS could reach. Then every kernel call of the
+    Numba step timed through a wrapper: what is left of the step is Python between the calls.
 """
 
 import os
@@ -283,6 +284,48 @@ def products(N=100, rounds=11):
         f"{med['numpy'] / med['16 (no first dx)']:.2f}x (the ceiling); numba beyond its products "
         f"{med['numba'] - med['16 (no first dx)']:.0f} us"
     )
+    _kernel_calls(steps["numba"])
+
+
+def _kernel_calls(step, n=500):
+    """Every kernel call of ``step`` timed through a wrapper (Numba's dispatch included): what is
+    left of the step's time is Python between the calls."""
+    import importlib
+    from collections import defaultdict
+
+    from numba.core.registry import CPUDispatcher
+
+    bare = median_us(step, None, n)
+    spent, calls, pc = defaultdict(float), defaultdict(int), time.perf_counter
+    names = ("affine", "batchnorm", "optim", "mt19937", "softmax_loss", "relu", "dropout", "_blas", "gemm")
+    modules = [importlib.import_module("scratchprop.kernels." + m) for m in names]
+    saved = [(m, k, v) for m in modules for k, v in vars(m).items() if isinstance(v, CPUDispatcher)]
+    for m, k, v in saved:
+        name = f"{m.__name__.rsplit('.', 1)[1]}.{k}"
+
+        def timed(*a, _f=v, _k=name):
+            s = pc()
+            r = _f(*a)
+            spent[_k] += pc() - s
+            calls[_k] += 1
+            return r
+
+        setattr(m, k, timed)
+    try:
+        for _ in range(50):
+            step()
+        spent.clear(), calls.clear()
+        wrapped = median_us(step, None, n)
+    finally:
+        for m, k, v in saved:
+            setattr(m, k, v)
+    total = sum(spent.values()) / n * 1e6
+    print(
+        f"  numba step {bare:.0f} us ({wrapped:.0f} with each kernel call timed): {sum(calls.values()) / n:.0f}"
+        f" kernel calls {total:.0f} us with their dispatch, Python between them ~{bare - total:.0f} us"
+    )
+    for k in sorted(spent, key=spent.get, reverse=True):
+        print(f"    {k:28s} x{calls[k] / n:<3.0f} {spent[k] / n * 1e6:7.1f} us")
 
 
 def here(*batches, rounds=4, steps=150):

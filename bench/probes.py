@@ -314,7 +314,8 @@ def _kernel_calls(step, n=500):
     try:
         for _ in range(50):
             step()
-        spent.clear(), calls.clear()
+        spent.clear()
+        calls.clear()
         wrapped = median_us(step, None, n)
     finally:
         for m, k, v in saved:

@@ -24,7 +24,9 @@ Printed: per-step medians of one thread against two, with every step in one regi
 the second thread paid once), and with one region a step on a persistent worker (woken through
 a ``ThreadPoolExecutor``, as ``threads.run_chunks`` does); the update alone split by contiguous
 rows or by columns; the two-thread result against the one-thread one (the partial sums differ
-in their last bits).
+in their last bits); and one pass over the rows of a 100 x 100 (and 100 x 96) array, each thread
+its block of columns, alone and with the other thread's block at once: the cost of the cache
+line both threads write where their columns meet in each row.
 """
 
 import sys
@@ -219,6 +221,37 @@ def update_split(W, g, m, v, t, T, by_rows):
             W[k, j] = W[k, j] - 1e-4 * mj / (np.sqrt(vj) + 1e-7)
 
 
+@njit(**NB)
+def rows_pass(x, out, lo, hi, reps):
+    """``reps`` passes of ``out = 2 x + 1`` over columns ``lo:hi`` of every row, row by row (as the
+    BatchNorm kernels go)."""
+    for _ in range(reps):
+        for i in range(x.shape[0]):
+            xr, orow = x[i, lo:hi], out[i, lo:hi]
+            for j in range(hi - lo):
+                orow[j] = xr[j] * 2.0 + 1.0
+
+
+def boundary(M, rounds=5, reps=1000):
+    """One pass over ``(100, M)`` split at column 48: alone, and with the other half's pass at once."""
+    x = np.random.default_rng(2).random((100, M))
+    out = np.empty_like(x)
+    rows_pass(x, out, 0, 48, 1)
+
+    def two(k):
+        th = threading.Thread(target=rows_pass, args=(x, out, 48, M, k))
+        th.start()
+        rows_pass(x, out, 0, 48, k)
+        th.join()
+
+    one = np.median([per_step(lambda k: rows_pass(x, out, 0, 48, k), reps) for _ in range(rounds)])
+    both = np.median([per_step(two, reps) for _ in range(rounds)])
+    print(
+        f"one pass over 100 x {M} ({M * 8}-byte rows), columns 0:48: alone {one:.2f} us, "
+        f"beside the other half {both:.2f} us"
+    )
+
+
 def make(N=100, seed=0):
     rng = np.random.default_rng(seed)
     sizes = [784] + [100] * 5 + [10]
@@ -307,6 +340,8 @@ def main(n=300, rounds=5):
         one = np.median([per_step(upd1, 200) for _ in range(rounds)])
         two = np.median([per_step(upd, 200) for _ in range(rounds)])
         print(f"update of a 784x100 W alone, split by {name}: one thread {one:.0f} us, two {two:.0f} us")
+    for M in (100, 96):
+        boundary(M, rounds)
 
 
 if __name__ == "__main__":

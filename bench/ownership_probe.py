@@ -24,9 +24,9 @@ Printed: per-step medians of one thread against two, with every step in one regi
 the second thread paid once), and with one region a step on a persistent worker (woken through
 a ``ThreadPoolExecutor``, as ``threads.run_chunks`` does); the update alone split by contiguous
 rows or by columns; the two-thread result against the one-thread one (the partial sums differ
-in their last bits); and one pass over the rows of a 100 x 100 (and 100 x 96) array, each thread
-its block of columns, alone and with the other thread's block at once: the cost of the cache
-line both threads write where their columns meet in each row.
+in their last bits); and one pass over the rows of a 100 x 100 (and 100 x 96, starting on a cache
+line and 16 bytes past one) array, each thread its block of columns, alone and with the other
+thread's block at once: the cost of the cache line both threads write where their columns meet.
 """
 
 import sys
@@ -72,31 +72,18 @@ def barrier(ctl, T, gen):
 
 
 @njit(**NB)
-def product(A, sa, B, C):
-    """``C = op(A) @ B`` with ``op(A)[i, k] = A.flat[i * sa + k]`` (``kernels/gemm.py``'s blocks)."""
+def product(A, sa, sk, B, C):
+    """``C = op(A) @ B``, ``op(A)[i, k] = A.flat[i * sa + k * sk]`` (``kernels/gemm.py``'s blocks;
+    ``A`` may start mid-row)."""
     N, M = C.shape
     lanes = VECTOR_BYTES // C.itemsize
     full = M - M % (VECTORS * lanes)
     for j0 in range(0, full, VECTORS * lanes):
         for i0 in range(0, N, ROWS):
-            _block(A, B, C, i0, j0, sa, 1, 1.0, False)
+            _block(A, B, C, i0, j0, sa, sk, 1.0, False)
     for j0 in range(full, M, lanes):
         for i0 in range(0, N, ROWS):
-            _block_narrow(A, B, C, i0, j0, sa, 1, 1.0, False)
-
-
-@njit(**NB)
-def product_t(A, D, B, C):
-    """``C = A.T @ B`` for ``A (N, D)`` read from its flat start (``A`` may start mid-row)."""
-    N, M = C.shape
-    lanes = VECTOR_BYTES // C.itemsize
-    full = M - M % (VECTORS * lanes)
-    for j0 in range(0, full, VECTORS * lanes):
-        for i0 in range(0, N, ROWS):
-            _block(A, B, C, i0, j0, 1, D, 1.0, False)
-    for j0 in range(full, M, lanes):
-        for i0 in range(0, N, ROWS):
-            _block_narrow(A, B, C, i0, j0, 1, D, 1.0, False)
+            _block_narrow(A, B, C, i0, j0, sa, sk, 1.0, False)
 
 
 @njit(**NB)
@@ -151,7 +138,7 @@ def step(t, T, ctl, gen, x, lab, Ws, dWs, Ms, Vs, Zs, Hs, Ds, WTs, DXs):
         D, M = W.shape
         h = x if i == 0 else Hs[i - 1]
         lo, hi = own(D, t, T)
-        product(h.ravel()[lo:], D, W[lo:hi], Zs[i][t])  # partial: own features x own rows
+        product(h.ravel()[lo:], D, 1, W[lo:hi], Zs[i][t])  # partial: own features x own rows
         gen += 1
         barrier(ctl, T, gen)
         if i < L - 1:
@@ -166,14 +153,14 @@ def step(t, T, ctl, gen, x, lab, Ws, dWs, Ms, Vs, Zs, Hs, Ds, WTs, DXs):
         D, M = W.shape
         h = x if i == 0 else Hs[i - 1]
         lo, hi = own(D, t, T)
-        product_t(h.ravel()[lo:], D, d, dWs[i][lo:hi])  # dW's own rows
+        product(h.ravel()[lo:], 1, D, d, dWs[i][lo:hi])  # dW's own rows
         if i > 0:  # dx's own columns, through own rows of W transposed; then the Relu's backward
             WT = WTs[i][t][: M * (hi - lo)].reshape(M, hi - lo)
             for j in range(M):
                 for k in range(lo, hi):
                     WT[j, k - lo] = W[k, j]
             DX = DXs[i][t][: N * (hi - lo)].reshape(N, hi - lo)
-            product(d.ravel(), M, WT, DX)
+            product(d.ravel(), M, 1, WT, DX)
             prev, hprev = Ds[i - 1], Hs[i - 1]
             for r in range(N):
                 for k in range(lo, hi):
@@ -232,10 +219,19 @@ def rows_pass(x, out, lo, hi, reps):
                 orow[j] = xr[j] * 2.0 + 1.0
 
 
-def boundary(M, rounds=5, reps=1000):
+def _aligned(shape, shift=0):
+    """A float64 array whose data start ``shift`` bytes past a 64-byte boundary."""
+    n = int(np.prod(shape))
+    raw = np.empty(n + 16)
+    k = ((-raw.ctypes.data) % 64 + shift) // 8
+    return raw[k : k + n].reshape(shape)
+
+
+def boundary(M, shift, rounds=5, reps=1000):
     """One pass over ``(100, M)`` split at column 48: alone, and with the other half's pass at once."""
-    x = np.random.default_rng(2).random((100, M))
-    out = np.empty_like(x)
+    x = _aligned((100, M), shift)
+    x[...] = np.random.default_rng(2).random((100, M))
+    out = _aligned((100, M), shift)
     rows_pass(x, out, 0, 48, 1)
 
     def two(k):
@@ -247,8 +243,8 @@ def boundary(M, rounds=5, reps=1000):
     one = np.median([per_step(lambda k: rows_pass(x, out, 0, 48, k), reps) for _ in range(rounds)])
     both = np.median([per_step(two, reps) for _ in range(rounds)])
     print(
-        f"one pass over 100 x {M} ({M * 8}-byte rows), columns 0:48: alone {one:.2f} us, "
-        f"beside the other half {both:.2f} us"
+        f"one pass over 100 x {M} ({M * 8}-byte rows, data {shift} bytes past a line), columns 0:48: "
+        f"alone {one:.2f} us, beside the other half {both:.2f} us"
     )
 
 
@@ -340,8 +336,8 @@ def main(n=300, rounds=5):
         one = np.median([per_step(upd1, 200) for _ in range(rounds)])
         two = np.median([per_step(upd, 200) for _ in range(rounds)])
         print(f"update of a 784x100 W alone, split by {name}: one thread {one:.0f} us, two {two:.0f} us")
-    for M in (100, 96):
-        boundary(M, rounds)
+    for M, shift in ((100, 0), (96, 0), (96, 16)):
+        boundary(M, shift, rounds)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-from scratchprop.kernels.gemm import ROWS, VECTORS, _block, _block_narrow
-from scratchprop.kernels.simd import VECTOR_BYTES
+from scratchprop.kernels.gemm import product
 
 NB = dict(nogil=True, error_model="numpy", boundscheck=False)
 
@@ -69,21 +68,6 @@ def barrier(ctl, T, gen):
         _add(ctl, 0, 1)
         while _load(ctl, 0) < gen * T:
             pass
-
-
-@njit(**NB)
-def product(A, sa, sk, B, C):
-    """``C = op(A) @ B``, ``op(A)[i, k] = A.flat[i * sa + k * sk]`` (``kernels/gemm.py``'s blocks;
-    ``A`` may start mid-row)."""
-    N, M = C.shape
-    lanes = VECTOR_BYTES // C.itemsize
-    full = M - M % (VECTORS * lanes)
-    for j0 in range(0, full, VECTORS * lanes):
-        for i0 in range(0, N, ROWS):
-            _block(A, B, C, i0, j0, sa, sk, 1.0, False)
-    for j0 in range(full, M, lanes):
-        for i0 in range(0, N, ROWS):
-            _block_narrow(A, B, C, i0, j0, sa, sk, 1.0, False)
 
 
 @njit(**NB)
@@ -138,7 +122,7 @@ def step(t, T, ctl, gen, x, lab, Ws, dWs, Ms, Vs, Zs, Hs, Ds, WTs, DXs):
         D, M = W.shape
         h = x if i == 0 else Hs[i - 1]
         lo, hi = own(D, t, T)
-        product(h.ravel()[lo:], D, 1, W[lo:hi], Zs[i][t])  # partial: own features x own rows
+        product(h.ravel()[lo:], D, 1, W[lo:hi], Zs[i][t], 1.0, False)  # partial: own features x own rows
         gen += 1
         barrier(ctl, T, gen)
         if i < L - 1:
@@ -153,14 +137,14 @@ def step(t, T, ctl, gen, x, lab, Ws, dWs, Ms, Vs, Zs, Hs, Ds, WTs, DXs):
         D, M = W.shape
         h = x if i == 0 else Hs[i - 1]
         lo, hi = own(D, t, T)
-        product(h.ravel()[lo:], 1, D, d, dWs[i][lo:hi])  # dW's own rows
+        product(h.ravel()[lo:], 1, D, d, dWs[i][lo:hi], 1.0, False)  # dW's own rows
         if i > 0:  # dx's own columns, through own rows of W transposed; then the Relu's backward
             WT = WTs[i][t][: M * (hi - lo)].reshape(M, hi - lo)
             for j in range(M):
                 for k in range(lo, hi):
                     WT[j, k - lo] = W[k, j]
             DX = DXs[i][t][: N * (hi - lo)].reshape(N, hi - lo)
-            product(d.ravel(), M, 1, WT, DX)
+            product(d.ravel(), M, 1, WT, DX, 1.0, False)
             prev, hprev = Ds[i - 1], Hs[i - 1]
             for r in range(N):
                 for k in range(lo, hi):

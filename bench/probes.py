@@ -297,7 +297,11 @@ def _kernel_calls(step, n=500):
 
     bare = median_us(step, None, n)
     spent, calls, pc = defaultdict(float), defaultdict(int), time.perf_counter
-    names = ("affine", "batchnorm", "optim", "mt19937", "softmax_loss", "relu", "dropout", "_blas", "gemm")
+    import pkgutil
+
+    import scratchprop.kernels as K
+
+    names = [m.name for m in pkgutil.iter_modules(K.__path__)]  # every kernel module, new ones too
     modules = [importlib.import_module("scratchprop.kernels." + m) for m in names]
     saved = [(m, k, v) for m in modules for k, v in vars(m).items() if isinstance(v, CPUDispatcher)]
     for m, k, v in saved:

@@ -109,9 +109,11 @@ def spare(held, shape, dt, mine=None):
     end of the last step, and faulting them in costs more than the pass that fills them
     (``bench/THREADS.md``, "What the allocator costs"). An array that only ``held`` references
     cannot be seen by anyone when it is overwritten; one a caller still holds (the last step's
-    gradients, a view) is left alone, so two alternate in the book's training loop.
+    gradients, a view) is left alone. So the same array serves step after step (and stays in
+    cache), and two alternate where the caller holds the last step's result during the call
+    (``grads = net.gradient(x, t)`` in the book's loop).
     """
-    for a in held:
+    for a in reversed(held):  # the newest first: the same array each step stays in cache
         if _refs(a) == _BASE[a is mine] and a.shape == shape and a.dtype == dt:
             return a
     a = np.empty(shape, dt)

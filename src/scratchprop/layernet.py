@@ -138,6 +138,13 @@ class LayerNet:
 
     def gradient(self, x, t):
         """Backprop gradient of ``loss(x, t, train_flg=True)``: a dict keyed like ``params``."""
+        fused = getattr(self.backend, "layer_net_gradient", None)  # the whole walk in one call
+        if fused is not None and fused(self, x, t):
+            return self._grads()
+        return self.layered_gradient(x, t)
+
+    def layered_gradient(self, x, t):
+        """:meth:`gradient` as the book computes it, layer by layer (whatever the backend)."""
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
         layers = list(self.layers.values())

@@ -15,7 +15,9 @@ Chapter 5's layers live in :mod:`scratchprop._numba_layers`, chapter 6's in
 :class:`scratchprop.TwoLayerNet` (``backend="numba"``) this module also
 provides the fused hooks :func:`net_predict`, :func:`net_gradient`,
 :func:`net_train_step` (:mod:`scratchprop._numba_net`) and
-:func:`net_numerical_gradient` (:mod:`scratchprop.numba_numgrad`).
+:func:`net_numerical_gradient` (:mod:`scratchprop.numba_numgrad`); for the chapter-6 nets
+(:class:`scratchprop.layernet.LayerNet`), :func:`layer_net_gradient`
+(:mod:`scratchprop._numba_mlp`).
 
 Threads: :mod:`scratchprop.threads` says when and why, in one place. In
 short, matrix products run in NumPy's own BLAS pool (the one the user's
@@ -35,6 +37,7 @@ from ._numba_layers import (
     numerical_gradient,
     softmax,
 )
+from ._numba_mlp import gradient as layer_net_gradient
 from ._numba_net import net_gradient, net_predict, net_train_step
 from ._numba_optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from ._numba_pool import Pooling
@@ -85,4 +88,5 @@ __all__ = [
     "net_gradient",
     "net_train_step",
     "net_numerical_gradient",
+    "layer_net_gradient",
 ]

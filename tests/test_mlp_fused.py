@@ -1,0 +1,197 @@
+"""``LayerNet.gradient`` in one kernel call (``_numba_mlp``): the layers' own bits, or their path."""
+
+import numpy as np
+import pytest
+
+import scratchprop.numba as NB
+from scratchprop import MultiLayerNet, MultiLayerNetExtend, threads
+from scratchprop import _numba_mlp as fused
+
+rng = np.random.default_rng(3)
+
+# every attribute a layer's forward and backward leave (the ones the layer has)
+ATTRS = (
+    "x",
+    "original_x_shape",
+    "dW",
+    "db",
+    "input_shape",
+    "batch_size",
+    "xc",
+    "xn",
+    "std",
+    "running_mean",
+    "running_var",
+    "dgamma",
+    "dbeta",
+    "mask",
+    "y",
+    "t",
+    "loss",
+)
+
+
+def pair(cls=MultiLayerNetExtend, sizes=(12, [10, 10, 10], 5), **kw):
+    return cls(*sizes, backend="numba", seed=2, **kw), cls(*sizes, backend="numba", seed=2, **kw)
+
+
+def same(a, b):
+    if isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and np.array_equal(a, b, True)
+        )
+    return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+def assert_same_nets(a, b):
+    for name, lb in list(b.layers.items()) + [("last_layer", b.last_layer)]:
+        la = a.layers[name] if name != "last_layer" else a.last_layer
+        for attr in ATTRS:
+            if hasattr(lb, attr):
+                assert same(getattr(la, attr), getattr(lb, attr)), (name, attr)
+    for k in b.params:
+        assert same(a.params[k], b.params[k]), k
+
+
+def steps(a, b, x, t, n=3):
+    """``n`` gradients of ``a`` (fused) and ``b`` (layer by layer) from the same draws."""
+    for k in range(n):
+        np.random.seed(k)
+        assert fused.gradient(a, x, t)  # the path under test is taken (what a.gradient runs first)
+        ga = a._grads()
+        state_a = np.random.get_state()[1].copy()
+        np.random.seed(k)
+        gb = b.layered_gradient(x, t)
+        assert np.array_equal(state_a, np.random.get_state()[1])  # the same draws, as many
+        assert list(ga) == list(gb)
+        for key in gb:
+            assert same(ga[key], gb[key]), key
+        assert_same_nets(a, b)
+        for net, g in ((a, ga), (b, gb)):  # and the same next step
+            for key in g:
+                net.params[key] -= 0.1 * g[key]
+
+
+NETS = {
+    "extend": dict(use_batchnorm=True, use_dropout=True, dropout_ration=0.3),
+    "batchnorm": dict(use_batchnorm=True),
+    "dropout": dict(use_dropout=True),
+    "plain": {},
+    "decay": dict(use_batchnorm=True, weight_decay_lambda=0.1),
+}
+
+
+@pytest.mark.parametrize("kw", NETS.values(), ids=NETS.keys())
+@pytest.mark.parametrize("batch", [1, 9, 100])
+def test_fused_gradient_is_the_layers_own(kw, batch):
+    a, b = pair(**kw)
+    x, t = rng.random((batch, 12)), rng.integers(0, 5, batch)
+    steps(a, b, x, t)
+
+
+@pytest.mark.parametrize(
+    "sizes, dtype, xdtype, onehot",
+    [
+        ((12, [7, 11], 5), np.float64, np.float64, True),  # unequal widths
+        ((784, [100, 100], 10), np.float64, np.float32, False),  # float32 images, float64 weights
+        ((12, [10, 10], 5), np.float32, np.float32, False),
+        ((784, [100], 10), np.float32, np.float32, True),
+    ],
+)
+def test_fused_gradient_shapes_and_dtypes(sizes, dtype, xdtype, onehot):
+    kw = dict(use_batchnorm=True, use_dropout=True, dtype=dtype)
+    a, b = pair(sizes=sizes, **kw)
+    x = rng.random((64, sizes[0])).astype(xdtype)
+    t = rng.integers(0, sizes[2], 64)
+    t = np.eye(sizes[2])[t] if onehot else t
+    steps(a, b, x, t)
+
+
+def test_nets_it_does_not_cover_take_the_layers():
+    x, t = rng.random((8, 12)), rng.integers(0, 5, 8)
+    sig = MultiLayerNetExtend(12, [10, 10], 5, activation="sigmoid", use_batchnorm=True, backend="numba")
+    assert not fused.gradient(sig, x, t)
+    net = MultiLayerNet(12, [10], 5, backend="numba")
+    assert not fused.gradient(net, x.reshape(8, 3, 4), t)  # not 2-D: the Affine flattens it
+    assert not fused.gradient(net, x.astype(np.int64), t)
+    with threads.one_thread_blas():  # a convnet's hold: its own rules for the products
+        assert not fused.gradient(net, x, t) or not threads.can_hold_blas()
+    ro = x.copy()
+    ro.flags.writeable = False  # another Numba type: the layers take it
+    assert not fused.gradient(net, ro, t)
+
+    class Mine(MultiLayerNet):
+        def predict(self, x, train_flg=False):  # what a subclass's gradient must run
+            return 2 * super().predict(x, train_flg)
+
+    assert not fused.gradient(Mine(12, [10], 5, backend="numba"), x, t)
+    net.layers["Affine1"].W = net.layers["Affine1"].W.astype(np.float32)  # mixed dtypes
+    assert not fused.gradient(net, x, t)
+    assert net.gradient(x, t)["W1"].shape == (12, 10)  # and the net still trains, layer by layer
+
+
+def test_a_generator_other_than_mt19937_takes_the_layers(monkeypatch):
+    a, b = pair(**NETS["extend"])
+    x, t = rng.random((9, 12)), rng.integers(0, 5, 9)
+    monkeypatch.setattr(np.random.mtrand._rand, "_bit_generator", np.random.PCG64(1))
+    assert not fused.gradient(a, x, t)
+
+
+def test_a_bad_target_raises_before_any_layer_changes():
+    a, b = pair(**NETS["extend"])
+    x = rng.random((9, 12))
+    a.gradient(x, rng.integers(0, 5, 9))
+    before = {n: (ly.running_mean.copy(), ly.xc.copy()) for n, ly in a.layers.items() if hasattr(ly, "xc")}
+    state = np.random.get_state()[1].copy()
+    with pytest.raises(ValueError, match="SoftmaxWithLoss"):
+        a.gradient(x, np.full(9, 7))  # labels outside [0, 5)
+    assert np.array_equal(state, np.random.get_state()[1])  # no draws
+    for n, (mean, xc) in before.items():
+        assert np.array_equal(a.layers[n].running_mean, mean) and np.array_equal(a.layers[n].xc, xc)
+    with pytest.raises(ValueError, match="SoftmaxWithLoss") as layered:
+        b.layered_gradient(x, np.full(9, 7))  # the layers' path: the same error, after its forward
+    with pytest.raises(ValueError) as ours:
+        a.gradient(x, np.full(9, 7))
+    assert str(ours.value) == str(layered.value)
+
+
+def test_arrays_a_caller_holds_are_never_overwritten():
+    net = MultiLayerNetExtend(12, [10, 10], 5, backend="numba", use_batchnorm=True, use_dropout=True)
+    x, t = rng.random((30, 12)), rng.integers(0, 5, 30)
+    held = []
+    for k in range(6):
+        grads = net.gradient(x + k, t)  # the book's loop: the last step's grads held during the call
+        layers = net.layers
+        kept = [grads[key] for key in grads] + [net.last_layer.y]
+        kept += [
+            layers["Affine2"].x,
+            layers["BatchNorm1"].xc,
+            layers["BatchNorm2"].xn,
+            layers["BatchNorm1"].std,
+        ]
+        kept += [
+            layers["Activation_function1"].mask,
+            layers["Dropout2"].mask,
+            layers["BatchNorm2"].running_var,
+        ]
+        held.append([(a, a.copy()) for a in kept])
+    for step in held:
+        for a, copy in step:
+            assert np.array_equal(a, copy)
+
+
+def test_the_same_arrays_serve_step_after_step_when_nothing_holds_them():
+    net = MultiLayerNetExtend(12, [10, 10], 5, backend="numba", use_batchnorm=True)
+    x, t = rng.random((30, 12)), rng.integers(0, 5, 30)
+    net.gradient(x, t)
+    first = net.layers["BatchNorm1"].xc
+    ids = {id(first)}
+    del first
+    for _ in range(3):
+        net.gradient(x, t)
+        ids.add(id(net.layers["BatchNorm1"].xc))
+    assert len(ids) == 1
+    assert NB.layer_net_gradient is fused.gradient

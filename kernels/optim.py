@@ -26,6 +26,8 @@ from numba import njit
 from .config import SERIAL, guard_cache
 
 __all__ = [
+    "EACH",
+    "adam_each",
     "sgd",
     "momentum",
     "nesterov",
@@ -122,6 +124,18 @@ def adam(p, g, m, v, lr_t, b1, b2):
         m[i] = mi
         v[i] = vi
         p[i] = p[i] - lr_t * mi / (np.sqrt(vi) + e)
+
+
+#: Parameters per call of :func:`adam_each`: a tuple's length is part of its type, so one fixed
+#: length serves every net with one compile (shorter calls are padded with size-0 arrays).
+EACH = 8
+
+
+@njit(**SERIAL)
+def adam_each(ps, gs, ms, vs, lr_t, b1, b2):
+    """:func:`adam` over :data:`EACH` parameters in one call (tuples of flat arrays)."""
+    for i in range(len(ps)):
+        adam(ps[i], gs[i], ms[i], vs[i], lr_t, b1, b2)
 
 
 # Naive references: the book's NumPy statements (in place, on the arrays given).

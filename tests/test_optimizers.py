@@ -73,3 +73,67 @@ def test_same_error_before_any_update(name):
         np.testing.assert_array_equal(params["W"], before)
         msgs.append(str(info.value))
     assert msgs[0] == msgs[1] and name in msgs[0]
+
+
+def adam_problem(n_params=11, seed=1):
+    rng = np.random.default_rng(seed)
+    params = {f"p{i}": rng.standard_normal((3 + i, 4) if i % 2 else (5 + i,)) for i in range(n_params)}
+    grads = [{k: rng.standard_normal(p.shape) for k, p in params.items()} for _ in range(5)]
+    return params, grads
+
+
+def per_key(opt, params, grads):
+    """The Numba Adam's update one parameter at a time (the path before ``_Each``)."""
+    NP.Adam.update(opt, params, grads)
+
+
+def test_adam_updates_many_parameters_in_a_few_calls_with_the_same_bits():
+    (pa, grads), (pb, _) = adam_problem(), adam_problem()  # 11 parameters: one call of 8, one of 3
+    a, b = NB.Adam(lr=0.01), NB.Adam(lr=0.01)
+    for g in grads:
+        a.update(pa, g)
+        per_key(b, pb, g)
+        assert a._each is not None  # the fast path, after the first update
+        for k in pb:
+            np.testing.assert_array_equal(pa[k], pb[k])
+            np.testing.assert_array_equal(a.m[k], b.m[k])
+            np.testing.assert_array_equal(a.v[k], b.v[k])
+
+
+def test_adam_fast_path_follows_new_arrays_and_state():
+    (pa, grads), (pb, _) = adam_problem(), adam_problem()
+    a, b = NB.Adam(lr=0.01), NB.Adam(lr=0.01)
+    a.update(pa, grads[0])
+    per_key(b, pb, grads[0])
+    pa["p3"], pb["p3"] = pa["p3"].copy(), pb["p3"].copy()  # a parameter replaced in the dict
+    a.update(pa, grads[1])
+    per_key(b, pb, grads[1])
+    state = b.state_dict()
+    a.load_state_dict(state)  # new state arrays
+    b.load_state_dict(state)
+    for g in grads[2:]:
+        a.update(pa, g)
+        per_key(b, pb, g)
+    for k in pb:
+        np.testing.assert_array_equal(pa[k], pb[k])
+    a.m["p0"] = a.m["p0"].copy()  # a state array replaced: the update follows it
+    before = a.m["p0"].copy()
+    a.update(pa, grads[0])
+    assert not np.array_equal(a.m["p0"], before)
+
+
+def test_adam_fast_path_gives_the_references_errors_and_changes_nothing():
+    params, grads = adam_problem()
+    opt = NB.Adam()
+    opt.update(params, grads[0])
+    before = {k: p.copy() for k, p in params.items()}
+    bad = dict(grads[1])
+    bad["p4"] = bad["p4"][:-1]
+    with pytest.raises(ValueError, match="p4"):
+        opt.update(params, bad)
+    del bad["p4"]
+    with pytest.raises(ValueError, match="p4"):
+        opt.update(params, bad)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+    assert opt.iter == 1

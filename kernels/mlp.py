@@ -94,11 +94,11 @@ def gradient(
     for g in range(L, -1, -1):  # d: the gradient at Affine g's output
         a = x if g == 0 else outs[g - 1]
         D = a.shape[1]
+        need_dx = g > 0  # not a literal: one compiled backward for both (the layers' own)
+        dx = dA[: N * D * need_dx].reshape(N * need_dx, D)  # (0, D): the first layer's, unused
+        _affine_backward(here[g], d, a, Ws[g], need_dx, dx, dWs[g], dbs[g], work)
         if g == 0:
-            _affine_backward(here[0], d, x, Ws[0], False, np.empty((0, D), x.dtype), dWs[0], dbs[0], work)
             break
-        dx = dA[: N * D].reshape(N, D)
-        _affine_backward(here[g], d, a, Ws[g], True, dx, dWs[g], dbs[g], work)
         dz = dZ[: N * D].reshape(N, D)
         _B.act_backward(dA[: N * D], keeps[g - 1], rmasks[g - 1], dZ[: N * D])
         d = dz

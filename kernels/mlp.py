@@ -7,10 +7,12 @@ of them, calling the very kernels the layers' own calls run (:mod:`.affine`, :mo
 :mod:`.mt19937`, :mod:`.softmax_loss`) in the same order on the same values, so every result is
 their bits; what it saves is the Python and the dispatch around ~45 kernel calls a step.
 
-Per-layer arrays come as tuples indexed by the group (a tuple's length is part of the type: one
-compile per depth and dtype). A group without BatchNormalization has size-0 ``gamma``; one
-without Dropout a size-0 ``keep``. ``here[l]``: Affine ``l``'s products on the calling thread
-(:mod:`.gemm`) rather than in BLAS, the layers' own choice, made by the caller.
+The layers' parameters come as tuples indexed by the group, of :data:`GROUPS` groups (``GROUPS +
+1`` Affine layers) whatever the depth, padded with size-0 arrays: a tuple's length is part of its
+type, and each compile of this kernel costs seconds (it carries every kernel it calls). What the
+step writes comes as a few flat arrays, cut by offsets. ``here[g]``: Affine ``g``'s
+products on the calling thread (:mod:`.gemm`) rather than in BLAS, the layers' own choice, made
+by the caller.
 """
 
 import numpy as np
@@ -23,7 +25,10 @@ from .mt19937 import dropout_mask
 from .softmax_loss import backward as _loss_backward
 from .softmax_loss import forward as _loss_forward
 
-__all__ = ["gradient"]
+__all__ = ["GROUPS", "gradient", "scratch_size"]
+
+#: Hidden groups of every call's tuples (nets of up to this many take the kernel).
+GROUPS = 8
 
 _EPS = 10e-7  # the book's eps, as BatchNormalization writes it
 
@@ -46,68 +51,111 @@ def _affine_backward(here, dout, x, W, need_dx, dx, dW, db, work):
 
 
 @njit(**SERIAL)
+def _relu_dropout(out, rmask, keep):
+    """The Relu's and the Dropout's forwards over ``out`` in place, row by row (their kernels' bits)."""
+    M = out.shape[1]
+    for i in range(out.shape[0]):
+        k = keep[i * M : (i + 1) * M] if keep.shape[0] else keep
+        _B._relu_dropout_row(out[i], rmask[i * M : (i + 1) * M], k)
+
+
+@njit(**SERIAL)
+def _rows(flat, start, N, M):
+    """``flat[start : start + N * M]`` as an ``(N, M)`` array."""
+    return flat[start : start + N * M].reshape(N, M)
+
+
+@njit(**SERIAL)
 def gradient(
-    x, labels, T, Ws, bs, here, gammas, betas, running_means, running_vars, momentum, state, ratio,  # inputs
-    keeps, rmasks, outs, xcs, xns, stds, new_means, new_vars, dWs, dbs, dgammas, dbetas,  # kept
-    zs, mus, variances, dA, dZ, dB, work,  # scratch
+    x, labels, T, Ws, bs, dWs, here, widths, parts,  # the Affine layers and the net's shape
+    gammas, betas, running_means, running_vars, momentum, state, ratio,  # BatchNorm, Dropout
+    fwd, masks, stats, scratch,  # flat arrays: what the layers keep, and scratch
 ):  # fmt: skip
     """One step's forward (training mode) and backward; returns ``(y, loss)`` of SoftmaxWithLoss.
 
-    Inputs: ``x (N, D)``; ``labels``/``T`` as :func:`.softmax_loss.forward` takes them; ``Ws``,
-    ``bs`` (``L + 1``); ``gammas``, ``betas``, ``running_means``, ``running_vars``, ``momentum``
-    (``L``); ``state``, NumPy's MT19937 state, and ``ratio`` (``L``) for the Dropout masks (drawn
-    as ``np.random.rand(N, M) > ratio``, group by group, in the forward). Outputs the layers
-    keep: ``keeps``, ``rmasks`` (``N * M`` bools), ``outs`` (each group's output), ``xcs``,
-    ``xns``, ``stds``, ``new_means``, ``new_vars``, ``dWs``, ``dbs``, ``dgammas``, ``dbetas``.
-    Scratch: ``zs``, ``mus``, ``variances`` per group; ``dA``, ``dZ``, ``dB`` flat, ``N * M`` for
-    the widest group; ``work``, :func:`.affine.work_size` for every layer.
+    The net: ``x (N, D)``; ``labels``/``T`` as :func:`.softmax_loss.forward` takes them; ``Ws``,
+    ``bs``, ``dWs`` (``L + 1`` of them used: every Affine's, ``dW`` written); ``here`` (each Affine's products
+    on this thread, else BLAS); ``widths`` (``L`` hidden widths, then the classes); ``parts`` (per
+    group: 1 BatchNormalization, 2 Dropout, 3 both); ``gammas``, ``betas``, ``running_means``,
+    ``running_vars``, ``momentum`` (``L`` used; size 0 without BatchNormalization); NumPy's MT19937
+    ``state`` and ``ratio`` (``L``) for the Dropout masks, drawn as ``np.random.rand(N, M) >
+    ratio`` group by group in the forward.
+
+    Flat arrays (``P[g]``: the widths before group ``g``, ``S``: all of them), written:
+    ``fwd`` each group's output at ``N * P[g]``, ``xc`` at ``N * (S + P[g])``, ``xn`` at
+    ``N * (2 * S + P[g])``; ``masks`` the Relu's at ``N * P[g]``, the Dropout's at
+    ``N * (S + P[g])``; ``stats`` ``std``, the new running mean and variance, ``dgamma`` and
+    ``dbeta`` at ``k * S + P[g]`` (``k = 0 .. 4``), every Affine's ``db`` at ``5 * S + P[g]``.
+    ``scratch``: :func:`scratch_size`.
     """
-    L = len(gammas)
-    none = np.empty(0, x.dtype)
+    L = widths.shape[0] - 1
+    N = x.shape[0]
+    P = np.zeros(L + 2, np.int64)
+    for g in range(L + 1):
+        P[g + 1] = P[g] + widths[g]
+    S = P[L]
+    wide = 0
     for g in range(L):
-        a = x if g == 0 else outs[g - 1]
-        out = outs[g]
-        if gammas[g].shape[0]:
-            _affine_forward(here[g], a, Ws[g], bs[g], zs[g])
-            if keeps[g].shape[0]:  # drawn first, as BatchNormalization's fused forward does
-                dropout_mask(state, none, ratio[g], none, keeps[g])
+        wide = max(wide, widths[g])
+    zero = np.empty(0, x.dtype)
+    scores = np.empty((N, widths[L]), x.dtype)
+    for g in range(L + 1):  # one call site per kernel: each is compiled code of its own
+        a = x if g == 0 else _rows(fwd, N * P[g - 1], N, widths[g - 1])
+        M = widths[g]
+        bn = g < L and parts[g] & 1 != 0
+        out = scores if g == L else _rows(fwd, N * P[g], N, M)
+        _affine_forward(here[g], a, Ws[g], bs[g], _rows(scratch, N * P[g], N, M) if bn else out)
+        if g == L:
+            break
+        rmask = masks[N * P[g] : N * P[g + 1]]
+        keep = masks[N * (S + P[g]) : N * (S + P[g + 1]) if parts[g] & 2 else N * (S + P[g])]
+        if keep.shape[0]:  # drawn before BatchNormalization's passes, as its fused forward does
+            dropout_mask(state, zero, ratio[g], zero, keep)
+        if bn:
+            mu = scratch[N * S + P[g] : N * S + P[g + 1]]
+            var = scratch[N * S + S + P[g] : N * S + S + P[g + 1]]
             _B.forward_train(
-                zs[g], gammas[g], betas[g], _EPS, out, xcs[g], xns[g], stds[g], mus[g], variances[g],
-                keeps[g], rmasks[g],
+                _rows(scratch, N * P[g], N, M), gammas[g], betas[g], _EPS, out,
+                _rows(fwd, N * (S + P[g]), N, M), _rows(fwd, N * (2 * S + P[g]), N, M),
+                stats[P[g] : P[g + 1]], mu, var, keep, rmask,
             )  # fmt: skip
-            _B.running_update(running_means[g], mus[g], momentum[g], new_means[g])
-            _B.running_update(running_vars[g], variances[g], momentum[g], new_vars[g])
+            _B.running_update(running_means[g], mu, momentum[g], stats[S + P[g] : S + P[g + 1]])
+            _B.running_update(running_vars[g], var, momentum[g], stats[2 * S + P[g] : 2 * S + P[g + 1]])
         else:
-            _affine_forward(here[g], a, Ws[g], bs[g], out)
-            if keeps[g].shape[0]:
-                dropout_mask(state, none, ratio[g], none, keeps[g])
-            M = out.shape[1]
-            for i in range(out.shape[0]):  # the Relu's and the Dropout's kernels, row by row
-                keep = keeps[g][i * M : (i + 1) * M] if keeps[g].shape[0] else keeps[g]
-                _B._relu_dropout_row(out[i], rmasks[g][i * M : (i + 1) * M], keep)
-    scores = np.empty((x.shape[0], Ws[L].shape[1]), x.dtype)
-    _affine_forward(here[L], outs[L - 1], Ws[L], bs[L], scores)
+            _relu_dropout(out, rmask, keep)
     y, loss = _loss_forward(scores, labels, T)
     t = y.dtype.type
-    d = _loss_backward(y, labels, T, t(1), t(x.shape[0]))
-    N = x.shape[0]
+    d = _loss_backward(y, labels, T, t(1), t(N))
+    at = N * S + 2 * S  # scratch after the pre-BatchNorm outputs and the batch statistics
+    dA, dZ, dB = at, at + N * wide, at + 2 * N * wide
+    work = scratch[at + 3 * N * wide :]
     for g in range(L, -1, -1):  # d: the gradient at Affine g's output
-        a = x if g == 0 else outs[g - 1]
+        a = x if g == 0 else _rows(fwd, N * P[g - 1], N, widths[g - 1])
         D = a.shape[1]
         need_dx = g > 0  # not a literal: one compiled backward for both (the layers' own)
-        dx = dA[: N * D * need_dx].reshape(N * need_dx, D)  # (0, D): the first layer's, unused
-        _affine_backward(here[g], d, a, Ws[g], need_dx, dx, dWs[g], dbs[g], work)
+        dx = _rows(scratch, dA, N * need_dx, D)  # (0, D): the first layer's, unused
+        db = stats[5 * S + P[g] : 5 * S + P[g + 1]]
+        _affine_backward(here[g], d, a, Ws[g], need_dx, dx, dWs[g], db, work)
         if g == 0:
             break
-        dz = dZ[: N * D].reshape(N, D)
-        _B.act_backward(dA[: N * D], keeps[g - 1], rmasks[g - 1], dZ[: N * D])
-        d = dz
-        if gammas[g - 1].shape[0]:
-            d = dB[: N * D].reshape(N, D)
-            _B.backward(
-                dz, gammas[g - 1], xcs[g - 1], xns[g - 1], stds[g - 1], d, dgammas[g - 1], dbetas[g - 1]
-            )
+        h = g - 1  # the group whose output this is
+        rmask = masks[N * P[h] : N * P[g]]
+        keep = masks[N * (S + P[h]) : N * (S + P[g]) if parts[h] & 2 else N * (S + P[h])]
+        _B.act_backward(scratch[dA : dA + N * D], keep, rmask, scratch[dZ : dZ + N * D])
+        d = _rows(scratch, dZ, N, D)
+        if parts[h] & 1:
+            dgamma, dbeta = stats[3 * S + P[h] : 3 * S + P[g]], stats[4 * S + P[h] : 4 * S + P[g]]
+            xc, xn = _rows(fwd, N * (S + P[h]), N, D), _rows(fwd, N * (2 * S + P[h]), N, D)
+            _B.backward(d, gammas[h], xc, xn, stats[P[h] : P[g]], _rows(scratch, dB, N, D), dgamma, dbeta)
+            d = _rows(scratch, dB, N, D)
     return y, loss
+
+
+def scratch_size(N, widths, work):
+    """Elements of :func:`gradient`'s ``scratch``: the pre-BatchNorm outputs, the batch means and
+    variances, three ``N`` x widest arrays for the backward, then ``work`` for the Affine backward."""
+    S = sum(widths[:-1])
+    return N * S + 2 * S + 3 * N * max(widths[:-1]) + work
 
 
 guard_cache(globals())

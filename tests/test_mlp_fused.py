@@ -133,6 +133,18 @@ def test_nets_it_does_not_cover_take_the_layers():
     assert net.gradient(x, t)["W1"].shape == (12, 10)  # and the net still trains, layer by layer
 
 
+def test_one_compile_for_any_depth_and_deeper_nets_take_the_layers():
+    x, t = rng.random((16, 12)), rng.integers(0, 5, 16)
+    compiled = []
+    for depth in (1, 2, 3, fused._K.GROUPS):
+        assert fused.gradient(MultiLayerNetExtend(12, [6] * depth, 5, backend="numba"), x, t)
+        compiled.append(len(fused._K.gradient.signatures))
+    assert len(set(compiled)) == 1  # no depth compiled the kernel again
+    deep = MultiLayerNetExtend(12, [6] * (fused._K.GROUPS + 1), 5, backend="numba")
+    assert not fused.gradient(deep, x, t)
+    assert deep.gradient(x, t)["W1"].shape == (12, 6)
+
+
 def test_a_generator_other_than_mt19937_takes_the_layers(monkeypatch):
     a, b = pair(**NETS["extend"])
     x, t = rng.random((9, 12)), rng.integers(0, 5, 9)

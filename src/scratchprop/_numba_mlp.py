@@ -29,7 +29,7 @@ __all__ = ["gradient"]
 _BOOL = np.dtype(np.bool_)
 _CW = _d.C_WRITEABLE
 _NONE = {dt: np.empty(0, dt) for dt in (_d.F32, _d.F64)}  # "no such layer in this group"
-_NO_MASK = np.empty(0, _BOOL)
+_BN_INPUTS = ("gamma", "beta", "running_mean", "running_var")
 
 
 def _plan(net):
@@ -95,54 +95,46 @@ def _ready(groups, last, x):
     return dt
 
 
-def _scratch(net, N, dt, groups, last):
-    """Arrays only the kernel sees, kept on the net for the next step of the same shapes."""
-    key = (N, dt, tuple(a.W.shape for a, _, _, _ in groups) + (last.W.shape,))
+def _scratch(net, N, dt, widths, affines):
+    """The kernel's scratch (``kernels.mlp.scratch_size``), kept on the net for the next step."""
+    key = (N, dt, widths)
     got = net.__dict__.get("_fused_scratch")
-    if got is not None and got[0] == key:
-        return got[1]
-    Ms = [a.W.shape[1] for a, _, _, _ in groups]
-    widest = max(Ms)
-    work = max(_K_affine.work_size(N, *a.W.shape) for a, _, _, _ in groups + [(last, 0, 0, 0)])
-    scratch = (
-        tuple(np.empty((N, M), dt) for M in Ms),  # zs
-        tuple(np.empty(M, dt) for M in Ms),  # batch means
-        tuple(np.empty(M, dt) for M in Ms),  # batch variances
-    )
-    flat = [np.empty(N * widest, dt) for _ in range(3)]  # dA, dZ, dB: views (N, M) per layer
-    net._fused_scratch = (key, (scratch, flat, np.empty(work, dt)))
-    return net._fused_scratch[1]
+    if got is None or got[0] != key:
+        work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
+        got = net._fused_scratch = (key, np.empty(_K.scratch_size(N, widths, work), dt))
+    return got[1]
 
 
-def _kept(net, N, dt, groups, C):
-    """The arrays the layers keep from a step, in :func:`kernels.mlp.gradient`'s order: a set
-    nothing else holds any more, else new ones. Fresh arrays of a few hundred KB a step land on
-    pages glibc gave back, and faulting them in costs more than the passes that fill them
-    (``bench/THREADS.md``, "What the allocator costs"); the same ones step after step stay in cache.
+def _kept(net, N, dt, widths, parts):
+    """What the layers keep from a step, as :func:`kernels.mlp.gradient` lays it out in flat
+    arrays, with the views the layers get: a set nothing else holds any more, else a new one.
+    Fresh arrays of a few hundred KB a step land on pages glibc gave back, and faulting them in
+    costs more than the passes that fill them (``bench/THREADS.md``, "What the allocator
+    costs"); the same ones step after step stay in cache.
 
     Two kinds, two sets each: the forward's (outputs, masks, ``xc``, ``xn``), which only the
     layers hold, so last step's serve again once :func:`_release` has let go of them; and the
     statistics and gradients (``std``, running means and variances, ``dgamma``, ``dbeta``, every
     Affine's ``db``), which the book's loop still holds during the call (``grads = ...``) and
-    the running statistics feed this step: those of two steps ago."""
-    Ms = [a.W.shape[1] for a, _, _, _ in groups]
-    bns = [bn is not None for _, bn, _, _ in groups]
-    drops = [drop is not None for _, _, _, drop in groups]
-    key = (N, dt, tuple(Ms), tuple(bns), tuple(drops), C)
-    none, none2 = _NONE[dt], _NONE[dt].reshape(0, 0)
+    whose running statistics feed this step: those of two steps ago."""
+    Ms, C = widths[:-1], widths[-1]
+    P = np.concatenate([[0], np.cumsum(widths)]).tolist()
+    S, key = P[len(Ms)], (N, dt, widths, parts)
 
     def forward():
-        return (
-            tuple(np.empty((N, m), dt) for m in Ms),  # outs
-            tuple(np.empty(N * m, _BOOL) for m in Ms),  # rmasks
-            tuple(np.empty(N * m, _BOOL) if d else _NO_MASK for m, d in zip(Ms, drops)),  # keeps
-            tuple(np.empty((N, m), dt) if b else none2 for m, b in zip(Ms, bns)),  # xcs
-            tuple(np.empty((N, m), dt) if b else none2 for m, b in zip(Ms, bns)),  # xns
-        )
+        fwd, masks = np.empty(3 * N * S, dt), np.empty(2 * N * S, _BOOL)
+
+        def rows(flat, k):
+            return tuple(
+                flat[N * (k * S + P[g]) : N * (k * S + P[g + 1])].reshape(N, m) for g, m in enumerate(Ms)
+            )
+
+        return (fwd, masks) + tuple(rows(fwd, k) for k in range(3)) + tuple(rows(masks, k) for k in range(2))
 
     def statistics():
-        made = tuple(tuple(np.empty(m, dt) if b else none for m, b in zip(Ms, bns)) for _ in range(5))
-        return made + (tuple(np.empty(m, dt) for m in Ms + [C]),)
+        stats = np.empty(6 * S + C, dt)
+        views = tuple(tuple(stats[k * S + P[g] : k * S + P[g + 1]] for g in range(len(Ms))) for k in range(5))
+        return (stats,) + views + (tuple(stats[5 * S + P[g] : 5 * S + P[g + 1]] for g in range(len(widths))),)
 
     return _take(net, "_fused_forward", key, forward, newest_first=True) + _take(
         net, "_fused_statistics", key, statistics, newest_first=False
@@ -154,11 +146,12 @@ def _take(net, name, key, make, newest_first):
     holds (the newest or the oldest tried first), else a new one from ``make()``."""
     held = [h for h in net.__dict__.get(name, ()) if h[0] == key]
     for i in range(len(held) - 1, -1, -1) if newest_first else range(len(held) - (len(held) < 2)):
-        if _unheld(held[i][1]):
+        if _counts(held[i][1]) == held[i][2]:
             held.append(held.pop(i))
             break
     else:
-        held.append((key, make()))
+        made = make()
+        held.append((key, made, _counts(made)))  # the counts while only this set holds them
         del held[:-2]
     setattr(net, name, held)
     return held[-1][1]
@@ -178,15 +171,13 @@ def _release(groups, last):
     last.x = last._xk = None
 
 
-def _counts(sets):
-    return [sys.getrefcount(a) for arrays in sets if arrays is not None for a in arrays if a.size]
-
-
-_FREE = _counts(((np.empty(1),),))[0]  # an array only its tuple holds, counted the same way
-
-
-def _unheld(sets):
-    return all(c == _FREE for c in _counts(sets))
+def _counts(kept):
+    """The reference counts of a set's flat arrays and views: above those counted when it was
+    made, something else holds one (a layer, a caller, a view of a view, whose base is the flat
+    array)."""
+    return [sys.getrefcount(a) for a in kept if type(a) is np.ndarray] + [
+        sys.getrefcount(a) for views in kept if type(views) is tuple for a in views
+    ]
 
 
 def gradient(net, x, t):
@@ -200,6 +191,8 @@ def gradient(net, x, t):
     if dt is None:
         return False
     Ms = [a.W.shape[1] for a, _, _, _ in groups]
+    if len(Ms) > _K.GROUPS:
+        return False
     N, C = x.shape[0], last.W.shape[1]
     labels, T_ref, lab, T = _d.kernel_targets("SoftmaxWithLoss", t, N, C, dt)
     state, lock = None, None
@@ -216,53 +209,39 @@ def gradient(net, x, t):
     if not xk.flags.writeable:
         return False
     affines = [a for a, _, _, _ in groups] + [last]
-    here = np.array([_nl.products_here(N, *a.W.shape, dt) for a in affines])
-    none = _NONE[dt]
-    (zs, mus, variances), flat, work = _scratch(net, N, dt, groups, last)
-    dA, dZ, dB = flat
-
-    L = len(groups)
     bns = [bn for _, bn, _, _ in groups]
+    widths = tuple(Ms) + (C,)
+    parts = tuple((bn is not None) + 2 * (drop is not None) for _, bn, _, drop in groups)
     for bn, m in zip(bns, Ms):
         if bn is not None and bn.running_mean is None:  # as the reference's first forward
             bn.running_mean, bn.running_var = np.zeros(m, dt), np.zeros(m, dt)
     _release(groups, last)
-    kept = _kept(net, N, dt, groups, C)
-    outs, rmasks, keeps, xcs, xns, stds, new_means, new_vars, dgammas, dbetas, dbs = kept
+    fwd, masks, outs, xcs, xns, rmasks, keeps, stats, stds, means, variances, dgammas, dbetas, dbs = _kept(
+        net, N, dt, widths, parts
+    )
     dWs = tuple(_d.spare(a._made[2], a.W.shape, dt, a.dW) for a in affines)
+    none, none2 = _NONE[dt], _NONE[dt].reshape(0, 0)
+    pad2 = (none2,) * (_K.GROUPS - len(groups))  # tuples of one length: one compile for any depth
+    pad1 = (none,) * len(pad2)
+    bn_inputs = [tuple(none if bn is None else getattr(bn, k) for bn in bns) + pad1 for k in _BN_INPUTS]
     args = (
         xk,
         lab,
         T,
-        tuple(a.W for a in affines),
-        tuple(a.b for a in affines),
-        here,
-        tuple(none if bn is None else bn.gamma for bn in bns),
-        tuple(none if bn is None else bn.beta for bn in bns),
-        tuple(none if bn is None else bn.running_mean for bn in bns),
-        tuple(none if bn is None else bn.running_var for bn in bns),
+        tuple(a.W for a in affines) + pad2,
+        tuple(a.b for a in affines) + pad1,
+        dWs + pad2,
+        np.array([_nl.products_here(N, *a.W.shape, dt) for a in affines]),
+        np.array(widths),
+        np.array(parts),
+        *bn_inputs,
         np.array([0.0 if bn is None else bn.momentum for bn in bns]),
         state,
         np.array([0.0 if drop is None else drop.dropout_ratio for _, _, _, drop in groups]),
-        keeps,
-        rmasks,
-        outs,
-        xcs,
-        xns,
-        stds,
-        new_means,
-        new_vars,
-        dWs,
-        dbs,
-        dgammas,
-        dbetas,
-        zs,
-        mus,
-        variances,
-        dA,
-        dZ,
-        dB,
-        work,
+        fwd,
+        masks,
+        stats,
+        _scratch(net, N, dt, widths, affines),
     )
     if lock is None:
         y, loss = _K.gradient(*args)
@@ -270,17 +249,18 @@ def gradient(net, x, t):
         with lock:  # np.random.rand's draws, from its generator's state in place
             y, loss = _K.gradient(*args)
 
+    L = len(groups)
     inputs = (x,) + outs[:-1]
     for g, (affine, bn, relu, drop) in enumerate(groups):
         _affine_done(affine, inputs[g], xk if g == 0 else inputs[g], dWs[g], dbs[g])
         if bn is not None:
             bn.input_shape, bn.batch_size, bn._last_train = (N, Ms[g]), N, True
             bn.xc, bn.xn, bn.std = xcs[g], xns[g], stds[g]
-            bn.running_mean, bn.running_var = new_means[g], new_vars[g]
+            bn.running_mean, bn.running_var = means[g], variances[g]
             bn.dgamma, bn.dbeta = dgammas[g], dbetas[g]
-        relu._out, relu._mask, relu._pending = None, rmasks[g].reshape(N, Ms[g]), None
+        relu._out, relu._mask, relu._pending = None, rmasks[g], None
         if drop is not None:
-            drop.mask, drop._last_train = keeps[g].reshape(N, Ms[g]), True
+            drop.mask, drop._last_train = keeps[g], True
     _affine_done(last, outs[L - 1], outs[L - 1], dWs[L], dbs[L])
     loss_layer = net.last_layer
     loss_layer._labels, loss_layer._T, loss_layer.t = labels, T_ref, t

@@ -195,6 +195,18 @@ def test_arrays_a_caller_holds_are_never_overwritten():
             assert np.array_equal(a, copy)
 
 
+def test_a_slice_of_a_kept_array_is_never_overwritten():
+    net = MultiLayerNetExtend(12, [10, 10], 5, backend="numba", use_batchnorm=True, use_dropout=True)
+    x, t = rng.random((30, 12)), rng.integers(0, 5, 30)
+    net.gradient(x, t)
+    part = net.layers["BatchNorm2"].xc[1:3]  # its base is the flat array the kernel writes
+    mask = net.layers["Dropout1"].mask[:, 0]
+    copies = part.copy(), mask.copy()
+    for k in range(3):
+        net.gradient(x + k + 1, t)
+    assert np.array_equal(part, copies[0]) and np.array_equal(mask, copies[1])
+
+
 def test_the_same_arrays_serve_step_after_step_when_nothing_holds_them():
     net = MultiLayerNetExtend(12, [10, 10], 5, backend="numba", use_batchnorm=True)
     x, t = rng.random((30, 12)), rng.integers(0, 5, 30)

@@ -65,8 +65,9 @@ def _groups(layers):
 
 
 def _array(a, dt, shape):
-    """A C-contiguous, writeable ``dt`` array of ``shape`` (a read-only one is another Numba type)."""
-    return type(a) is np.ndarray and a.dtype == dt and a.shape == shape and a.flags.num & _CW == _CW
+    """A C-contiguous, writeable ``dt`` array of ``shape`` (a read-only one is another Numba type).
+    ``is``: NumPy's native float dtypes are singletons (any other fails, and takes the layers)."""
+    return type(a) is np.ndarray and a.dtype is dt and a.shape == shape and a.flags.num & _CW == _CW
 
 
 def _ready(groups, last, x):
@@ -105,6 +106,17 @@ def _scratch(net, N, dt, widths, affines):
     return got[1]
 
 
+def _shape_arrays(net, N, dt, widths, parts, affines):
+    """``here`` (each Affine's products on the calling thread: its own rule), ``widths``,
+    ``parts`` as the kernel takes them, kept on the net for the next step of the same shapes."""
+    key = (N, dt, widths, parts)
+    got = net.__dict__.get("_fused_shapes")
+    if got is None or got[0] != key:
+        here = np.array([_nl.products_here(N, *a.W.shape, dt) for a in affines])
+        got = net._fused_shapes = (key, (here, np.array(widths), np.array(parts)))
+    return got[1]
+
+
 def _kept(net, N, dt, widths, parts):
     """What the layers keep from a step, as :func:`kernels.mlp.gradient` lays it out in flat
     arrays, with the views the layers get: a set nothing else holds any more, else a new one.
@@ -118,7 +130,7 @@ def _kept(net, N, dt, widths, parts):
     Affine's ``db``), which the book's loop still holds during the call (``grads = ...``) and
     whose running statistics feed this step: those of two steps ago."""
     Ms, C = widths[:-1], widths[-1]
-    P = np.concatenate([[0], np.cumsum(widths)]).tolist()
+    P = [sum(widths[:g]) for g in range(len(widths) + 1)]
     S, key = P[len(Ms)], (N, dt, widths, parts)
 
     def forward():
@@ -231,9 +243,7 @@ def gradient(net, x, t):
         tuple(a.W for a in affines) + pad2,
         tuple(a.b for a in affines) + pad1,
         dWs + pad2,
-        np.array([_nl.products_here(N, *a.W.shape, dt) for a in affines]),
-        np.array(widths),
-        np.array(parts),
+        *_shape_arrays(net, N, dt, widths, parts, affines),
         *bn_inputs,
         np.array([0.0 if bn is None else bn.momentum for bn in bns]),
         state,

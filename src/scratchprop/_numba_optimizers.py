@@ -9,6 +9,8 @@ nets hold); anything else takes the reference's NumPy step, with its exact
 promotion rules.
 """
 
+from operator import is_ as _is
+
 import numpy as np
 
 from . import _dispatch as _d
@@ -57,8 +59,10 @@ class _Each:
         )
         if not self.ok:
             return
-        self.params, self.slots, self.dt = params, [(s, [s[k] for k in keys]) for s in slots], dt
-        self.items = [(k, params[k], params[k].shape) for k in keys]
+        self.params, self.slots = params, [(s, [s[k] for k in keys]) for s in slots]
+        self.dt = _d.F64 if dt == _d.F64 else _d.F32  # the singleton: grads' dtypes are checked by identity
+        self.keys, self.ps = keys, [params[k] for k in keys]
+        self.shapes = [p.shape for p in self.ps]
         n, none = _K.EACH, _NONE[dt]
         flats = [[params[k].reshape(-1)] + [s[k].reshape(-1) for s in slots] for k in keys]
         flats += [[none] * (1 + len(slots))] * (-len(keys) % n)
@@ -67,27 +71,25 @@ class _Each:
 
     def holds(self, params, slots):
         """Whether ``params`` and ``slots`` are the arrays this was made from."""
-        if params is not self.params or len(params) != len(self.items):
+        keys = self.keys
+        if params is not self.params or len(params) != len(keys):
             return False
-        for k, p, _ in self.items:
-            if params.get(k) is not p:
-                return False
-        for s, (s0, arrays) in zip(slots, self.slots):
-            if s is not s0 or any(s.get(k) is not a for (k, _, _), a in zip(self.items, arrays)):
-                return False
-        return True
+        if not all(map(_is, map(params.get, keys), self.ps)):
+            return False
+        return all(
+            s is s0 and all(map(_is, map(s.get, keys), arrays)) for s, (s0, arrays) in zip(slots, self.slots)
+        )
 
     def grads(self, grads):
-        """``grads`` as flat arrays in :attr:`calls`' order, or ``None`` if one is not a float
-        array of its parameter's dtype and shape (C-contiguous or not: a copy then)."""
+        """``grads`` as flat arrays in :attr:`calls`' order, or ``None`` if one is not a
+        C-contiguous array of its parameter's dtype and shape (the per-key path copies those)."""
         if not hasattr(grads, "get"):
             return None
         dt, out = self.dt, []
-        for k, _, shape in self.items:
-            g = grads.get(k)
-            if type(g) is not np.ndarray or g.dtype != dt or g.shape != shape:
+        for g, shape in zip(map(grads.get, self.keys), self.shapes):
+            if type(g) is not np.ndarray or g.dtype is not dt or g.shape != shape or not g.flags.c_contiguous:
                 return None
-            out.append(_d.as_c(g, dt).reshape(-1))
+            out.append(g.reshape(-1))
         n = _K.EACH
         out += [_NONE[dt]] * (-len(out) % n)
         return [tuple(out[i : i + n]) for i in range(0, len(out), n)]

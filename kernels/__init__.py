@@ -9,6 +9,7 @@ Chapter 6: :mod:`.sigmoid` (backward; the forward is NumPy's vectorised exp),
 :mod:`.dropout` (forward from given draws, backward; ``x * 0`` semantics),
 :mod:`.batchnorm` (2-D train/test forward, backward, running statistics),
 :mod:`.optim` (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam: one fused in-place pass per array),
+:mod:`.mlp` (a fully connected net's whole training gradient in one call, through the layers' kernels),
 :mod:`.mt19937` (``np.random.rand``'s generator on NumPy's own state: Dropout's masks).
 Chapter 7: :mod:`.conv` (Convolution's unfold, fold and layout passes around the BLAS
 products; max pooling and its backward), :mod:`.conv_batch` (the convolution parallel across

@@ -8,6 +8,11 @@ the rest the way the book does — ``predict`` walks the layers in order
 name from the layer that holds it (``W1`` -> ``Affine1.dW``, ``gamma1`` ->
 ``BatchNorm1.dgamma``), weight decay added to every ``W``.
 
+A backend may compute ``gradient`` in one call (the Numba backend's
+``layer_net_gradient`` for fully connected nets: :mod:`scratchprop._numba_mlp`), leaving every
+layer as the walk below would; :meth:`LayerNet.layered_gradient` is that walk, and runs for
+any net the hook does not take.
+
 Differences from the book, each tested:
 
 * ``numerical_gradient`` evaluates every perturbed loss with the same

@@ -145,6 +145,18 @@ def test_one_compile_for_any_depth_and_deeper_nets_take_the_layers():
     assert deep.gradient(x, t)["W1"].shape == (12, 6)
 
 
+def test_arrays_a_kernel_made_take_the_kernel():
+    # Numba boxes arrays with a float64 dtype equal to NumPy's but not the same object
+    a, b = pair(**NETS["extend"])
+    copied = np.dtype("f8", copy=True)
+    for net in (a, b):
+        for name in ("Affine1", "Affine2"):
+            layer = net.layers[name]
+            layer.b = net.params["b" + name[-1]] = layer.b.view(copied)
+    x, t = rng.random((9, 12)).view(copied), rng.integers(0, 5, 9)
+    steps(a, b, x, t, n=1)
+
+
 def test_a_generator_other_than_mt19937_takes_the_layers(monkeypatch):
     a, b = pair(**NETS["extend"])
     x, t = rng.random((9, 12)), rng.integers(0, 5, 9)

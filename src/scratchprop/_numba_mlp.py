@@ -65,9 +65,8 @@ def _groups(layers):
 
 
 def _array(a, dt, shape):
-    """A C-contiguous, writeable ``dt`` array of ``shape`` (a read-only one is another Numba type).
-    ``is``: NumPy's native float dtypes are singletons (any other fails, and takes the layers)."""
-    return type(a) is np.ndarray and a.dtype is dt and a.shape == shape and a.flags.num & _CW == _CW
+    """A C-contiguous, writeable ``dt`` array of ``shape`` (a read-only one is another Numba type)."""
+    return type(a) is np.ndarray and a.shape == shape and a.flags.num & _CW == _CW and a.dtype == dt
 
 
 def _ready(groups, last, x):

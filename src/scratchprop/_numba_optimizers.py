@@ -60,7 +60,7 @@ class _Each:
         if not self.ok:
             return
         self.params, self.slots = params, [(s, [s[k] for k in keys]) for s in slots]
-        self.dt = _d.F64 if dt == _d.F64 else _d.F32  # the singleton: grads' dtypes are checked by identity
+        self.dt = dt
         self.keys, self.ps = keys, [params[k] for k in keys]
         self.shapes = [p.shape for p in self.ps]
         n, none = _K.EACH, _NONE[dt]
@@ -87,7 +87,7 @@ class _Each:
             return None
         dt, out = self.dt, []
         for g, shape in zip(map(grads.get, self.keys), self.shapes):
-            if type(g) is not np.ndarray or g.dtype is not dt or g.shape != shape or not g.flags.c_contiguous:
+            if type(g) is not np.ndarray or g.shape != shape or not g.flags.c_contiguous or g.dtype != dt:
                 return None
             out.append(g.reshape(-1))
         n = _K.EACH

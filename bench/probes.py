@@ -40,6 +40,12 @@
     NumPy (into preallocated arrays, interleaved in one process): the reference over the
     products is the most any backend on NumPy's BLAS could reach. Then every kernel call of the
     Numba step timed through a wrapper: what is left of the step is Python between the calls.
+``python bench/probes.py chapter6 [batch ...]``
+    ``bench/test_chapter6.py``'s cases (our ``MultiLayerNetExtend``, the book-style class,
+    Adam's update; 1, 32, 100 and 1000 by default) with each backend interleaved round by round
+    in one process: per case the median over rounds of reference / Numba, and the lowest and
+    highest round (pytest-benchmark times each case on its own, seconds apart, and the VM's
+    phases can move one side by 30 % or more between them).
 """
 
 import os
@@ -287,6 +293,34 @@ def products(N=100, rounds=11):
     _kernel_calls(steps["numba"])
 
 
+def chapter6(*batches, rounds=11):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench.cases import CH6_BATCHES, CH6_SIZES, Case
+    from bench.chapter6 import build_chapter6
+
+    print("chapter 6, float64, median us per call; reference / numba: median of", rounds, "rounds (range)")
+    for N in batches or CH6_BATCHES:
+        for api in ("MultiLayerNetExtend", "book", "Adam"):
+            case = "update" if api == "Adam" else "train_step"
+            fns = [
+                build_chapter6(Case("chapter6", case, api, b, "float64", N, CH6_SIZES)).fn
+                for b in ("numpy", "numba")
+            ]
+            t0 = time.perf_counter()
+            fns[0](), fns[1]()
+            n = max(3, min(500, int(0.1 / max(time.perf_counter() - t0, 1e-7))))  # ~0.1 s a round
+            times = [[], []]
+            for _ in range(rounds):
+                for k in (0, 1):
+                    times[k].append(median_us(fns[k], None, n))
+            ratios = np.array(times[0]) / np.array(times[1])
+            print(
+                f"  batch {N:4d} {api:19s} {np.median(times[0]):9.1f} | {np.median(times[1]):9.1f} | "
+                f"{np.median(ratios):5.2f}x ({ratios.min():.2f}-{ratios.max():.2f})",
+                flush=True,
+            )
+
+
 def _kernel_calls(step, n=500):
     """Every kernel call of ``step`` timed through a wrapper (Numba's dispatch included): what is
     left of the step's time is Python between the calls."""
@@ -390,6 +424,7 @@ if __name__ == "__main__":
         "faults": faults,
         "products": products,
         "layers": layers,
+        "chapter6": chapter6,
     }
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:

@@ -47,7 +47,8 @@ def _affine_backward(here, dout, x, W, need_dx, dx, dW, db, work):
         _, _, got = _A.backward_here(dout, x, W, need_dx, dx, dW, work)
     else:
         _, _, got = _A.backward(dout, x, W, need_dx, dx, dW)
-    db[:] = got
+    for j in range(db.shape[0]):  # not db[:] = got: slice assignment compiles for seconds
+        db[j] = got[j]
 
 
 @njit(**SERIAL)

@@ -2,7 +2,8 @@
 
 Each kernel updates ONE flat C-contiguous parameter array ``p`` and its
 state (``v``, ``h``, ``m``) in place, from its gradient ``g``; all of one
-dtype, float32 or float64. The caller loops over the net's parameters. NumPy
+dtype, float32 or float64; its ``*_each`` twin does so for :data:`EACH`
+parameters in one call (a net's ~20 calls cost more than the update). NumPy
 makes 4-8 temporaries per parameter for these; a kernel makes none.
 
 The book's formulas in the book's order. Hyperparameters (``lr``, ``mom``,
@@ -27,6 +28,11 @@ from .config import SERIAL, guard_cache
 
 __all__ = [
     "EACH",
+    "sgd_each",
+    "momentum_each",
+    "nesterov_each",
+    "adagrad_each",
+    "rmsprop_each",
     "adam_each",
     "sgd",
     "momentum",
@@ -126,14 +132,49 @@ def adam(p, g, m, v, lr_t, b1, b2):
         p[i] = p[i] - lr_t * mi / (np.sqrt(vi) + e)
 
 
-#: Parameters per call of :func:`adam_each`: a tuple's length is part of its type, so one fixed
-#: length serves every net with one compile (shorter calls are padded with size-0 arrays).
+#: Parameters per call of the ``*_each`` kernels: a tuple's length is part of its type, so one
+#: fixed length serves every net with one compile (shorter calls are padded with size-0 arrays).
 EACH = 8
 
 
 @njit(**SERIAL)
+def sgd_each(ps, gs, lr):
+    """:func:`sgd` over :data:`EACH` parameters in one call (tuples of flat arrays)."""
+    for i in range(len(ps)):
+        sgd(ps[i], gs[i], lr)
+
+
+@njit(**SERIAL)
+def momentum_each(ps, gs, vs, lr, mom):
+    """:func:`momentum` over :data:`EACH` parameters in one call."""
+    for i in range(len(ps)):
+        momentum(ps[i], gs[i], vs[i], lr, mom)
+
+
+@njit(**SERIAL)
+def nesterov_each(ps, gs, vs, lr, mom):
+    """:func:`nesterov` over :data:`EACH` parameters in one call."""
+    for i in range(len(ps)):
+        nesterov(ps[i], gs[i], vs[i], lr, mom)
+
+
+@njit(**SERIAL)
+def adagrad_each(ps, gs, hs, lr):
+    """:func:`adagrad` over :data:`EACH` parameters in one call."""
+    for i in range(len(ps)):
+        adagrad(ps[i], gs[i], hs[i], lr)
+
+
+@njit(**SERIAL)
+def rmsprop_each(ps, gs, hs, lr, decay):
+    """:func:`rmsprop` over :data:`EACH` parameters in one call."""
+    for i in range(len(ps)):
+        rmsprop(ps[i], gs[i], hs[i], lr, decay)
+
+
+@njit(**SERIAL)
 def adam_each(ps, gs, ms, vs, lr_t, b1, b2):
-    """:func:`adam` over :data:`EACH` parameters in one call (tuples of flat arrays)."""
+    """:func:`adam` over :data:`EACH` parameters in one call."""
     for i in range(len(ps)):
         adam(ps[i], gs[i], ms[i], vs[i], lr_t, b1, b2)
 

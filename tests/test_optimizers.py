@@ -84,26 +84,28 @@ def adam_problem(n_params=11, seed=1):
 
 
 def per_key(opt, params, grads):
-    """The Numba Adam's update one parameter at a time (the path before ``_Each``)."""
-    NP.Adam.update(opt, params, grads)
+    """The Numba optimizer's update one parameter at a time (the path before ``_Each``)."""
+    getattr(NP, type(opt).__name__).update(opt, params, grads)
 
 
-def test_adam_updates_many_parameters_in_a_few_calls_with_the_same_bits():
+@pytest.mark.parametrize("name", NAMES)
+def test_updates_many_parameters_in_a_few_calls_with_the_same_bits(name):
     (pa, grads), (pb, _) = adam_problem(), adam_problem()  # 11 parameters: one call of 8, one of 3
-    a, b = NB.Adam(lr=0.01), NB.Adam(lr=0.01)
+    a, b = getattr(NB, name)(**HYPER.get(name, {})), getattr(NB, name)(**HYPER.get(name, {}))
     for g in grads:
         a.update(pa, g)
         per_key(b, pb, g)
         assert a._each is not None  # the fast path, after the first update
         for k in pb:
             np.testing.assert_array_equal(pa[k], pb[k])
-            np.testing.assert_array_equal(a.m[k], b.m[k])
-            np.testing.assert_array_equal(a.v[k], b.v[k])
+            for slot in a._slots:
+                np.testing.assert_array_equal(getattr(a, slot)[k], getattr(b, slot)[k])
 
 
-def test_adam_fast_path_follows_new_arrays_and_state():
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_path_follows_new_arrays_and_state(name):
     (pa, grads), (pb, _) = adam_problem(), adam_problem()
-    a, b = NB.Adam(lr=0.01), NB.Adam(lr=0.01)
+    a, b = getattr(NB, name)(**HYPER.get(name, {})), getattr(NB, name)(**HYPER.get(name, {}))
     a.update(pa, grads[0])
     per_key(b, pb, grads[0])
     pa["p3"], pb["p3"] = pa["p3"].copy(), pb["p3"].copy()  # a parameter replaced in the dict
@@ -117,10 +119,11 @@ def test_adam_fast_path_follows_new_arrays_and_state():
         per_key(b, pb, g)
     for k in pb:
         np.testing.assert_array_equal(pa[k], pb[k])
-    a.m["p0"] = a.m["p0"].copy()  # a state array replaced: the update follows it
-    before = a.m["p0"].copy()
-    a.update(pa, grads[0])
-    assert not np.array_equal(a.m["p0"], before)
+    for slot in a._slots:  # a state array replaced: the update follows it
+        getattr(a, slot)["p0"] = getattr(a, slot)["p0"].copy()
+        before = getattr(a, slot)["p0"].copy()
+        a.update(pa, grads[0])
+        assert not np.array_equal(getattr(a, slot)["p0"], before)
 
 
 def test_adam_fast_path_gives_the_references_errors_and_changes_nothing():
@@ -140,10 +143,11 @@ def test_adam_fast_path_gives_the_references_errors_and_changes_nothing():
     assert opt.iter == 1
 
 
-def test_adam_fast_path_takes_gradients_a_kernel_made(monkeypatch):
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_path_takes_gradients_a_kernel_made(monkeypatch, name):
     # arrays that Numba boxes carry a float64 dtype equal to NumPy's but not the same object
     params, grads = adam_problem()
-    opt, calls = NB.Adam(), []
+    opt, calls = getattr(NB, name)(**HYPER.get(name, {})), []
     opt.update(params, grads[0])
     real = O._fused
     monkeypatch.setattr(O, "_fused", lambda *a: calls.append(1) or real(*a))

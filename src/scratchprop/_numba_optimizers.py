@@ -6,7 +6,8 @@ handling of float parameters are the reference's. Per parameter, one kernel
 pass replaces NumPy's four to eight temporaries, when the parameter, its
 gradient and its state are C-contiguous arrays of one float dtype (what the
 nets hold); anything else takes the reference's NumPy step, with its exact
-promotion rules.
+promotion rules. From the second ``update`` of the same parameters on, all of them go through a
+few kernel calls (:class:`_Each`), with the same bits.
 """
 
 from operator import is_ as _is
@@ -40,12 +41,12 @@ def _fused(kernel, p, g, state, *scalars):
 class _Each:
     """What an update of the same net's parameters needs, step after step, in a few kernel calls.
 
-    The first :meth:`Adam.update` takes the reference's path (its checks, the state it makes, a
-    kernel call per parameter); then, while ``params`` holds the same arrays and the state is the
-    same, each update checks only the gradients (a float array of the parameter's dtype and shape
-    each, else the full path runs and raises the reference's error) and updates every parameter in
-    ``ceil(n / EACH)`` calls of ``kernels.optim.adam_each``. At ~22 parameters a net, the per-key
-    checks and calls cost ~0.1 ms of Python a step, half the update itself.
+    The first ``update`` takes the reference's path (its checks, the state it makes, a kernel call
+    per parameter); then, while ``params`` holds the same arrays and the state is the same, each
+    update checks only the gradients (a C-contiguous array of the parameter's dtype and shape each,
+    else the full path runs and raises the reference's error) and updates every parameter in
+    ``ceil(n / EACH)`` calls of a ``kernels.optim.*_each`` kernel. At ~22 parameters a net, the
+    per-key checks and calls cost ~0.1 ms of Python a step, a third of Adam's update.
     """
 
     def __init__(self, params, slots):
@@ -98,62 +99,98 @@ class _Each:
 _NONE = {_d.F32: np.empty(0, _d.F32), _d.F64: np.empty(0, _d.F64)}
 
 
-class SGD(_ref.SGD):
+class _Updates:
+    """``update`` in a few kernel calls once the state exists (:class:`_Each`); the first update,
+    and any that :class:`_Each` does not take, is the reference's, a kernel call per parameter."""
+
+    _each = None
+
+    def update(self, params, grads):
+        slots = tuple(getattr(self, s) for s in self._slots)
+        each = self._each
+        gs = each.grads(grads) if each is not None and each.holds(params, slots) else None
+        if gs is None:
+            super().update(params, grads)  # its checks and errors, the state on the first call
+            each = _Each(params, tuple(getattr(self, s) for s in self._slots))
+            self._each = each if each.ok else None
+            return
+        self._prepare()
+        scalars = self._scalars()
+        for arrays, g in zip(each.calls, gs):
+            self._kernel_each(arrays[0], g, *arrays[1:], *scalars)
+
+
+class SGD(_Updates, _ref.SGD):
     __doc__ = _ref.SGD.__doc__
+    _kernel_each = staticmethod(_K.sgd_each)
+
+    def _scalars(self):
+        return (self.lr,)
 
     def _step(self, params, key, g):
         if not _fused(_K.sgd, params[key], g, (), self.lr):
             super()._step(params, key, g)
 
 
-class Momentum(_ref.Momentum):
+class Momentum(_Updates, _ref.Momentum):
     __doc__ = _ref.Momentum.__doc__
+    _kernel_each = staticmethod(_K.momentum_each)
+
+    def _scalars(self):
+        return self.lr, self.momentum
 
     def _step(self, params, key, g):
         if not _fused(_K.momentum, params[key], g, (self.v[key],), self.lr, self.momentum):
             super()._step(params, key, g)
 
 
-class Nesterov(_ref.Nesterov):
+class Nesterov(_Updates, _ref.Nesterov):
     __doc__ = _ref.Nesterov.__doc__
+    _kernel_each = staticmethod(_K.nesterov_each)
+
+    def _scalars(self):
+        return self.lr, self.momentum
 
     def _step(self, params, key, g):
         if not _fused(_K.nesterov, params[key], g, (self.v[key],), self.lr, self.momentum):
             super()._step(params, key, g)
 
 
-class AdaGrad(_ref.AdaGrad):
+class AdaGrad(_Updates, _ref.AdaGrad):
     __doc__ = _ref.AdaGrad.__doc__
+    _kernel_each = staticmethod(_K.adagrad_each)
+
+    def _scalars(self):
+        return (self.lr,)
 
     def _step(self, params, key, g):
         if not _fused(_K.adagrad, params[key], g, (self.h[key],), self.lr):
             super()._step(params, key, g)
 
 
-class RMSprop(_ref.RMSprop):
+class RMSprop(_Updates, _ref.RMSprop):
     __doc__ = _ref.RMSprop.__doc__
+    _kernel_each = staticmethod(_K.rmsprop_each)
+
+    def _scalars(self):
+        return self.lr, self.decay_rate
 
     def _step(self, params, key, g):
         if not _fused(_K.rmsprop, params[key], g, (self.h[key],), self.lr, self.decay_rate):
             super()._step(params, key, g)
 
 
-class Adam(_ref.Adam):
+class Adam(_Updates, _ref.Adam):
     __doc__ = _ref.Adam.__doc__
+    _kernel_each = staticmethod(_K.adam_each)
 
-    _each = None
+    def _scalars(self):
+        return self.lr_t, self.beta1, self.beta2
 
-    def update(self, params, grads):
-        each = self._each
-        gs = each.grads(grads) if each is not None and each.holds(params, (self.m, self.v)) else None
-        if gs is None:
-            super().update(params, grads)
-            each = _Each(params, (self.m, self.v))
-            self._each = each if each.ok else None
-            return
-        self._prepare()
-        for (p, m, v), g in zip(each.calls, gs):
-            _K.adam_each(p, g, m, v, self.lr_t, self.beta1, self.beta2)
+    def _step(self, params, key, g):
+        state = (self.m[key], self.v[key])
+        if not _fused(_K.adam, params[key], g, state, self.lr_t, self.beta1, self.beta2):
+            super()._step(params, key, g)
 
     def _step(self, params, key, g):
         state = (self.m[key], self.v[key])

@@ -209,6 +209,20 @@ def faults(N=32, steps=2000):
         )
 
 
+def _interleaved(fns, rounds, round_s, most):
+    """Each of ``fns`` timed in turn, ``rounds`` times: per function, the median us per call of
+    each round of about ``round_s`` seconds (at most ``most`` calls)."""
+    t0 = time.perf_counter()
+    for fn in fns:
+        fn()
+    n = max(3, min(most, int(round_s / max(time.perf_counter() - t0, 1e-7))))
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for k, fn in enumerate(fns):
+            times[k].append(median_us(fn, None, n))
+    return times
+
+
 def layers(*names, rounds=15):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import scratchprop.numba as NB
@@ -237,13 +251,7 @@ def layers(*names, rounds=15):
                     layer.backward(dout)
 
                 steps.append(step)
-            t0 = time.perf_counter()
-            steps[0](), steps[1]()
-            n = max(3, min(300, int(0.01 / max(time.perf_counter() - t0, 1e-7))))  # ~10 ms a round
-            times = [[], []]
-            for _ in range(rounds):
-                for k in (0, 1):
-                    times[k].append(median_us(steps[k], None, n))
+            times = _interleaved(steps, rounds, 0.01, 300)
             ref, nb = np.median(times[0]), np.median(times[1])
             print(f"{s.name:18s} {N:5d}: {ref:9.1f} | {nb:9.1f} | {ref / nb:5.2f}", flush=True)
 
@@ -306,13 +314,7 @@ def chapter6(*batches, rounds=11):
                 build_chapter6(Case("chapter6", case, api, b, "float64", N, CH6_SIZES)).fn
                 for b in ("numpy", "numba")
             ]
-            t0 = time.perf_counter()
-            fns[0](), fns[1]()
-            n = max(3, min(500, int(0.1 / max(time.perf_counter() - t0, 1e-7))))  # ~0.1 s a round
-            times = [[], []]
-            for _ in range(rounds):
-                for k in (0, 1):
-                    times[k].append(median_us(fns[k], None, n))
+            times = _interleaved(fns, rounds, 0.1, 500)
             ratios = np.array(times[0]) / np.array(times[1])
             print(
                 f"  batch {N:4d} {api:19s} {np.median(times[0]):9.1f} | {np.median(times[1]):9.1f} | "

@@ -3,7 +3,7 @@
 ``MultiLayerNet`` / ``MultiLayerNetExtend`` with ``backend="numba"`` are hidden groups (Affine,
 optionally BatchNormalization, Relu, optionally Dropout), a last Affine and SoftmaxWithLoss.
 Their layered ``gradient`` makes ~45 kernel calls a step, and the Python around them costs about
-a third of the step at batch 100 (``python bench/probes.py products``). :func:`gradient` makes
+a quarter of the step at batch 100 (``python bench/probes.py products``, ``bench/REPEATS.md``). :func:`gradient` makes
 one (``kernels/mlp.py``), with the layers' own kernels in their order, and leaves every layer as
 its own calls leave it: the same attributes with the same bits, the same draws from
 ``np.random``. A net it does not cover (a Sigmoid, another layer, mixed dtypes, a held BLAS pool,

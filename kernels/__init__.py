@@ -28,6 +28,7 @@ Kernels are leaves: they import only NumPy, Numba and each other, never
 
 Caching: Numba keys a kernel's on-disk cache on its own source file only.
 After editing :mod:`._blas`, :mod:`.config`, :mod:`.simd`, :mod:`.gemm` or :mod:`.conv_direct`
-(which other kernels inline),
+(which other kernels inline), or a kernel :mod:`.mlp` calls (:mod:`.affine`, :mod:`.batchnorm`,
+:mod:`.mt19937`, :mod:`.softmax_loss`: its compiled code carries theirs),
 delete ``__pycache__/*.nbi``/``*.nbc`` here, or the kernels load stale code.
 """

@@ -75,9 +75,9 @@ def gradient(
     """One step's forward (training mode) and backward; returns ``(y, loss)`` of SoftmaxWithLoss.
 
     The net: ``x (N, D)``; ``labels``/``T`` as :func:`.softmax_loss.forward` takes them; ``Ws``,
-    ``bs``, ``dWs`` (``L + 1`` of them used: every Affine's, ``dW`` written); ``here`` (each Affine's products
-    on this thread, else BLAS); ``widths`` (``L`` hidden widths, then the classes); ``parts`` (per
-    group: 1 BatchNormalization, 2 Dropout, 3 both); ``gammas``, ``betas``, ``running_means``,
+    ``bs``, ``dWs`` (``L + 1`` of them used: every Affine's, ``dW`` written); ``here`` (each
+    Affine's products on this thread, else BLAS); ``widths`` (``L`` hidden widths, then the
+    classes); ``parts`` (per group: 1 BatchNormalization, 2 Dropout, 3 both); ``gammas``, ``betas``, ``running_means``,
     ``running_vars``, ``momentum`` (``L`` used; size 0 without BatchNormalization); NumPy's MT19937
     ``state`` and ``ratio`` (``L``) for the Dropout masks, drawn as ``np.random.rand(N, M) >
     ratio`` group by group in the forward.
@@ -100,7 +100,7 @@ def gradient(
         wide = max(wide, widths[g])
     zero = np.empty(0, x.dtype)
     scores = np.empty((N, widths[L]), x.dtype)
-    for g in range(L + 1):  # one call site per kernel: each is compiled code of its own
+    for g in range(L + 1):  # g == L: the last Affine, into the scores
         a = x if g == 0 else _rows(fwd, N * P[g - 1], N, widths[g - 1])
         M = widths[g]
         bn = g < L and parts[g] & 1 != 0

@@ -95,24 +95,17 @@ def _ready(groups, last, x):
     return dt
 
 
-def _scratch(net, N, dt, widths, affines):
-    """The kernel's scratch (``kernels.mlp.scratch_size``), kept on the net for the next step."""
-    key = (N, dt, widths)
-    got = net.__dict__.get("_fused_scratch")
-    if got is None or got[0] != key:
-        work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
-        got = net._fused_scratch = (key, np.empty(_K.scratch_size(N, widths, work), dt))
-    return got[1]
-
-
-def _shape_arrays(net, N, dt, widths, parts, affines):
-    """``here`` (each Affine's products on the calling thread: its own rule), ``widths``,
-    ``parts`` as the kernel takes them, kept on the net for the next step of the same shapes."""
+def _per_shape(net, N, dt, widths, parts, affines):
+    """``here`` (each Affine's products on the calling thread: its own rule), ``widths``, ``parts``
+    as the kernel takes them, and its scratch (``kernels.mlp.scratch_size``), kept on the net for
+    the next step of the same shapes."""
     key = (N, dt, widths, parts)
     got = net.__dict__.get("_fused_shapes")
     if got is None or got[0] != key:
         here = np.array([_nl.products_here(N, *a.W.shape, dt) for a in affines])
-        got = net._fused_shapes = (key, (here, np.array(widths), np.array(parts)))
+        work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
+        scratch = np.empty(_K.scratch_size(N, widths, work), dt)
+        got = net._fused_shapes = (key, (here, np.array(widths), np.array(parts), scratch))
     return got[1]
 
 
@@ -234,6 +227,7 @@ def gradient(net, x, t):
     none, none2 = _NONE[dt], _NONE[dt].reshape(0, 0)
     pad2 = (none2,) * (_K.GROUPS - len(groups))  # tuples of one length: one compile for any depth
     pad1 = (none,) * len(pad2)
+    here, widths_k, parts_k, scratch = _per_shape(net, N, dt, widths, parts, affines)
     bn_inputs = [tuple(none if bn is None else getattr(bn, k) for bn in bns) + pad1 for k in _BN_INPUTS]
     args = (
         xk,
@@ -242,7 +236,9 @@ def gradient(net, x, t):
         tuple(a.W for a in affines) + pad2,
         tuple(a.b for a in affines) + pad1,
         dWs + pad2,
-        *_shape_arrays(net, N, dt, widths, parts, affines),
+        here,
+        widths_k,
+        parts_k,
         *bn_inputs,
         np.array([0.0 if bn is None else bn.momentum for bn in bns]),
         state,
@@ -250,7 +246,7 @@ def gradient(net, x, t):
         fwd,
         masks,
         stats,
-        _scratch(net, N, dt, widths, affines),
+        scratch,
     )
     if lock is None:
         y, loss = _K.gradient(*args)

@@ -64,11 +64,11 @@ class _Each:
         self.dt = dt
         self.keys, self.ps = keys, [params[k] for k in keys]
         self.shapes = [p.shape for p in self.ps]
-        n, none = _K.EACH, _NONE[dt]
         flats = [[params[k].reshape(-1)] + [s[k].reshape(-1) for s in slots] for k in keys]
-        flats += [[none] * (1 + len(slots))] * (-len(keys) % n)
         # per call: (p, *states) tuples of EACH flat arrays
-        self.calls = [[tuple(a) for a in zip(*flats[i : i + n])] for i in range(0, len(flats), n)]
+        self.calls = [
+            [tuple(a) for a in zip(*call)] for call in _calls(flats, [_NONE[dt]] * (1 + len(slots)))
+        ]
 
     def holds(self, params, slots):
         """Whether ``params`` and ``slots`` are the arrays this was made from."""
@@ -91,12 +91,17 @@ class _Each:
             if type(g) is not np.ndarray or g.shape != shape or not g.flags.c_contiguous or g.dtype != dt:
                 return None
             out.append(g.reshape(-1))
-        n = _K.EACH
-        out += [_NONE[dt]] * (-len(out) % n)
-        return [tuple(out[i : i + n]) for i in range(0, len(out), n)]
+        return [tuple(call) for call in _calls(out, _NONE[dt])]
 
 
 _NONE = {_d.F32: np.empty(0, _d.F32), _d.F64: np.empty(0, _d.F64)}
+
+
+def _calls(items, filler):
+    """``items`` in lists of ``kernels.optim.EACH``, the last one padded with ``filler``."""
+    n = _K.EACH
+    items = items + [filler] * (-len(items) % n)
+    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
 class _Updates:
@@ -108,11 +113,13 @@ class _Updates:
     def update(self, params, grads):
         slots = tuple(getattr(self, s) for s in self._slots)
         each = self._each
-        gs = each.grads(grads) if each is not None and each.holds(params, slots) else None
+        held = each is not None and each.holds(params, slots)
+        gs = each.grads(grads) if held else None
         if gs is None:
             super().update(params, grads)  # its checks and errors, the state on the first call
-            each = _Each(params, tuple(getattr(self, s) for s in self._slots))
-            self._each = each if each.ok else None
+            if not held:  # new parameters or state: what a few calls need, made again
+                each = _Each(params, tuple(getattr(self, s) for s in self._slots))
+                self._each = each if each.ok else None
             return
         self._prepare()
         scalars = self._scalars()

@@ -62,9 +62,16 @@ def _gather(typingctx, x, n, k0, idx, val, p):
             ks = b.shuffle_vector(ks, ir.Constant(it, ir.Undefined), ir.Constant(it, [0] * v.lanes))
             ks = b.add(ks, ir.Constant(it, list(range(v.lanes))))
             for vec_, ptr in ((vec, b.gep(V_.data, [p])), (ks, b.gep(I_.data, [p]))):
+                # packed in a register, then a whole vector stored: the lanes past the count are
+                # overwritten by the next chunk (or lie in the buffers' spare vector)
+                vt = vec_.type
                 kind = "i32" if vec_ is ks else ("f32" if v.lanes == 16 else "f64")
-                fnty = ir.FunctionType(ir.VoidType(), [vec_.type, ptr.type, nz.type])
-                b.call(_declare(b, f"llvm.masked.compressstore.v{v.lanes}{kind}", fnty), [vec_, ptr, nz])
+                fnty = ir.FunctionType(vt, [vt, nz.type, vt])
+                packed = b.call(
+                    _declare(b, f"llvm.experimental.vector.compress.v{v.lanes}{kind}", fnty),
+                    [vec_, nz, ir.Constant(vt, ir.Undefined)],
+                )
+                b.store(packed, b.bitcast(ptr, vt.as_pointer()), align=4)
         return b.add(p, b.zext(count, v.i64))
 
     return types.intp(x, n, k0, idx, val, p), codegen
@@ -177,8 +184,8 @@ def product(idx, val, start, W, C, block):
                     j0 += lanes
 
 
-def block_rows(M, itemsize, l1_bytes=24 * 1024):
-    """Rows of ``W (K, M)`` per block of :func:`product`: about half of a core's L1 data cache."""
+def block_rows(M, itemsize, l1_bytes=48 * 1024):
+    """Rows of ``W (K, M)`` per block of :func:`product`: a core's L1 data cache (48 KiB here)."""
     return max(1, l1_bytes // (M * itemsize))
 
 

@@ -90,14 +90,14 @@ def _row_block(vectors):
             )
             p0, p1, r, j0 = args[2], args[3], args[6], args[7]
             add = context.cast(builder, args[8], signature.args[8], types.boolean)
-            M = b.extract_value(C_.shape, 1)
+            M, ldw = b.extract_value(C_.shape, 1), b.extract_value(W_.shape, 1)
             last = ir.Constant(v.i64, (vectors - 1) * v.lanes)
             mask = v.mask(b.sub(M, b.add(j0, last)))
             column = b.gep(W_.data, [j0])
 
             def one(i, acc):
                 p = b.add(p0, i)
-                row = b.gep(column, [b.mul(b.sext(b.load(b.gep(I_.data, [p])), v.i64), M)])
+                row = b.gep(column, [b.mul(b.sext(b.load(b.gep(I_.data, [p])), v.i64), ldw)])
                 vs = [v.vload(b.gep(row, [ir.Constant(v.i64, j * v.lanes)])) for j in range(vectors - 1)]
                 vs.append(v.masked_load(b.gep(row, [last]), mask))
                 return v.outer([b.gep(V_.data, [p])], vs, acc)

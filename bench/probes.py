@@ -46,6 +46,11 @@
     in one process: per case the median over rounds of reference / Numba, and the lowest and
     highest round (pytest-benchmark times each case on its own, seconds apart, and the VM's
     phases can move one side by 30 % or more between them).
+``python bench/probes.py phases [batch ...]``
+    The book's ``TwoLayerNet`` step (batch 32 by default), each layer's ``forward`` and
+    ``backward`` and the user's SGD update timed where they run, inside the step, on each
+    backend's layers: which calls the drop-in layers make faster, and which they cannot (the
+    first layer's products, in either backend as fast as the machine does them there).
 """
 
 import os
@@ -417,8 +422,56 @@ def here(*batches, rounds=4, steps=150):
             )
 
 
+def _timed(f, key, acc):
+    """``f``, adding the seconds of each call to ``acc[key]``."""
+
+    def timed(*a):
+        t0 = time.perf_counter()
+        out = f(*a)
+        acc[key] += time.perf_counter() - t0
+        return out
+
+    return timed
+
+
+def phases(*batches, steps=2000):
+    from collections import defaultdict
+
+    from booknet import book_net
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import scratchprop.numba as NB
+    import scratchprop.numpy as NP
+    from bench.cases import inputs
+
+    pc = time.perf_counter
+    for N in batches or (32,):
+        x, t = inputs(N, "float64")
+        res = {}
+        for M in (NP, NB):
+            net, acc = book_net(M, 784, 100, 10), defaultdict(float)
+            for name, layer in list(net.layers.items()) + [("SoftmaxWithLoss", net.lastLayer)]:
+                for method in ("forward", "backward"):
+                    setattr(layer, method, _timed(getattr(layer, method), f"{name}.{method}", acc))
+            for k in range(steps + 200):  # 200 to warm up, then acc starts again
+                if k == 200:
+                    acc.clear()
+                t0 = pc()
+                grad = net.gradient(x, t)
+                t1 = pc()
+                for key in ("W1", "b1", "W2", "b2"):
+                    net.params[key] -= 0.1 * grad[key]
+                acc["net.gradient"] += t1 - t0
+                acc["the user's update"] += pc() - t1
+            res[M] = {k: v / steps * 1e6 for k, v in acc.items()}
+        print(f"batch {N}, float64, mean us per step over {steps} steps: reference | numba")
+        for k in res[NB]:
+            print(f"  {k:22s} {res[NP][k]:8.1f} | {res[NB][k]:8.1f}")
+
+
 if __name__ == "__main__":
     probes = {
+        "phases": phases,
         "here": here,
         "cache": cache,
         "regions": regions,

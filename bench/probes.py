@@ -328,6 +328,20 @@ def chapter6(*batches, rounds=11):
             )
 
 
+def _timed(f, key, acc, calls=None):
+    """``f``, adding the seconds of each call to ``acc[key]`` (and one to ``calls[key]``)."""
+
+    def timed(*a):
+        t0 = time.perf_counter()
+        out = f(*a)
+        acc[key] += time.perf_counter() - t0
+        if calls is not None:
+            calls[key] += 1
+        return out
+
+    return timed
+
+
 def _kernel_calls(step, n=500):
     """Every kernel call of ``step`` timed through a wrapper (Numba's dispatch included): what is
     left of the step's time is Python between the calls."""
@@ -337,7 +351,7 @@ def _kernel_calls(step, n=500):
     from numba.core.registry import CPUDispatcher
 
     bare = median_us(step, None, n)
-    spent, calls, pc = defaultdict(float), defaultdict(int), time.perf_counter
+    spent, calls = defaultdict(float), defaultdict(int)
     import pkgutil
 
     import scratchprop.kernels as K
@@ -345,17 +359,15 @@ def _kernel_calls(step, n=500):
     names = [m.name for m in pkgutil.iter_modules(K.__path__)]  # every kernel module, new ones too
     modules = [importlib.import_module("scratchprop.kernels." + m) for m in names]
     saved = [(m, k, v) for m in modules for k, v in vars(m).items() if isinstance(v, CPUDispatcher)]
+    import scratchprop._numba_optimizers as O  # the optimizers hold their *_each kernels as class attributes
+
+    classes = [c for c in vars(O).values() if isinstance(c, type) and "_kernel_each" in vars(c)]
+    held = [(c, "_kernel_each", vars(c)["_kernel_each"]) for c in classes]
     for m, k, v in saved:
-        name = f"{m.__name__.rsplit('.', 1)[1]}.{k}"
-
-        def timed(*a, _f=v, _k=name):
-            s = pc()
-            r = _f(*a)
-            spent[_k] += pc() - s
-            calls[_k] += 1
-            return r
-
-        setattr(m, k, timed)
+        setattr(m, k, _timed(v, f"{m.__name__.rsplit('.', 1)[1]}.{k}", spent, calls))
+    for c, k, v in held:
+        setattr(c, k, staticmethod(_timed(v.__func__, f"optim.{v.__func__.__name__}", spent, calls)))
+    saved += held
     try:
         for _ in range(50):
             step()
@@ -420,18 +432,6 @@ def here(*batches, rounds=4, steps=150):
                 f"  {name:5s} {N:5d}: {med['reference']:8.1f} | {med['here']:8.1f} | {med['blas']:8.1f} | "
                 f"{med['reference'] / med['here']:.2f}x, {med['reference'] / med['blas']:.2f}x | {chosen}"
             )
-
-
-def _timed(f, key, acc):
-    """``f``, adding the seconds of each call to ``acc[key]``."""
-
-    def timed(*a):
-        t0 = time.perf_counter()
-        out = f(*a)
-        acc[key] += time.perf_counter() - t0
-        return out
-
-    return timed
 
 
 def phases(*batches, steps=2000):

@@ -78,18 +78,17 @@ def _gather(typingctx, x, n, k0, idx, val, p):
 
 
 def _row_block(vectors):
-    """An intrinsic ``(idx, val, p0, p1, W, C, r, j0, add)``: ``C[r, j0 : j0 + vectors * lanes]``
-    ``(+)= sum(val[p] * W[idx[p], ...] for p in range(p0, p1))``; only the last vector is masked to
-    ``C``'s width (a masked load costs more than a plain one)."""
+    """An intrinsic ``(idx, val, p0, p1, W, C, r, j0)``: ``C[r, j0 : j0 + vectors * lanes] +=
+    sum(val[p] * W[idx[p], ...] for p in range(p0, p1))``; only the last vector is masked to ``C``'s
+    width (a masked load costs more than a plain one)."""
 
-    def typer(typingctx, idx, val, p0, p1, W, C, r, j0, add):
+    def typer(typingctx, idx, val, p0, p1, W, C, r, j0):
         def codegen(context, builder, signature, args):
             v, b = IR(builder, signature.args[5].dtype), builder
             I_, V_, W_, C_ = (
                 context.make_array(signature.args[i])(context, builder, args[i]) for i in (0, 1, 4, 5)
             )
             p0, p1, r, j0 = args[2], args[3], args[6], args[7]
-            add = context.cast(builder, args[8], signature.args[8], types.boolean)
             M, ldw = b.extract_value(C_.shape, 1), b.extract_value(W_.shape, 1)
             last = ir.Constant(v.i64, (vectors - 1) * v.lanes)
             mask = v.mask(b.sub(M, b.add(j0, last)))
@@ -107,14 +106,14 @@ def _row_block(vectors):
             for j in range(vectors):
                 ptr = b.gep(crow, [ir.Constant(v.i64, j * v.lanes)])
                 old = v.vload(ptr) if j < vectors - 1 else v.masked_load(ptr, mask)
-                new = b.select(add, b.fadd(old, sums[j]), sums[j])
+                new = b.fadd(old, sums[j])
                 if j < vectors - 1:
                     b.store(new, b.bitcast(ptr, v.vpt), align=4)
                 else:
                     v.masked_store(new, ptr, mask)
             return context.get_dummy_value()
 
-        return types.void(idx, val, types.intp, types.intp, W, C, types.intp, types.intp, add), codegen
+        return types.void(idx, val, types.intp, types.intp, W, C, types.intp, types.intp), codegen
 
     return intrinsic(typer)
 
@@ -171,16 +170,16 @@ def product(idx, val, start, W, C, block):
             j0 = 0
             while j0 < M:  # the widest block whose vectors all hold columns of C
                 if M - j0 > 7 * lanes:
-                    _block8(idx, val, p0, p1, W, C, r, j0, True)
+                    _block8(idx, val, p0, p1, W, C, r, j0)
                     j0 += 8 * lanes
                 elif M - j0 > 3 * lanes:
-                    _block4(idx, val, p0, p1, W, C, r, j0, True)
+                    _block4(idx, val, p0, p1, W, C, r, j0)
                     j0 += 4 * lanes
                 elif M - j0 > lanes:
-                    _block2(idx, val, p0, p1, W, C, r, j0, True)
+                    _block2(idx, val, p0, p1, W, C, r, j0)
                     j0 += 2 * lanes
                 else:
-                    _block1(idx, val, p0, p1, W, C, r, j0, True)
+                    _block1(idx, val, p0, p1, W, C, r, j0)
                     j0 += lanes
 
 

@@ -23,6 +23,7 @@ from .config import INLINE, SERIAL, guard_cache
 
 __all__ = [
     "forward",
+    "checked_forward",
     "backward",
     "softmax",
     "cross_entropy",
@@ -113,6 +114,16 @@ def forward(x, labels, T):
     rowloss = np.empty(x.shape[0])
     _forward_rows(x, labels, T, y, rowloss, 0, x.shape[0])
     return y, _mean(rowloss)
+
+
+@njit(**SERIAL)
+def checked_forward(x, labels, T, tol):
+    """:func:`forward` after :func:`targets_suspect` in the same call: ``-> y, loss, suspect``;
+    a suspect target computes nothing (``y`` empty, the caller lets NumPy's check decide)."""
+    if targets_suspect(labels, T, x.shape[1], tol):
+        return np.empty((0, x.shape[1]), x.dtype), 0.0, True
+    y, loss = forward(x, labels, T)
+    return y, loss, False
 
 
 @njit(**INLINE)

@@ -49,8 +49,9 @@ C_WRITEABLE = 0x0401  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, bits of nd
 #: few microseconds more than one ufunc call (Numba's argument typing, flattening, the outputs)
 #: and saves NumPy's extra passes, ~1 ns per element each: it pays from a few thousand
 #: elements (``python bench/probes.py dispatch`` measures both sides). A kernel that saves more
-#: or less per element pays from proportionally fewer or more (Dropout's: a quarter forward,
-#: where it also saves ``rand``'s draws; four times backward, against NumPy's one pass).
+#: or less per element pays from proportionally fewer or more (Relu's, which saves two passes
+#: and is called directly: half; Dropout's: a quarter forward, where it also saves ``rand``'s
+#: draws; four times backward, against NumPy's one pass).
 KERNEL_MIN_ELEMENTS = 4096
 
 
@@ -195,7 +196,7 @@ def elementwise(kernel, dt, x, *same, extra=(), outs=(None,), min_elements=None,
 
 
 # half the allowed |row sum - 1|: a row between this and the tolerance gets NumPy's own check
-_SUSPECT_SUM = {dt: 0.5 * tolerances.target_sum(dt) for dt in (F32, F64)}
+SUSPECT_SUM = {dt: 0.5 * tolerances.target_sum(dt) for dt in (F32, F64)}
 
 
 def kernel_targets(layer, t, N, C, dt):
@@ -203,7 +204,7 @@ def kernel_targets(layer, t, N, C, dt):
     in one kernel pass instead of NumPy's four; a suspect target gets the reference's check,
     which raises its error (or passes a probability row whose sum is at the tolerance's edge)."""
     got = check.kernel_targets(layer, t, N, C, dt)
-    if _K_sl.targets_suspect(got[2], got[3], C, _SUSPECT_SUM[dt]):
+    if _K_sl.targets_suspect(got[2], got[3], C, SUSPECT_SUM[dt]):
         if got[1] is None:  # integer labels: the kernel's range test is exact
             check.label_error(layer, t, N, C, dt)
         check.targets(layer, t, N, C, dt)

@@ -27,6 +27,10 @@ from .kernels import softmax_loss as _K_sl
 __all__ = ["Affine", "Relu", "SoftmaxWithLoss", "softmax", "cross_entropy_error", "numerical_gradient"]
 
 _F32, _F64 = _d.F32, _d.F64
+_INTP = np.dtype(np.intp)
+_ND = np.ndarray
+_C = 1  # NPY_ARRAY_C_CONTIGUOUS, a bit of ndarray.flags.num
+_CW = _d.C_WRITEABLE
 _BOOL = np.dtype(np.bool_)
 _c = _d.as_c
 
@@ -58,6 +62,19 @@ class Affine:
     def forward(self, x):
         """``x (N, ...) -> (N, M)``; a single sample ``(D,) -> (M,)``."""
         W, b = self.W, self.b
+        if type(x) is _ND and type(W) is _ND and type(b) is _ND and not _threads.blas_held():
+            dt = W.dtype
+            if x.dtype is dt and b.dtype is dt and (dt is _F64 or dt is _F32) and x.ndim == W.ndim == 2:
+                (N, D), M = x.shape, W.shape[1]
+                if N and D == W.shape[0] and b.shape == (M,) and x.flags.num & W.flags.num & b.flags.num & _C:
+                    # the common case (what the general path below does for it, with fewer tests)
+                    self.original_x_shape, self.x, self._xk = x.shape, x, (x, x)
+                    out = _d.spare(self._made[0], (N, M), dt)
+                    if products_here(N, D, M, dt):
+                        _K_affine.forward_here(x, W, b, out)
+                    else:
+                        _K_affine.forward(x, W, b, out)
+                    return out
         check.affine_params("Affine", W, b)
         x2, x = check.affine_input("Affine", x, W)
         self.original_x_shape = x.shape
@@ -79,12 +96,42 @@ class Affine:
 
     def backward(self, dout):
         """``dout (N, M) -> dx`` in the input's original shape; sets ``dW (D, M)``, ``db (M,)``."""
+        dx = self._backward_common(dout, True)
+        if dx is not None:
+            return dx
         return self._backward(dout, True).reshape(self.original_x_shape)
 
     def backward_params(self, dout):
         """Set ``dW`` and ``db`` as :meth:`backward` does, without ``dx``: what a net calls on its
         first layer, whose input gradient nothing reads (one product of three saved)."""
-        self._backward(dout, False)
+        if self._backward_common(dout, False) is None:
+            self._backward(dout, False)
+
+    def _backward_common(self, dout, need_dx):
+        """The common case of :meth:`_backward` (a 2-D forward, ``dout``, ``x`` and ``W`` C arrays
+        of one float dtype, no BLAS hold) with fewer tests; ``None`` when it is not that case."""
+        x2, W = self.x, self.W
+        if type(dout) is not _ND or type(x2) is not _ND or type(W) is not _ND or _threads.blas_held():
+            return None
+        dt = W.dtype
+        if dout.dtype is not dt or x2.dtype is not dt or not (dt is _F64 or dt is _F32):
+            return None
+        (N, D), M = x2.shape, W.shape[1]
+        if (
+            len(self.original_x_shape) != 2
+            or dout.shape != (N, M)
+            or W.shape[0] != D
+            or not dout.flags.num & x2.flags.num & W.flags.num & _C
+        ):
+            return None
+        dx = _d.spare(self._made[1], (N, D), dt) if need_dx else np.empty((0, D), dt)
+        dW = _d.spare(self._made[2], (D, M), dt, self.dW)
+        if products_here(N, D, M, dt):
+            work = self._work = _d.grown(self._work, _K_affine.work_size(N, D, M), dt)
+            dx, self.dW, self.db = _K_affine.backward_here(dout, x2, W, need_dx, dx, dW, work)
+        else:
+            dx, self.dW, self.db = _K_affine.backward(dout, x2, W, need_dx, dx, dW)
+        return dx
 
     def _backward(self, dout, need_dx):
         check.forward_done("Affine", self.x)
@@ -184,12 +231,13 @@ def _forward(xk, W, b, out):
 class Relu:
     """``out = max(x, 0)``; ``mask`` is ``x <= 0``. Never modifies its inputs.
 
-    Arrays under :data:`scratchprop._dispatch.KERNEL_MIN_ELEMENTS` elements take
-    NumPy code (a kernel call costs more than those few element operations):
-    the reference's, except that a float forward is one ``np.maximum(x, 0)``
-    (a ``-0.0`` input may come out as ``-0.0``). After a fused
-    :func:`net_predict` / :func:`net_gradient` / :func:`net_train_step`,
-    ``mask`` is computed from the stored output on first access (``out <= 0``).
+    Arrays under half :data:`scratchprop._dispatch.KERNEL_MIN_ELEMENTS` elements take NumPy
+    code (a kernel call costs more than those few element operations; Relu's kernel, which
+    saves two passes of NumPy's, pays from about half the threshold: ``bench/THREADS.md``):
+    the reference's, except that a float forward is one ``np.maximum(x, 0)`` (a ``-0.0`` input
+    may come out as ``-0.0``). After a fused :func:`net_predict` / :func:`net_gradient` /
+    :func:`net_train_step`, ``mask`` is computed from the stored output on first access
+    (``out <= 0``).
     """
 
     _pending = None  # a Conv + Relu + Pooling forward's: makes the output when first read
@@ -212,9 +260,15 @@ class Relu:
 
     def forward(self, x):
         """``x (...) -> (...)``."""
+        if type(x) is _ND and 2 * x.size >= _d.KERNEL_MIN_ELEMENTS:
+            dt = x.dtype
+            if (dt is _F64 or dt is _F32) and x.flags.num & _CW == _CW:  # the common case, directly
+                out, self._mask = np.empty(x.shape, dt), np.empty(x.shape, _BOOL)
+                _K_relu.forward(x.reshape(-1), out.reshape(-1), self._mask.reshape(-1))
+                return out
         x = check.as_numeric("Relu", "x", x)
-        if x.size >= _d.KERNEL_MIN_ELEMENTS:  # tested here too: below it a call costs ~0.4 us of ~3
-            done = _d.elementwise(_K_relu.forward, _d.own_dtype(x), x, outs=(None, _BOOL))
+        if 2 * x.size >= _d.KERNEL_MIN_ELEMENTS:
+            done = _d.elementwise(_K_relu.forward, _d.own_dtype(x), x, outs=(None, _BOOL), min_elements=0)
             if done is not None:
                 out, self._mask = done
                 return out
@@ -235,10 +289,20 @@ class Relu:
         if mask is None:
             mask = self.mask  # computed from a fused step's output, or still None
         check.forward_done("Relu", mask)
+        bool_mask = type(mask) is _ND and mask.dtype is _BOOL
+        if bool_mask and type(dout) is _ND and 2 * dout.size >= _d.KERNEL_MIN_ELEMENTS:
+            dt = dout.dtype
+            if (
+                (dt is _F64 or dt is _F32)
+                and dout.shape == mask.shape
+                and dout.flags.num & mask.flags.num & _CW == _CW
+            ):
+                dx = np.empty(dout.shape, dt)  # the common case, directly
+                _K_relu.backward(dout.reshape(-1), mask.reshape(-1), dx.reshape(-1))
+                return dx
         dout = check.dout_like("Relu", dout, mask.shape)
-        bool_mask = type(mask) is np.ndarray and mask.dtype is _BOOL
-        if bool_mask and dout.size >= _d.KERNEL_MIN_ELEMENTS:
-            done = _d.elementwise(_K_relu.backward, _d.own_dtype(dout), dout, extra=(mask,))
+        if bool_mask and 2 * dout.size >= _d.KERNEL_MIN_ELEMENTS:
+            done = _d.elementwise(_K_relu.backward, _d.own_dtype(dout), dout, extra=(mask,), min_elements=0)
             if done is not None:
                 return done[0]
         dx = dout.copy()
@@ -265,6 +329,22 @@ class SoftmaxWithLoss:
         self._T = None
 
     def forward(self, x, t):
+        if type(x) is _ND and type(t) is _ND and x.ndim == 2 and x.flags.num & _C:
+            # the common case (x a C float array, t its labels (N,) or rows (N, C)) in one kernel call
+            dt, (N, C) = x.dtype, x.shape
+            if (dt is _F64 or dt is _F32) and N and C:
+                if t.dtype is _INTP and t.shape == (N,) and t.flags.num & _CW == _CW:
+                    labels, T_ref, lab, T = t, None, t, check.NO_T[dt]
+                elif t.dtype is dt and t.shape == (N, C) and t.flags.num & _CW == _CW:
+                    labels, T_ref, lab, T = None, t, check.NO_LABELS, t
+                else:
+                    lab = None
+                if lab is not None:
+                    y, loss, suspect = _K_sl.checked_forward(x, lab, T, _d.SUSPECT_SUM[dt])
+                    if not suspect:  # else the general path: NumPy's check decides, and raises
+                        self._labels, self._T, self.t, self.y = labels, T_ref, t, y
+                        self.loss = dt.type(loss)
+                        return self.loss
         x2 = check.logits("SoftmaxWithLoss", x)
         x2 = x2 if x2.dtype.kind == "f" else x2.astype(np.float64)
         N, C = x2.shape

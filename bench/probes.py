@@ -46,6 +46,13 @@
     in one process: per case the median over rounds of reference / Numba, and the lowest and
     highest round (pytest-benchmark times each case on its own, seconds apart, and the VM's
     phases can move one side by 30 % or more between them).
+``python bench/probes.py cold [batch]``
+    The fused ``TwoLayerNet``'s train step (batch 1 by default) back to back and right after
+    the user's ``np.dot`` (1000x784 @ 784x100, which leaves nothing of the step in the caches),
+    split where it runs: the Python before the kernel call, the call (Numba's dispatch and the
+    kernel), the Python after it; and the dispatch alone, an empty ``@njit`` function given the
+    step's fifteen arguments. What a step after NumPy work must pay beyond its back-to-back
+    time, whatever the threads do.
 ``python bench/probes.py phases [batch ...]``
     The book's ``TwoLayerNet`` step (batch 32 by default), each layer's ``forward`` and
     ``backward`` and the user's SGD update timed where they run, inside the step, on each
@@ -434,6 +441,69 @@ def here(*batches, rounds=4, steps=150):
             )
 
 
+def cold(N=1, steps=400, rounds=3):
+    from numba import njit
+
+    import scratchprop
+    from scratchprop import _numba_net
+
+    rng = np.random.default_rng(0)
+    xs = rng.random((64, N, 784)) * (rng.random((64, N, 784)) < 0.2)  # MNIST-like: 80 % zeros
+    ts = rng.integers(0, 10, (64, N))
+    net = scratchprop.TwoLayerNet(784, 100, 10, backend="numba", seed=0)
+    A, B, AB = rng.random((1000, 784)), rng.random((784, 100)), np.empty((1000, 100))
+    kernel, marks, args = _numba_net._K, {}, []
+    pc = time.perf_counter
+
+    class Timed:  # the module's kernel, its call timed
+        @staticmethod
+        def step(*a):
+            marks["in"] = pc()
+            out = kernel.step(*a)
+            marks["out"] = pc()
+            if not args:
+                args.extend(a)
+            return out
+
+    @njit
+    def empty(xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, own):
+        return 0
+
+    _numba_net._K = Timed
+    try:
+        for i in range(50):
+            net.train_step(xs[i % 64], ts[i % 64], 0.1)
+        empty(*args)
+        print(
+            f"fused TwoLayerNet train_step, batch {N}, float64; median us of {steps} steps, {rounds} rounds"
+        )
+        print("            step | Python before | kernel call | Python after | dispatch alone")
+        for _ in range(rounds):
+            for name, dot in (("back to back", False), ("after np.dot", True)):
+                parts = [[] for _ in range(5)]
+                for i in range(steps):
+                    if dot:
+                        np.dot(A, B, out=AB)
+                    t0 = pc()
+                    net.train_step(xs[i % 64], ts[i % 64], 0.1)
+                    t1 = pc()
+                    if dot:
+                        np.dot(A, B, out=AB)
+                    t2 = pc()
+                    empty(*args)
+                    t3 = pc()
+                    for k, v in enumerate(
+                        (t1 - t0, marks["in"] - t0, marks["out"] - marks["in"], t1 - marks["out"], t3 - t2)
+                    ):
+                        parts[k].append(v * 1e6)
+                med = [np.median(v) for v in parts]
+                print(
+                    f"  {name}: {med[0]:6.1f} | {med[1]:13.1f} | {med[2]:11.1f} | {med[3]:12.1f} | {med[4]:6.1f}"
+                )
+    finally:
+        _numba_net._K = kernel
+
+
 def phases(*batches, steps=2000):
     from collections import defaultdict
 
@@ -472,6 +542,7 @@ def phases(*batches, steps=2000):
 if __name__ == "__main__":
     probes = {
         "phases": phases,
+        "cold": cold,
         "here": here,
         "cache": cache,
         "regions": regions,

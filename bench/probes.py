@@ -53,6 +53,13 @@
     kernel), the Python after it; and the dispatch alone, an empty ``@njit`` function given the
     step's fifteen arguments. What a step after NumPy work must pay beyond its back-to-back
     time, whatever the threads do.
+``python bench/probes.py booknet [batch ...]``
+    The book's ``TwoLayerNet`` on each backend's layers (batch 32 by default), its SGD step in
+    the two shapes a user's loop takes: the book's script (``grad = net.gradient(x, t)`` at
+    module level, so last step's gradients are alive during the next ``gradient``) and a step
+    function (they are freed when it returns); all four interleaved round by round in one
+    process, with the page faults per step. The reference's time depends on the shape; ours
+    hardly does.
 ``python bench/probes.py phases [batch ...]``
     The book's ``TwoLayerNet`` step (batch 32 by default), each layer's ``forward`` and
     ``backward`` and the user's SGD update timed where they run, inside the step, on each
@@ -504,6 +511,73 @@ def cold(N=1, steps=400, rounds=3):
         _numba_net._K = kernel
 
 
+def booknet(*batches, rounds=21, steps=100):
+    import resource
+
+    from booknet import book_net
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import scratchprop.numba as NB
+    import scratchprop.numpy as NP
+    from bench.cases import inputs
+
+    pc, keys = time.perf_counter, ("W1", "b1", "W2", "b2")
+
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    for N in batches or (32,):
+        x, t = inputs(N, "float64")
+
+        def script(net, n):  # the book's train_neuralnet.py: grad outlives the step
+            times = []
+            for _ in range(n):
+                t0 = pc()
+                grad = net.gradient(x, t)
+                for key in keys:
+                    net.params[key] -= 0.1 * grad[key]
+                times.append(pc() - t0)
+            return times
+
+        def function(net, n):  # the same step in a function: grad is freed when it returns
+            def step():
+                grad = net.gradient(x, t)
+                for key in keys:
+                    net.params[key] -= 0.1 * grad[key]
+
+            times = []
+            for _ in range(n):
+                t0 = pc()
+                step()
+                times.append(pc() - t0)
+            return times
+
+        cases = {
+            (M.__name__[12:], how): (book_net(M, 784, 100, 10), how)
+            for M in (NP, NB)
+            for how in (script, function)
+        }
+        got = {k: ([], []) for k in cases}
+        for r in range(rounds + 1):
+            for k, (net, how) in cases.items():
+                f0 = faults()
+                times = how(net, steps)
+                if r:  # the first round warms up
+                    got[k][0].append(np.median(times) * 1e6)
+                    got[k][1].append((faults() - f0) / steps)
+        print(
+            f"book TwoLayerNet, batch {N}, float64: median us per step over {rounds} rounds of {steps} steps"
+        )
+        for how in (script, function):
+            ref, ours = got[("numpy", how)], got[("numba", how)]
+            ratio = np.array(ref[0]) / np.array(ours[0])
+            print(
+                f"  {how.__name__:8s}: reference {np.median(ref[0]):6.1f} ({np.mean(ref[1]):4.1f} faults) | "
+                f"numba {np.median(ours[0]):6.1f} ({np.mean(ours[1]):4.1f} faults) | "
+                f"reference / numba {np.median(ratio):.2f}x ({ratio.min():.2f}-{ratio.max():.2f})"
+            )
+
+
 def phases(*batches, steps=2000):
     from collections import defaultdict
 
@@ -543,6 +617,7 @@ if __name__ == "__main__":
     probes = {
         "phases": phases,
         "cold": cold,
+        "booknet": booknet,
         "here": here,
         "cache": cache,
         "regions": regions,

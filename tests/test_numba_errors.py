@@ -219,3 +219,21 @@ def test_failed_fused_step_leaves_params_untouched(t):
         net.train_step(XN, t, 0.1)
     for k, v in before.items():
         np.testing.assert_array_equal(net.params[k], v)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.array([0, 4, 1]), _rows(nan=True), _rows(off=3.0)], ids=["label", "nan", "sum"]
+)
+def test_a_rejected_target_leaves_the_loss_layer_as_its_last_forward_left_it(bad):
+    # the common case checks its targets inside the forward's kernel call: a target it flags goes
+    # to the reference's check, which raises before any attribute changes
+    layer = B.SoftmaxWithLoss()
+    t = np.array([0, 2, 1])
+    loss = layer.forward(X3, t)
+    y = layer.y
+    with pytest.raises(ValueError):
+        layer.forward(X3, bad)
+    assert layer.y is y and layer.t is t and layer.loss == loss
+    fresh = B.SoftmaxWithLoss()
+    fresh.forward(X3, t)
+    np.testing.assert_array_equal(layer.backward(), fresh.backward())

@@ -76,13 +76,21 @@ def forward_here(x, W, b, out):
 
 @njit(**INLINE)
 def _transpose(a, out):
-    """``out (M, N) = a (N, M).T``, in tiles of 8 x 8 (both sides stay in a few cache lines)."""
+    """``out (M, N) = a (N, M).T``, in tiles of 8 x 8 (both sides stay in a few cache lines); the
+    whole tiles with constant bounds (LLVM unrolls them: twice as fast), then the edges."""
     N, M = a.shape
-    for i0 in range(0, N, 8):
-        for j0 in range(0, M, 8):
-            for i in range(i0, min(N, i0 + 8)):
-                for j in range(j0, min(M, j0 + 8)):
-                    out[j, i] = a[i, j]
+    N8, M8 = N - N % 8, M - M % 8
+    for i0 in range(0, N8, 8):
+        for j0 in range(0, M8, 8):
+            for i in range(8):
+                for j in range(8):
+                    out[j0 + j, i0 + i] = a[i0 + i, j0 + j]
+    for i in range(N8):
+        for j in range(M8, M):
+            out[j, i] = a[i, j]
+    for i in range(N8, N):
+        for j in range(M):
+            out[j, i] = a[i, j]
 
 
 @njit(**SERIAL)

@@ -62,7 +62,7 @@ class Affine:
     def forward(self, x):
         """``x (N, ...) -> (N, M)``; a single sample ``(D,) -> (M,)``."""
         W, b = self.W, self.b
-        if type(x) is _ND and type(W) is _ND and type(b) is _ND and not _threads.blas_held():
+        if type(x) is _ND and type(W) is _ND and type(b) is _ND:
             dt = W.dtype
             if x.dtype is dt and b.dtype is dt and (dt is _F64 or dt is _F32) and x.ndim == W.ndim == 2:
                 (N, D), M = x.shape, W.shape[1]
@@ -70,10 +70,7 @@ class Affine:
                     # the common case (what the general path below does for it, with fewer tests)
                     self.original_x_shape, self.x, self._xk = x.shape, x, (x, x)
                     out = _d.spare(self._made[0], (N, M), dt)
-                    if products_here(N, D, M, dt):
-                        _K_affine.forward_here(x, W, b, out)
-                    else:
-                        _K_affine.forward(x, W, b, out)
+                    _forward(x, W, b, out)
                     return out
         check.affine_params("Affine", W, b)
         x2, x = check.affine_input("Affine", x, W)
@@ -109,9 +106,9 @@ class Affine:
 
     def _backward_common(self, dout, need_dx):
         """The common case of :meth:`_backward` (a 2-D forward, ``dout``, ``x`` and ``W`` C arrays
-        of one float dtype, no BLAS hold) with fewer tests; ``None`` when it is not that case."""
+        of one float dtype) with fewer tests; ``None`` when it is not that case."""
         x2, W = self.x, self.W
-        if type(dout) is not _ND or type(x2) is not _ND or type(W) is not _ND or _threads.blas_held():
+        if type(dout) is not _ND or type(x2) is not _ND or type(W) is not _ND:
             return None
         dt = W.dtype
         if dout.dtype is not dt or x2.dtype is not dt or not (dt is _F64 or dt is _F32):
@@ -124,14 +121,7 @@ class Affine:
             or not dout.flags.num & x2.flags.num & W.flags.num & _C
         ):
             return None
-        dx = _d.spare(self._made[1], (N, D), dt) if need_dx else np.empty((0, D), dt)
-        dW = _d.spare(self._made[2], (D, M), dt, self.dW)
-        if products_here(N, D, M, dt):
-            work = self._work = _d.grown(self._work, _K_affine.work_size(N, D, M), dt)
-            dx, self.dW, self.db = _K_affine.backward_here(dout, x2, W, need_dx, dx, dW, work)
-        else:
-            dx, self.dW, self.db = _K_affine.backward(dout, x2, W, need_dx, dx, dW)
-        return dx
+        return self._backward_kernels(dout, x2, W, need_dx, dt)
 
     def _backward(self, dout, need_dx):
         check.forward_done("Affine", self.x)
@@ -151,26 +141,29 @@ class Affine:
                 if self._xk is not None and self._xk[0] is x2 and self._xk[1].dtype == dt
                 else _c(x2, dt)
             )
-            dx = _d.spare(self._made[1], x2.shape, dt) if need_dx else np.empty((0, x2.shape[1]), dt)
-            dW = _d.spare(self._made[2], W.shape, dt, self.dW)
-            N, (D, M) = x2.shape[0], W.shape
-            if _on_our_threads(N * D * M):
-                C, db = min(N, _threads.get_num_threads()), np.zeros(M, dt)
-                args = (C, _c(dout, dt), xk, _c(W, dt), need_dx, dx, dW, db)
-                _threads.run_chunks(_K_affine.backward_rows, C, args, 1, 0)
-                self.dW, self.db = args[6], db
-                return dx
-            if products_here(N, D, M, dt):
-                work = self._work = _d.grown(self._work, _K_affine.work_size(N, D, M), dt)
-                dx, self.dW, self.db = _K_affine.backward_here(
-                    _c(dout, dt), xk, _c(W, dt), need_dx, dx, dW, work
-                )
-            else:
-                dx, self.dW, self.db = _K_affine.backward(_c(dout, dt), xk, _c(W, dt), need_dx, dx, dW)
-            return dx
+            return self._backward_kernels(_c(dout, dt), xk, _c(W, dt), need_dx, dt)
         self.dW = np.dot(x2.T, dout)
         self.db = np.sum(dout, axis=0)
         return np.dot(dout, W.T) if need_dx else None
+
+    def _backward_kernels(self, dout, xk, W, need_dx, dt):
+        """``dx`` (``(0, D)`` without ``need_dx``), with ``dW`` and ``db`` set: the kernels'
+        backward on ``dout (N, M)``, ``xk (N, D)``, ``W (D, M)``, C arrays of ``dt``."""
+        N, (D, M) = xk.shape[0], W.shape
+        dx = _d.spare(self._made[1], (N, D), dt) if need_dx else np.empty((0, D), dt)
+        dW = _d.spare(self._made[2], (D, M), dt, self.dW)
+        if _on_our_threads(N * D * M):
+            C, db = min(N, _threads.get_num_threads()), np.zeros(M, dt)
+            args = (C, dout, xk, W, need_dx, dx, dW, db)
+            _threads.run_chunks(_K_affine.backward_rows, C, args, 1, 0)
+            self.dW, self.db = args[6], db
+            return dx
+        if products_here(N, D, M, dt):
+            work = self._work = _d.grown(self._work, _K_affine.work_size(N, D, M), dt)
+            dx, self.dW, self.db = _K_affine.backward_here(dout, xk, W, need_dx, dx, dW, work)
+        else:
+            dx, self.dW, self.db = _K_affine.backward(dout, xk, W, need_dx, dx, dW)
+        return dx
 
 
 def _forward_dtype(x2, W, b):

@@ -198,8 +198,3 @@ class Adam(_Updates, _ref.Adam):
         state = (self.m[key], self.v[key])
         if not _fused(_K.adam, params[key], g, state, self.lr_t, self.beta1, self.beta2):
             super()._step(params, key, g)
-
-    def _step(self, params, key, g):
-        state = (self.m[key], self.v[key])
-        if not _fused(_K.adam, params[key], g, state, self.lr_t, self.beta1, self.beta2):
-            super()._step(params, key, g)

@@ -19,7 +19,8 @@ register-blocked micro-kernel in LLVM vector IR: where it pays, ``conv_batch`` t
 :mod:`._blas` calls BLAS ``gemm``/``gemv`` from ``@njit`` code
 (NumPy's own OpenBLAS, so one thread pool with the user's NumPy); :mod:`.gemm` runs small
 products on the calling thread instead (the same kind of micro-kernel; :mod:`.simd` holds
-what the two share);
+what the two share), and :mod:`.pair` larger ones as that kernel on this thread and
+OpenBLAS's worker;
 :mod:`.config` holds every JIT flag. When kernels may use threads is decided by the
 callers (``scratchprop.threads``) and passed in as arguments.
 
@@ -27,8 +28,8 @@ Kernels are leaves: they import only NumPy, Numba and each other, never
 ``scratchprop``; validation and dtype promotion happen in the callers.
 
 Caching: Numba keys a kernel's on-disk cache on its own source file only.
-After editing :mod:`._blas`, :mod:`.config`, :mod:`.simd`, :mod:`.gemm` or :mod:`.conv_direct`
-(which other kernels inline), or a kernel :mod:`.mlp` calls (:mod:`.affine`, :mod:`.batchnorm`,
+After editing :mod:`._blas`, :mod:`.config`, :mod:`.simd`, :mod:`.gemm`, :mod:`.pair` or
+:mod:`.conv_direct` (which other kernels inline), or a kernel :mod:`.mlp` calls (:mod:`.affine`, :mod:`.batchnorm`,
 :mod:`.mt19937`, :mod:`.softmax_loss`: its compiled code carries theirs),
 delete ``__pycache__/*.nbi``/``*.nbc`` here, or the kernels load stale code.
 """

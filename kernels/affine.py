@@ -7,7 +7,8 @@ transparent huge pages (an array allocated inside ``@njit`` faults in 4 KiB
 pages). The products go to NumPy's BLAS (:func:`._blas.gemm`, threaded in
 NumPy's own pool), or in :func:`forward_here` / :func:`backward_here` (small
 products: the caller decides, ``scratchprop.threads``) to :func:`.gemm.product`
-on the calling thread; what NumPy does in extra passes is fused around them, on
+on the calling thread, or in :func:`forward_pair` / :func:`backward_pair` to the
+same kernel on this thread and OpenBLAS's worker (:mod:`.pair`); what NumPy does in extra passes is fused around them, on
 the calling thread (see ``scratchprop.threads``):
 
 * forward: the bias is written into ``out`` first and the product is
@@ -31,19 +32,34 @@ from ._blas import gemm, gemv
 from .config import INLINE, SERIAL, guard_cache
 from .conv_batch import batch_chunk
 from .gemm import product
+from .pair import paired_product
 from .two_layer import _column_sums
 
 __all__ = [
+    "BLAS",
+    "HERE",
+    "PAIR",
+    "PAIR_FORWARD",
     "forward",
     "backward",
     "forward_here",
     "backward_here",
+    "forward_pair",
+    "backward_pair",
     "work_size",
     "forward_rows",
     "backward_rows",
     "forward_naive",
     "backward_naive",
 ]
+
+
+#: Where a layer's products run (``mode``; the caller's choice, ``scratchprop.threads``): NumPy's
+#: BLAS (:func:`forward`, :func:`backward`), this thread (:func:`forward_here`,
+#: :func:`backward_here`), this thread and OpenBLAS's worker (:func:`forward_pair`,
+#: :func:`backward_pair`), or paired forward and BLAS backward (:func:`forward_pair`,
+#: :func:`backward`).
+BLAS, HERE, PAIR, PAIR_FORWARD = 0, 1, 2, 3
 
 
 @njit(**INLINE)
@@ -71,6 +87,15 @@ def forward_here(x, W, b, out):
     """:func:`forward` with the product on this thread (:func:`.gemm.product`)."""
     _rows_of(b, out, 0, x.shape[0])
     product(x, x.shape[1], 1, W, out, 1.0, True)
+    return out
+
+
+@njit(**SERIAL)
+def forward_pair(x, W, b, out, fn):
+    """:func:`forward_here` with the product's rows in two halves, the second on OpenBLAS's worker
+    (:func:`.pair.paired_product` through ``fn``); the same bits."""
+    _rows_of(b, out, 0, x.shape[0])
+    paired_product(x, x.shape[1], 1, W, out, True, fn)
     return out
 
 
@@ -143,6 +168,19 @@ def backward_here(dout, x, W, need_dx, dx, dW, work):
         product(W, M, 1, doutT, dxT, 1.0, False)
         _transpose(dxT, dx)
     product(x, 1, D, dout, dW, 1.0, False)  # dW last: the caller's update reads it next
+    _column_sums(dout, db, 0, M)
+    return dx, dW, db
+
+
+@njit(**SERIAL)
+def backward_pair(dout, x, W, need_dx, dx, dW, fn):
+    """:func:`backward` with ``dW`` paired as :func:`forward_pair` pairs its product (``dW``'s rows:
+    ``x``'s columns, read in strides); ``dx`` in BLAS."""
+    N, M = dout.shape
+    db = np.zeros(M, dtype=dout.dtype)
+    if need_dx:
+        gemm(False, True, 1.0, dout, W, 0.0, dx)
+    paired_product(x, 1, x.shape[1], dout, dW, False, fn)
     _column_sums(dout, db, 0, M)
     return dx, dW, db
 

@@ -10,9 +10,9 @@ their bits; what it saves is the Python and the dispatch around ~45 kernel calls
 The layers' parameters come as tuples indexed by the group, of :data:`GROUPS` groups (``GROUPS +
 1`` Affine layers) whatever the depth, padded with size-0 arrays: a tuple's length is part of its
 type, and each compile of this kernel costs seconds (it carries every kernel it calls). What the
-step writes comes as a few flat arrays, cut by offsets. ``here[g]``: Affine ``g``'s
-products on the calling thread (:mod:`.gemm`) rather than in BLAS, the layers' own choice, made
-by the caller.
+step writes comes as a few flat arrays, cut by offsets. ``mode[g]``: where Affine ``g``'s
+products run (BLAS, this thread, or this thread and OpenBLAS's worker: :mod:`.pair`), the
+layers' own choice, made by the caller.
 """
 
 import numpy as np
@@ -25,7 +25,7 @@ from .mt19937 import dropout_mask
 from .softmax_loss import backward as _loss_backward
 from .softmax_loss import forward as _loss_forward
 
-__all__ = ["GROUPS", "gradient", "scratch_size"]
+__all__ = ["GROUPS", "BLAS", "HERE", "PAIR", "PAIR_FORWARD", "gradient", "scratch_size"]
 
 #: Hidden groups of every call's tuples (nets of up to this many take the kernel).
 GROUPS = 8
@@ -33,18 +33,25 @@ GROUPS = 8
 _EPS = 10e-7  # the book's eps, as BatchNormalization writes it
 
 
+BLAS, HERE, PAIR, PAIR_FORWARD = _A.BLAS, _A.HERE, _A.PAIR, _A.PAIR_FORWARD
+
+
 @njit(**SERIAL)
-def _affine_forward(here, x, W, b, out):
-    if here:
+def _affine_forward(mode, fn, x, W, b, out):
+    if mode == HERE:
         _A.forward_here(x, W, b, out)
+    elif mode == PAIR or mode == PAIR_FORWARD:
+        _A.forward_pair(x, W, b, out, fn)
     else:
         _A.forward(x, W, b, out)
 
 
 @njit(**SERIAL)
-def _affine_backward(here, dout, x, W, need_dx, dx, dW, db, work):
-    if here:
+def _affine_backward(mode, fn, dout, x, W, need_dx, dx, dW, db, work):
+    if mode == HERE:
         _, _, got = _A.backward_here(dout, x, W, need_dx, dx, dW, work)
+    elif mode == PAIR:
+        _, _, got = _A.backward_pair(dout, x, W, need_dx, dx, dW, fn)
     else:
         _, _, got = _A.backward(dout, x, W, need_dx, dx, dW)
     for j in range(db.shape[0]):  # not db[:] = got: slice assignment compiles for seconds
@@ -68,15 +75,16 @@ def _rows(flat, start, N, M):
 
 @njit(**SERIAL)
 def gradient(
-    x, labels, T, Ws, bs, dWs, here, widths, parts,  # the Affine layers and the net's shape
+    x, labels, T, Ws, bs, dWs, mode, fn, widths, parts,  # the Affine layers and the net's shape
     gammas, betas, running_means, running_vars, momentum, state, ratio,  # BatchNorm, Dropout
     fwd, masks, stats, scratch,  # flat arrays: what the layers keep, and scratch
 ):  # fmt: skip
     """One step's forward (training mode) and backward; returns ``(y, loss)`` of SoftmaxWithLoss.
 
     The net: ``x (N, D)``; ``labels``/``T`` as :func:`.softmax_loss.forward` takes them; ``Ws``,
-    ``bs``, ``dWs`` (``L + 1`` of them used: every Affine's, ``dW`` written); ``here`` (each
-    Affine's products on this thread, else BLAS); ``widths`` (``L`` hidden widths, then the
+    ``bs``, ``dWs`` (``L + 1`` of them used: every Affine's, ``dW`` written); ``mode`` (each
+    Affine's products: :data:`BLAS`, :data:`HERE`, :data:`PAIR` or :data:`PAIR_FORWARD`, the
+    paired ones through ``fn``, :func:`.pair.share_address`); ``widths`` (``L`` hidden widths, then the
     classes); ``parts`` (per group: 1 BatchNormalization, 2 Dropout, 3 both); ``gammas``, ``betas``, ``running_means``,
     ``running_vars``, ``momentum`` (``L`` used; size 0 without BatchNormalization); NumPy's MT19937
     ``state`` and ``ratio`` (``L``) for the Dropout masks, drawn as ``np.random.rand(N, M) >
@@ -105,7 +113,7 @@ def gradient(
         M = widths[g]
         bn = g < L and parts[g] & 1 != 0
         out = scores if g == L else _rows(fwd, N * P[g], N, M)
-        _affine_forward(here[g], a, Ws[g], bs[g], _rows(scratch, N * P[g], N, M) if bn else out)
+        _affine_forward(mode[g], fn, a, Ws[g], bs[g], _rows(scratch, N * P[g], N, M) if bn else out)
         if g == L:
             break
         rmask = masks[N * P[g] : N * P[g + 1]]
@@ -136,7 +144,7 @@ def gradient(
         need_dx = g > 0  # not a literal: one compiled backward for both (the layers' own)
         dx = _rows(scratch, dA, N * need_dx, D)  # (0, D): the first layer's, unused
         db = stats[5 * S + P[g] : 5 * S + P[g + 1]]
-        _affine_backward(here[g], d, a, Ws[g], need_dx, dx, dWs[g], db, work)
+        _affine_backward(mode[g], fn, d, a, Ws[g], need_dx, dx, dWs[g], db, work)
         if g == 0:
             break
         h = g - 1  # the group whose output this is

@@ -10,6 +10,7 @@ import scratchprop
 from scratchprop import _numba_layers as nb_layers
 from scratchprop import threads
 from scratchprop.kernels import gemm as G
+from scratchprop.kernels import pair as P
 from scratchprop.numba import Affine
 from scratchprop.numpy import Affine as RefAffine
 from scratchprop.tolerances import equivalence
@@ -76,10 +77,14 @@ def test_nan_reaches_its_row_and_no_other(dt):
     assert np.all(np.isnan(C[5])) and np.isfinite(np.delete(C, 5, axis=0)).all()
 
 
-@pytest.fixture(params=["here", "blas"])
+@pytest.fixture(params=["here", "blas", "pair"])
 def path(request, monkeypatch):
-    """Every product on the calling thread (``here``) or in BLAS, whatever its size."""
+    """Every product on the calling thread (``here``), in BLAS, or paired on BLAS's threads
+    (``kernels/pair.py``; where it can run), whatever its size."""
+    if request.param == "pair" and not P.AVAILABLE:
+        pytest.skip("no paired products here (NumPy's OpenBLAS without gotoblas_pthread)")
     monkeypatch.setattr(threads, "BLAS_MIN_MACS", 10**15 if request.param == "here" else 0)
+    monkeypatch.setattr(P, "AVAILABLE", request.param != "blas")
     return request.param
 
 
@@ -91,6 +96,10 @@ def test_affine_on_either_path_matches_the_reference(path, dt, N):
     x, dout = rng.standard_normal((N, D)).astype(dt), rng.standard_normal((N, M)).astype(dt)
     layer, ref = Affine(W, b), RefAffine(W, b)
     assert nb_layers.products_here(N, D, M, np.dtype(dt)) == (path == "here")
+    want_mode = {"here": nb_layers._HERE, "blas": nb_layers._BLAS, "pair": nb_layers._PAIR}[path]
+    assert nb_layers.product_mode(N, D, M, np.dtype(dt)) == (
+        nb_layers._BLAS if N < 2 * G.ROWS and path == "pair" else want_mode
+    )
     _close(layer.forward(x), ref.forward(x), dt)
     _close(layer.backward(dout), ref.backward(dout), dt)
     _close(layer.dW, ref.dW, dt)

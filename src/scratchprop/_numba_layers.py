@@ -21,6 +21,7 @@ from . import numpy as _ref
 from . import threads as _threads  # the threading model, before any kernel
 from .kernels import affine as _K_affine
 from .kernels import gemm as _K_gemm
+from .kernels import pair as _K_pair
 from .kernels import relu as _K_relu
 from .kernels import softmax_loss as _K_sl
 
@@ -158,9 +159,13 @@ class Affine:
             _threads.run_chunks(_K_affine.backward_rows, C, args, 1, 0)
             self.dW, self.db = args[6], db
             return dx
-        if products_here(N, D, M, dt):
+        mode = product_mode(N, D, M, dt)
+        if mode == _HERE:
             work = self._work = _d.grown(self._work, _K_affine.work_size(N, D, M), dt)
             dx, self.dW, self.db = _K_affine.backward_here(dout, xk, W, need_dx, dx, dW, work)
+        elif mode == _PAIR:
+            fn = _K_pair.share_address(dt)
+            dx, self.dW, self.db = _K_affine.backward_pair(dout, xk, W, need_dx, dx, dW, fn)
         else:
             dx, self.dW, self.db = _K_affine.backward(dout, xk, W, need_dx, dx, dW)
         return dx
@@ -209,14 +214,35 @@ def products_here(N, D, M, dt):
     )
 
 
+_BLAS, _HERE, _PAIR, _PAIR_FORWARD = _K_affine.BLAS, _K_affine.HERE, _K_affine.PAIR, _K_affine.PAIR_FORWARD
+
+
+def product_mode(N, D, M, dt):
+    """Where the products of a ``(N, D) @ (D, M)`` layer of ``dt`` run (rule 1 of
+    :mod:`scratchprop.threads`): on this thread (``HERE``: :func:`products_here`); else, when
+    NumPy's pool can take a share of our kernel (``kernels/pair.py``: two blocks of rows or more,
+    no hold), on this thread and the pool's worker, ``dW`` too while ``x`` fits
+    :data:`~scratchprop.threads.PAIR_MAX_BYTES` (``PAIR``), else in NumPy's BLAS
+    (``PAIR_FORWARD``); else all in NumPy's BLAS (``BLAS``)."""
+    if products_here(N, D, M, dt):
+        return _HERE
+    if _K_pair.AVAILABLE and N >= 2 * _K_gemm.ROWS and not _threads.blas_held():
+        return _PAIR if N * D * dt.itemsize <= _threads.PAIR_MAX_BYTES else _PAIR_FORWARD
+    return _BLAS
+
+
 def _forward(xk, W, b, out):
     N, M = out.shape
     D = xk.shape[1]
     if _on_our_threads(N * D * M):
         C = min(N, _threads.get_num_threads())  # one per thread: no spinning pool in a hold
         _threads.run_chunks(_K_affine.forward_rows, C, (C, xk, W, b, out), 1, 0)
-    elif products_here(N, D, M, out.dtype):
+        return
+    mode = product_mode(N, D, M, out.dtype)
+    if mode == _HERE:
         _K_affine.forward_here(xk, W, b, out)
+    elif mode == _PAIR or mode == _PAIR_FORWARD:
+        _K_affine.forward_pair(xk, W, b, out, _K_pair.share_address(out.dtype))
     else:
         _K_affine.forward(xk, W, b, out)
 

@@ -22,6 +22,7 @@ from . import threads as _threads
 from .kernels import affine as _K_affine
 from .kernels import mlp as _K
 from .kernels import mt19937 as _K_mt
+from .kernels import pair as _K_pair
 from .layernet import LayerNet
 
 __all__ = ["gradient"]
@@ -96,16 +97,17 @@ def _ready(groups, last, x):
 
 
 def _per_shape(net, N, dt, widths, parts, affines):
-    """``here`` (each Affine's products on the calling thread: its own rule), ``widths``, ``parts``
-    as the kernel takes them, and its scratch (``kernels.mlp.scratch_size``), kept on the net for
-    the next step of the same shapes."""
+    """``mode`` (where each Affine's products run: its own rule), the address of the paired
+    products' share (0: none), ``widths``, ``parts`` as the kernel takes them, and its scratch
+    (``kernels.mlp.scratch_size``), kept on the net for the next step of the same shapes."""
     key = (N, dt, widths, parts)
     got = net.__dict__.get("_fused_shapes")
     if got is None or got[0] != key:
-        here = np.array([_nl.products_here(N, *a.W.shape, dt) for a in affines])
+        mode = np.array([_nl.product_mode(N, *a.W.shape, dt) for a in affines], np.int64)
+        fn = _K_pair.share_address(dt) if (mode == _K.PAIR).any() else 0
         work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
         scratch = np.empty(_K.scratch_size(N, widths, work), dt)
-        got = net._fused_shapes = (key, (here, np.array(widths), np.array(parts), scratch))
+        got = net._fused_shapes = (key, (mode, fn, np.array(widths), np.array(parts), scratch))
     return got[1]
 
 
@@ -227,7 +229,7 @@ def gradient(net, x, t):
     none, none2 = _NONE[dt], _NONE[dt].reshape(0, 0)
     pad2 = (none2,) * (_K.GROUPS - len(groups))  # tuples of one length: one compile for any depth
     pad1 = (none,) * len(pad2)
-    here, widths_k, parts_k, scratch = _per_shape(net, N, dt, widths, parts, affines)
+    mode, fn, widths_k, parts_k, scratch = _per_shape(net, N, dt, widths, parts, affines)
     bn_inputs = [tuple(none if bn is None else getattr(bn, k) for bn in bns) + pad1 for k in _BN_INPUTS]
     args = (
         xk,
@@ -236,7 +238,8 @@ def gradient(net, x, t):
         tuple(a.W for a in affines) + pad2,
         tuple(a.b for a in affines) + pad1,
         dWs + pad2,
-        here,
+        mode,
+        fn,
         widths_k,
         parts_k,
         *bn_inputs,

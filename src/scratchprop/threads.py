@@ -20,7 +20,13 @@ The model, four rules:
    kernel as fast there as the pool's two threads): the second thread's
    start and the data it moves between the cores' caches cost more than it
    saves, and the caller's next pass (the user's update) finds the results
-   in its own core's cache.
+   in its own core's cache. A layer's products that go to the pool run as
+   our kernel, half the rows here and half on the pool's worker
+   (``kernels/pair.py``, through OpenBLAS's ``gotoblas_pthread``): the same
+   pool and threads, our kernel's rate on each, well above OpenBLAS's own at
+   a net's first layer; the bits of the kernel on one thread. The weight
+   gradient only while the layer's input fits :data:`PAIR_MAX_BYTES`;
+   beyond, OpenBLAS's own product.
 2. **Everything else runs on the calling thread.** The passes around the
    products (bias, ReLU, softmax, loss, masks, updates) are memory-bound
    and fused into one or two sweeps; two threads did not beat one for them
@@ -86,6 +92,7 @@ __all__ = [
     "CONV_MIN_ELEMENTS",
     "DENSE_MIN_MACS",
     "BLAS_MIN_MACS",
+    "PAIR_MAX_BYTES",
     "blas_pays",
     "blas_held",
     "can_hold_blas",
@@ -129,6 +136,14 @@ DENSE_MIN_MACS = min_elements(0.1)
 #: caches, read back by the next pass). That is a 784 x 100 layer at batch 64, where the two
 #: measured even (``bench/THREADS.md``).
 BLAS_MIN_MACS = min_elements(0.03, payoff=1)
+
+
+#: An Affine layer's input bytes (``N * D * itemsize``) up to which its weight gradient, where it
+#: goes to the BLAS pool (:data:`BLAS_MIN_MACS`), runs as our kernel paired on the pool's threads
+#: (rule 1), like the forward's product: ``dW = x.T @ dout`` reads ``x``'s columns in strides a row
+#: apart, which the prefetcher follows only while ``x`` stays in a core's L2 (2 MiB here); beyond
+#: it OpenBLAS's own product is faster (``python bench/pair_probe.py products``).
+PAIR_MAX_BYTES = 2 << 20
 
 
 def blas_pays(macs, itemsize):

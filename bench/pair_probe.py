@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""Probe: a layer's products as our kernel on OpenBLAS's two threads (``kernels/pair.py``).
+
+``python bench/pair_probe.py products [batch ...]``
+    A 784 x 100 layer's forward (``x @ W``) and weight gradient (``x.T @ dout``), float64, MNIST
+    digits, at each batch (32 to 4000 by default), three ways interleaved in one process: NumPy's
+    OpenBLAS (``np.matmul`` into a preallocated array, both its threads), our kernel on this
+    thread (``kernels/gemm.py``), and our kernel paired (half the rows on OpenBLAS's worker).
+``python bench/pair_probe.py step [batch]``
+    Issue 15's step (``MultiLayerNetExtend(784, [100]*5, 10)``, BatchNorm, Dropout, Adam; batch
+    100 by default) on the reference, on the Numba backend with the first layer paired (the
+    default) and with it in OpenBLAS's own product (``threads.PAIR_MAX_BYTES = 0``), interleaved
+    round by round, in three scenarios: back to back, after the user's ``np.dot`` (1000 x 784 @
+    784 x 100, NumPy's two threads) and after a 10 ms sleep. Per scenario: median us per step and
+    the reference's ratio to each (median of rounds, lowest and highest round).
+
+Results and what they mean: ``bench/THREADS.md``, "Our products on OpenBLAS's threads".
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _interleaved(fns, rounds, per_round_s):
+    """Per function, the median us per call of each round (fixed calls, about ``per_round_s``)."""
+    for f in fns:
+        f()
+    t0 = time.perf_counter()
+    fns[0]()
+    n = max(5, int(per_round_s / max(time.perf_counter() - t0, 1e-6)))
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for f, acc in zip(fns, times):
+            one = []
+            for _ in range(n):
+                a = time.perf_counter()
+                f()
+                one.append(time.perf_counter() - a)
+            acc.append(np.median(one) * 1e6)
+    return times
+
+
+def products(*batches):
+    from bench.cases import inputs
+    from scratchprop.kernels import pair
+
+    fn = pair.share_address(np.float64)
+    print("784x100 layer, float64, median us of 7 interleaved rounds: OpenBLAS | ours here | ours paired")
+    for N in batches or (32, 64, 100, 200, 1000, 4000):
+        x, _ = inputs(N, "float64", 784, 10)
+        rng = np.random.default_rng(0)
+        W, d = rng.standard_normal((784, 100)), rng.standard_normal((N, 100))
+        o, dW = np.empty((N, 100)), np.empty((784, 100))
+        fns = _three_ways(x, W, d, o, dW, fn)
+        m = [np.median(t) for t in _interleaved(fns, 7, 0.05)]
+        print(
+            f"  batch {N:5d}  x @ W: {m[0]:8.1f} | {m[1]:8.1f} | {m[2]:8.1f}    "
+            f"x.T @ dout: {m[3]:8.1f} | {m[4]:8.1f} | {m[5]:8.1f}"
+        )
+
+
+def _three_ways(x, W, d, o, dW, fn):
+    """``x @ W`` and ``x.T @ d`` in OpenBLAS, our kernel here, our kernel paired."""
+    from scratchprop.kernels import gemm, pair
+
+    D = x.shape[1]
+    return [
+        lambda: np.matmul(x, W, out=o),
+        lambda: gemm.product(x, D, 1, W, o, 1.0, False),
+        lambda: pair.paired_product(x, D, 1, W, o, False, fn),
+        lambda: np.matmul(x.T, d, out=dW),
+        lambda: gemm.product(x, 1, D, d, dW, 1.0, False),
+        lambda: pair.paired_product(x, 1, D, d, dW, False, fn),
+    ]
+
+
+def step(N=100):
+    import scratchprop
+    from bench.cases import inputs
+    from scratchprop import threads
+
+    x, t = inputs(N, "float64", 784, 10)
+    rng = np.random.default_rng(1)
+    A, B = rng.random((1000, 784)), rng.random((784, 100))
+    default = threads.PAIR_MAX_BYTES
+
+    def make(backend, pair_bytes):
+        net = scratchprop.MultiLayerNetExtend(
+            784, [100] * 5, 10, backend=backend, seed=0, use_batchnorm=True, use_dropout=True
+        )
+        opt = getattr(scratchprop, backend).Adam(lr=0.001)
+        threads.PAIR_MAX_BYTES = pair_bytes  # read when the net first runs at this batch
+        opt.update(net.params, net.gradient(x, t))
+        threads.PAIR_MAX_BYTES = default
+        return lambda: opt.update(net.params, net.gradient(x, t))
+
+    steps = {
+        "reference": make("numpy", default),
+        "paired": make("numba", default),
+        "OpenBLAS": make("numba", 0),
+    }
+    before = {"back to back": None, "after np.dot": lambda: A @ B, "after 10 ms": lambda: time.sleep(0.01)}
+    print(f"MultiLayerNetExtend 784-[100]x5-10 + Adam, batch {N}, float64; median us per step (9 rounds)")
+    for name, pre in before.items():
+        fns = []
+        for f in steps.values():
+            if pre is None:
+                fns.append(f)
+            else:
+                fns.append(_timed_after(pre, f))
+        times = _interleaved_after(fns, 9, 0.3) if pre is not None else _interleaved(fns, 9, 0.2)
+        ref = np.array(times[0])
+        cells = []
+        for k, tt in zip(steps, times):
+            r = ref / np.array(tt)
+            cells.append(
+                f"{k} {np.median(tt):7.1f}"
+                + ("" if k == "reference" else f" ({np.median(r):.2f}x, {r.min():.2f}-{r.max():.2f})")
+            )
+        print(f"  {name:13s} " + " | ".join(cells))
+
+
+def _timed_after(pre, f):
+    """``pre()`` untimed, then ``f()`` timed: returns the seconds of ``f`` alone."""
+
+    def run():
+        pre()
+        a = time.perf_counter()
+        f()
+        return time.perf_counter() - a
+
+    return run
+
+
+def _interleaved_after(runs, rounds, per_round_s):
+    """:func:`_interleaved` for functions that return their own timed seconds."""
+    for r in runs:
+        r()
+    per = max(runs[0](), 1e-4)
+    n = max(5, int(per_round_s / (per + 0.011)))
+    times = [[] for _ in runs]
+    for _ in range(rounds):
+        for r, acc in zip(runs, times):
+            acc.append(np.median([r() for _ in range(n)]) * 1e6)
+    return times
+
+
+if __name__ == "__main__":
+    probes = {"products": products, "step": step}
+    which = sys.argv[1] if len(sys.argv) > 1 else ""
+    if which not in probes:
+        raise SystemExit(__doc__)
+    probes[which](*(int(a) for a in sys.argv[2:]))

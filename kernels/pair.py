@@ -1,0 +1,129 @@
+"""One product of :mod:`.gemm`, its rows in two halves: this thread's and OpenBLAS's worker's.
+
+NumPy's bundled OpenBLAS exports ``gotoblas_pthread(n, function, args, stride)``: it runs
+``function(args + i * stride)`` on the calling thread (``i = 0``) and on ``n - 1`` of its own
+workers, the pool that the user's ``np.dot`` uses and that spins for a while after each call. With
+``function`` a Numba ``cfunc`` over :func:`.gemm.product`, a product runs on two threads without
+a second pool, at our kernel's rate per thread, which at a net's first layer is well above
+OpenBLAS's own (``bench/THREADS.md``, "Our products on OpenBLAS's threads").
+
+The bits are :func:`.gemm.product`'s: each element of ``C`` is the same sum whichever thread
+writes its row, so a paired product equals the same product on one thread. Where the pool has one
+thread (the user's limit, a convnet's hold) both halves run here, in turn.
+
+:func:`share_address` gives the ``cfunc``'s address for a dtype (compiled on first use, then from
+Numba's cache); a kernel takes it as an argument (``fn``, 0: none), so no address is frozen into
+the cache. The library's symbols are bound by name, as :mod:`._blas` binds its CBLAS.
+"""
+
+import ctypes
+
+import llvmlite.binding as llvm
+import numpy as np
+from numba import carray, cfunc, njit, types
+from numba.extending import intrinsic
+
+from . import _blas
+from .config import CACHE, SERIAL, guard_cache
+from .gemm import FAST, ROWS, product
+
+__all__ = ["AVAILABLE", "share_address", "paired_product"]
+
+_REC = 10  # int64 per half: A, sa, sk, a_len, B, K, M, C, rows, add
+
+
+def _bind():
+    if _blas.NAME != "numpy" or not FAST:
+        return False
+    lib = ctypes.CDLL(_blas.PATH)
+    try:
+        run, threads = lib.gotoblas_pthread, lib.scipy_openblas_get_num_threads64_
+    except AttributeError:
+        return False
+    llvm.add_symbol("scratchprop_gotoblas_pthread", ctypes.cast(run, ctypes.c_void_p).value)
+    llvm.add_symbol("scratchprop_blas_threads", ctypes.cast(threads, ctypes.c_void_p).value)
+    return True
+
+
+#: Whether products can be paired here: NumPy's own OpenBLAS with ``gotoblas_pthread``, and the
+#: machine runs :mod:`.gemm` (AVX2 and FMA).
+AVAILABLE = _bind()
+_run = types.ExternalFunction(
+    "scratchprop_gotoblas_pthread", types.int32(types.int32, types.int64, types.int64, types.int32)
+)
+_threads = types.ExternalFunction("scratchprop_blas_threads", types.int32())
+
+
+def _pointer_to(dt):
+    @intrinsic
+    def at(typingctx, addr):
+        sig = types.CPointer(dt)(types.int64)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+        return sig, codegen
+
+    return at
+
+
+_f64_at, _f32_at = _pointer_to(types.float64), _pointer_to(types.float32)
+
+
+def _share_f64(arg):
+    r = carray(arg, (_REC,), dtype=np.int64)
+    A, B, C = _f64_at(r[0]), _f64_at(r[4]), _f64_at(r[7])
+    product(carray(A, (r[3],)), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), 1.0, r[9] != 0)
+
+
+def _share_f32(arg):
+    r = carray(arg, (_REC,), dtype=np.int64)
+    A, B, C = _f32_at(r[0]), _f32_at(r[4]), _f32_at(r[7])
+    product(carray(A, (r[3],)), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), 1.0, r[9] != 0)
+
+
+_SHARES = {}
+
+
+def share_address(dtype):
+    """The address of the half-product ``cfunc`` for ``dtype`` (float32 or float64), or 0 when
+    products cannot be paired here."""
+    if not AVAILABLE:
+        return 0
+    dt = np.dtype(dtype)
+    if dt not in _SHARES:
+        share = _share_f64 if dt == np.float64 else _share_f32
+        _SHARES[dt] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(share).address
+    return _SHARES[dt]
+
+
+@njit(**SERIAL)
+def _half(rec, A, sa, sk, B, C, lo, hi, add):
+    K, M = B.shape
+    off = lo * sa
+    rec[0] = A.ctypes.data + off * A.itemsize
+    rec[1], rec[2] = sa, sk
+    rec[3] = A.size - off
+    rec[4], rec[5], rec[6] = B.ctypes.data, K, M
+    rec[7], rec[8] = C.ctypes.data + lo * M * C.itemsize, hi - lo
+    rec[9] = add
+
+
+@njit(**SERIAL)
+def paired_product(A, sa, sk, B, C, add, fn):
+    """:func:`.gemm.product` with ``alpha = 1`` (``C = op(A) @ B``, plus ``C`` with ``add``), ``C``'s
+    first rows on this thread and the rest on OpenBLAS's worker through ``fn``
+    (:func:`share_address`; 0, or a pool of one thread: all here). ``A``, ``B``, ``C`` C-contiguous,
+    one dtype; ``op(A)[i, k] = A.flat[i * sa + k * sk]``."""
+    N = C.shape[0]
+    if fn == 0 or N < 2 * ROWS or _threads() < 2:
+        product(A, sa, sk, B, C, 1.0, add)
+        return
+    cut = (N // 2 + ROWS - 1) // ROWS * ROWS  # whole blocks for this thread
+    rec = np.empty((2, _REC), np.int64)
+    _half(rec[0], A, sa, sk, B, C, 0, cut, add)
+    _half(rec[1], A, sa, sk, B, C, cut, N, add)
+    _run(2, fn, rec.ctypes.data, _REC * 8)
+
+
+guard_cache(globals())

@@ -1,0 +1,128 @@
+"""Products paired on OpenBLAS's two threads (``kernels/pair.py``, rule 1 of ``scratchprop.threads``):
+the bits of the same product on one thread, for any shape, either orientation, with the pool at
+one thread or busy with another thread's products; where the Affine layer and the fused net
+take them."""
+
+import threading
+
+import numpy as np
+import pytest
+from numba import njit
+
+import scratchprop
+from scratchprop import _numba_layers as nb_layers
+from scratchprop import threads
+from scratchprop.kernels import gemm as G
+from scratchprop.kernels import pair as P
+from scratchprop.numba import Affine
+
+pytestmark = pytest.mark.skipif(not P.AVAILABLE, reason="no paired products here")
+DTYPES = [np.float64, np.float32]
+rng = np.random.default_rng(0)
+
+
+@njit
+def _product(A, sa, sk, B, C, add):
+    G.product(A, sa, sk, B, C, 1.0, add)
+
+
+def _both(A, sa, sk, B, C0, add, fn):
+    """``(paired, one thread)`` results of the same product from ``C0``."""
+    got, want = C0.copy(), C0.copy()
+    P.paired_product(A, sa, sk, B, got, add, fn)
+    _product(A, sa, sk, B, want, add)
+    return got, want
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("N", [1, 15, 16, 17, 100, 333])
+@pytest.mark.parametrize("add", [False, True])
+def test_paired_products_are_the_one_thread_bits(dt, N, add):
+    fn = P.share_address(dt)
+    assert fn != 0
+    D, M = 784, 100
+    x, W = rng.standard_normal((N, D)).astype(dt), rng.standard_normal((D, M)).astype(dt)
+    d = rng.standard_normal((N, M)).astype(dt)
+    got, want = _both(x, D, 1, W, rng.standard_normal((N, M)).astype(dt), add, fn)  # x @ W
+    np.testing.assert_array_equal(got, want)
+    got, want = _both(x, 1, D, d, rng.standard_normal((D, M)).astype(dt), add, fn)  # x.T @ d
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_without_a_share_or_a_second_blas_thread_all_runs_here(dt):
+    N, D, M = 100, 64, 30
+    x, W = rng.standard_normal((N, D)).astype(dt), rng.standard_normal((D, M)).astype(dt)
+    C0 = np.full((N, M), np.nan, dt)
+    got, want = _both(x, D, 1, W, C0, False, 0)
+    np.testing.assert_array_equal(got, want)
+    with threads.one_thread_blas() as ok:  # the pool at one thread: the worker is not asked
+        assert ok
+        got, want = _both(x, D, 1, W, C0, False, P.share_address(dt))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_paired_products_beside_another_threads_blas_products():
+    fn = P.share_address(np.float64)
+    x, W = rng.standard_normal((200, 784)), rng.standard_normal((784, 100))
+    want = np.empty((200, 100))
+    _product(x, 784, 1, W, want, False)
+    A, B, stop, done = rng.random((400, 400)), rng.random((400, 400)), threading.Event(), []
+
+    def busy():
+        while not stop.is_set():
+            done.append((A @ B)[0, 0])
+
+    other = threading.Thread(target=busy)
+    other.start()
+    try:
+        for _ in range(50):
+            got = np.full((200, 100), np.nan)
+            P.paired_product(x, 784, 1, W, got, False, fn)
+            np.testing.assert_array_equal(got, want)
+    finally:
+        stop.set()
+        other.join()
+    assert done and np.all(np.array(done) == done[0])
+
+
+def test_where_the_layers_pair_their_products():
+    f64 = np.dtype(np.float64)
+    assert nb_layers.product_mode(8, 784, 100, f64) == nb_layers._HERE
+    assert nb_layers.product_mode(100, 784, 100, f64) == nb_layers._PAIR
+    assert nb_layers.product_mode(1000, 784, 100, f64) == nb_layers._PAIR_FORWARD  # x: 6 MB
+    with threads.one_thread_blas():
+        assert nb_layers.product_mode(100, 784, 100, f64) == nb_layers._BLAS
+
+
+@pytest.mark.parametrize("N", [100, 1000])
+def test_the_affine_layer_paired_gives_the_one_thread_products(N):
+    D, M = 784, 100
+    W, b = rng.standard_normal((D, M)), rng.standard_normal(M)
+    x, dout = rng.standard_normal((N, D)), rng.standard_normal((N, M))
+    layer = Affine(W, b)
+    out = layer.forward(x)
+    want = np.tile(b, (N, 1))
+    _product(x, D, 1, W, want, True)
+    np.testing.assert_array_equal(out, want)
+    layer.backward(dout)
+    dW = np.empty((D, M))
+    _product(x, 1, D, dout, dW, False)
+    if N * D * 8 <= threads.PAIR_MAX_BYTES:
+        np.testing.assert_array_equal(layer.dW, dW)  # paired: the kernel's bits
+    else:
+        np.testing.assert_allclose(layer.dW, x.T @ dout, rtol=1e-12, atol=1e-10)  # OpenBLAS's
+
+
+def test_the_fused_net_pairs_its_first_layer_as_its_layers_do():
+    N = 100
+    x, t = rng.random((N, 784)), rng.integers(0, 10, N)
+    kw = dict(backend="numba", seed=3, use_batchnorm=True, use_dropout=True)
+    nets = [scratchprop.MultiLayerNetExtend(784, [100, 100], 10, **kw) for _ in range(2)]
+    np.random.seed(0)
+    fused = nets[0].gradient(x, t)
+    np.random.seed(0)
+    layered = nets[1].layered_gradient(x, t)
+    assert nets[0]._fused_shapes[1][0][0] == nb_layers._PAIR
+    for k in fused:
+        np.testing.assert_array_equal(fused[k], layered[k])

@@ -114,17 +114,19 @@ def _torch_step(case):
 @functools.cache
 def _kernels_five_products():
     """An ``@njit`` function running the five products as the fused step's kernel does: through
-    the kernels' own BLAS calls, or with ``own`` on the calling thread (``kernels/gemm.py``)."""
+    the kernels' own BLAS calls, with ``mode`` ``HERE`` on the calling thread (``kernels/gemm.py``),
+    or with the first layer's paired (``kernels/pair.py``, through ``fn``)."""
     import numpy as np
     from numba import njit
 
     from scratchprop.kernels._blas import gemm
     from scratchprop.kernels.gemm import product
+    from scratchprop.kernels.pair import HERE, PAIR, PAIR_FORWARD, paired_product
 
     @njit(nogil=True)
-    def five(x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1, own):
+    def five(x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1, mode, fn):
         one, zero = x.dtype.type(1), x.dtype.type(0)
-        if own:
+        if mode == HERE:
             D, H = W1.shape
             product(x, D, 1, W1, a1, one, False)
             product(h, H, 1, W2, a2, one, False)
@@ -132,11 +134,18 @@ def _kernels_five_products():
             product(dy, W2.shape[1], 1, np.ascontiguousarray(W2.T), dh_out, one, False)
             product(x, 1, D, dh, dW1, one, False)
             return
-        gemm(False, False, one, x, W1, zero, a1)
+        D = W1.shape[0]
+        if mode == PAIR or mode == PAIR_FORWARD:
+            paired_product(x, D, 1, W1, a1, 1.0, False, fn)
+        else:
+            gemm(False, False, one, x, W1, zero, a1)
         gemm(False, False, one, h, W2, zero, a2)
         gemm(True, False, one, h, dy, zero, dW2)
         gemm(False, True, one, dy, W2, zero, dh_out)
-        gemm(True, False, one, x, dh, zero, dW1)
+        if mode == PAIR:
+            paired_product(x, 1, D, dh, dW1, 1.0, False, fn)
+        else:
+            gemm(True, False, one, x, dh, zero, dW1)
 
     return five
 
@@ -159,10 +168,11 @@ def _gemm_floor(case):
     a1, a2, dW2, dh_out, dW1 = (np.empty(s, dt) for s in ((N, H), (N, C), (H, C), (N, H), (D, H)))
     mm = np.matmul
     if case.backend == "kernels":
-        from scratchprop._numba_layers import products_here
+        from scratchprop._numba_layers import product_mode
+        from scratchprop.kernels.pair import share_address
 
         five = _kernels_five_products()
-        args = (x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1, products_here(N, D, H, dt))
+        args = (x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1, product_mode(N, D, H, dt), share_address(dt))
         return lambda: five(*args)
 
     def floor():

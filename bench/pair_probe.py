@@ -72,10 +72,10 @@ def _three_ways(x, W, d, o, dW, fn):
     return [
         lambda: np.matmul(x, W, out=o),
         lambda: gemm.product(x, D, 1, W, o, 1.0, False),
-        lambda: pair.paired_product(x, D, 1, W, o, False, fn),
+        lambda: pair.paired_product(x, D, 1, W, o, 1.0, False, fn),
         lambda: np.matmul(x.T, d, out=dW),
         lambda: gemm.product(x, 1, D, d, dW, 1.0, False),
-        lambda: pair.paired_product(x, 1, D, d, dW, False, fn),
+        lambda: pair.paired_product(x, 1, D, d, dW, 1.0, False, fn),
     ]
 
 

@@ -32,11 +32,11 @@ from ._blas import gemm, gemv
 from .config import INLINE, SERIAL, guard_cache
 from .conv_batch import batch_chunk
 from .gemm import product
-from .pair import paired_product
+from .pair import BLAS, HERE, PAIR, PAIR_FORWARD, paired_product
 from .two_layer import _column_sums
 
 __all__ = [
-    "BLAS",
+    "BLAS",  # the product modes, from .pair: re-exported for the callers
     "HERE",
     "PAIR",
     "PAIR_FORWARD",
@@ -52,14 +52,6 @@ __all__ = [
     "forward_naive",
     "backward_naive",
 ]
-
-
-#: Where a layer's products run (``mode``; the caller's choice, ``scratchprop.threads``): NumPy's
-#: BLAS (:func:`forward`, :func:`backward`), this thread (:func:`forward_here`,
-#: :func:`backward_here`), this thread and OpenBLAS's worker (:func:`forward_pair`,
-#: :func:`backward_pair`), or paired forward and BLAS backward (:func:`forward_pair`,
-#: :func:`backward`).
-BLAS, HERE, PAIR, PAIR_FORWARD = 0, 1, 2, 3
 
 
 @njit(**INLINE)
@@ -95,7 +87,7 @@ def forward_pair(x, W, b, out, fn):
     """:func:`forward_here` with the product's rows in two halves, the second on OpenBLAS's worker
     (:func:`.pair.paired_product` through ``fn``); the same bits."""
     _rows_of(b, out, 0, x.shape[0])
-    paired_product(x, x.shape[1], 1, W, out, True, fn)
+    paired_product(x, x.shape[1], 1, W, out, 1.0, True, fn)
     return out
 
 
@@ -180,7 +172,7 @@ def backward_pair(dout, x, W, need_dx, dx, dW, fn):
     db = np.zeros(M, dtype=dout.dtype)
     if need_dx:
         gemm(False, True, 1.0, dout, W, 0.0, dx)
-    paired_product(x, 1, x.shape[1], dout, dW, False, fn)
+    paired_product(x, 1, x.shape[1], dout, dW, 1.0, False, fn)
     _column_sums(dout, db, 0, M)
     return dx, dW, db
 

@@ -27,22 +27,53 @@ from . import _blas
 from .config import CACHE, SERIAL, guard_cache
 from .gemm import FAST, ROWS, product
 
-__all__ = ["AVAILABLE", "share_address", "paired_product"]
+__all__ = ["AVAILABLE", "BLAS", "HERE", "PAIR", "PAIR_FORWARD", "share_address", "paired_product"]
 
-_REC = 10  # int64 per half: A, sa, sk, a_len, B, K, M, C, rows, add
+#: Where a layer's products run (a kernel's ``mode``; the caller's choice, ``scratchprop.threads``):
+#: NumPy's BLAS; this thread (:func:`.gemm.product`); paired here (:func:`paired_product`); the
+#: forward's product paired and the backward's in BLAS.
+BLAS, HERE, PAIR, PAIR_FORWARD = 0, 1, 2, 3
+
+_REC = 11  # int64 per half: A, sa, sk, a_len, B, K, M, C, rows, add, alpha (float64 bits)
+
+
+def _stand_ins():
+    """Never-called stand-ins where OpenBLAS's are missing (no share address is then nonzero): a
+    kernel compiled in either kind of process links in the other. Compiled only there."""
+
+    @cfunc(types.int32(types.int32, types.int64, types.int64, types.int32))
+    def no_run(n, function, args, stride):
+        return 0
+
+    @cfunc(types.int32())
+    def one_thread():
+        return 1
+
+    _KEEP.extend((no_run, one_thread))
+    return no_run.address, one_thread.address
+
+
+_KEEP = []  # the stand-ins' cfuncs, alive as long as their addresses are bound
 
 
 def _bind():
-    if _blas.NAME != "numpy" or not FAST:
-        return False
-    lib = ctypes.CDLL(_blas.PATH)
-    try:
-        run, threads = lib.gotoblas_pthread, lib.scipy_openblas_get_num_threads64_
-    except AttributeError:
-        return False
-    llvm.add_symbol("scratchprop_gotoblas_pthread", ctypes.cast(run, ctypes.c_void_p).value)
-    llvm.add_symbol("scratchprop_blas_threads", ctypes.cast(threads, ctypes.c_void_p).value)
-    return True
+    """Bind the two symbols the kernels call by name: OpenBLAS's ``gotoblas_pthread`` and thread
+    count where NumPy's bundled OpenBLAS has them (and :mod:`.gemm` runs here); else stand-ins.
+    Returns whether the real ones are bound."""
+    found = None
+    if _blas.NAME == "numpy" and FAST:
+        lib = ctypes.CDLL(_blas.PATH)
+        try:
+            found = [
+                ctypes.cast(f, ctypes.c_void_p).value
+                for f in (lib.gotoblas_pthread, lib.scipy_openblas_get_num_threads64_)
+            ]
+        except AttributeError:
+            pass
+    run, threads = found or _stand_ins()
+    llvm.add_symbol("scratchprop_gotoblas_pthread", run)
+    llvm.add_symbol("scratchprop_blas_threads", threads)
+    return found is not None
 
 
 #: Whether products can be paired here: NumPy's own OpenBLAS with ``gotoblas_pthread``, and the
@@ -72,14 +103,20 @@ _f64_at, _f32_at = _pointer_to(types.float64), _pointer_to(types.float32)
 
 def _share_f64(arg):
     r = carray(arg, (_REC,), dtype=np.int64)
+    alpha = carray(arg, (_REC,), dtype=np.float64)[10]
     A, B, C = _f64_at(r[0]), _f64_at(r[4]), _f64_at(r[7])
-    product(carray(A, (r[3],)), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), 1.0, r[9] != 0)
+    product(
+        carray(A, (r[3],)), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
+    )
 
 
 def _share_f32(arg):
     r = carray(arg, (_REC,), dtype=np.int64)
+    alpha = carray(arg, (_REC,), dtype=np.float64)[10]
     A, B, C = _f32_at(r[0]), _f32_at(r[4]), _f32_at(r[7])
-    product(carray(A, (r[3],)), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), 1.0, r[9] != 0)
+    product(
+        carray(A, (r[3],)), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
+    )
 
 
 _SHARES = {}
@@ -98,7 +135,7 @@ def share_address(dtype):
 
 
 @njit(**SERIAL)
-def _half(rec, A, sa, sk, B, C, lo, hi, add):
+def _half(rec, A, sa, sk, B, C, lo, hi, alpha, add):
     K, M = B.shape
     off = lo * sa
     rec[0] = A.ctypes.data + off * A.itemsize
@@ -107,22 +144,23 @@ def _half(rec, A, sa, sk, B, C, lo, hi, add):
     rec[4], rec[5], rec[6] = B.ctypes.data, K, M
     rec[7], rec[8] = C.ctypes.data + lo * M * C.itemsize, hi - lo
     rec[9] = add
+    rec.view(np.float64)[10] = alpha
 
 
 @njit(**SERIAL)
-def paired_product(A, sa, sk, B, C, add, fn):
-    """:func:`.gemm.product` with ``alpha = 1`` (``C = op(A) @ B``, plus ``C`` with ``add``), ``C``'s
-    first rows on this thread and the rest on OpenBLAS's worker through ``fn``
-    (:func:`share_address`; 0, or a pool of one thread: all here). ``A``, ``B``, ``C`` C-contiguous,
-    one dtype; ``op(A)[i, k] = A.flat[i * sa + k * sk]``."""
+def paired_product(A, sa, sk, B, C, alpha, add, fn):
+    """:func:`.gemm.product` (``C = alpha * op(A) @ B``, plus ``C`` with ``add``), ``C``'s first rows
+    on this thread and the rest on OpenBLAS's worker through ``fn`` (:func:`share_address`; 0, or a
+    pool of one thread: all here). ``A``, ``B``, ``C`` C-contiguous, one dtype; ``op(A)[i, k] =
+    A.flat[i * sa + k * sk]``; ``alpha`` is taken as float64, as the kernel takes it."""
     N = C.shape[0]
     if fn == 0 or N < 2 * ROWS or _threads() < 2:
-        product(A, sa, sk, B, C, 1.0, add)
+        product(A, sa, sk, B, C, alpha, add)
         return
     cut = (N // 2 + ROWS - 1) // ROWS * ROWS  # whole blocks for this thread
     rec = np.empty((2, _REC), np.int64)
-    _half(rec[0], A, sa, sk, B, C, 0, cut, add)
-    _half(rec[1], A, sa, sk, B, C, cut, N, add)
+    _half(rec[0], A, sa, sk, B, C, 0, cut, alpha, add)
+    _half(rec[1], A, sa, sk, B, C, cut, N, alpha, add)
     _run(2, fn, rec.ctypes.data, _REC * 8)
 
 

@@ -19,10 +19,11 @@ With ``update`` the SGD step is fused into the weight-gradient products:
 ``dW`` array, one pass over ``W``); a batch of one uses a rank-1 loop.
 
 Threads: the products run in NumPy's BLAS pool (:mod:`._blas`), called from
-this serial code, or with ``own`` (small products: the caller decides, see
-``scratchprop.threads``) on this thread by :func:`.gemm.product`; the passes
-stay on the calling thread. Sums here run in row order, so results depend
-only on ``own`` and the BLAS's thread count.
+this serial code, or (``mode``: the caller decides, see ``scratchprop.threads``)
+on this thread by :func:`.gemm.product` (small products), or the first
+layer's as that kernel on this thread and OpenBLAS's worker (:mod:`.pair`);
+the passes stay on the calling thread. Sums here run in row order, so results
+depend only on ``mode`` and the BLAS's thread count.
 """
 
 import math
@@ -33,6 +34,7 @@ from numba import njit
 from ._blas import gemm, gemv
 from .config import SERIAL, guard_cache
 from .gemm import product
+from .pair import HERE, PAIR, PAIR_FORWARD, paired_product
 from .softmax_loss import labels_out_of_range as _bad_labels
 
 __all__ = ["step"]
@@ -201,8 +203,9 @@ def _rejected(dt):
 
 
 @njit(**SERIAL)
-def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1, own):
+def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1, mode, fn):
     """The step's end: the SGD update in place, or the weight gradients (see :func:`step`)."""
+    own = mode == HERE
     N, D = x.shape
     H = W1.shape[1]
     C = W2.shape[1]
@@ -220,7 +223,10 @@ def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db
             product(x, 1, D, dh, W1, -rate, True)
         else:
             gemm(True, False, -rate, h, dy, one, W2)
-            gemm(True, False, -rate, x, dh, one, W1)
+            if mode == PAIR:
+                paired_product(x, 1, D, dh, W1, -rate, True, fn)
+            else:
+                gemm(True, False, -rate, x, dh, one, W1)
         _sgd_vec(b1, db1, rate)
         _sgd_vec(b2, db2, rate)
         return 0, loss, empty, db1, empty, db2
@@ -234,20 +240,25 @@ def _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db
         product(x, 1, D, dh, dW1, one, False)
     else:
         gemm(True, False, one, h, dy, zero, dW2)
-        gemm(True, False, one, x, dh, zero, dW1)
+        if mode == PAIR:
+            paired_product(x, 1, D, dh, dW1, one, False, fn)
+        else:
+            gemm(True, False, one, x, dh, zero, dW1)
     return 0, loss, dW1, db1, dW2, db2
 
 
 @njit(**SERIAL)
-def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, own):
+def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, mode, fn):
     """One forward + backward pass, optionally with the SGD update in place.
 
     ``h (N, H)``, ``s (N, C)``, ``y (N, C)``, ``dh (N, H)`` are work arrays
     that the caller reuses across calls, and ``dW1 (D, H)`` is where the first
     weight gradient goes (the caller's: fresh arrays cost page faults every
     step; any shape with ``update``, which never forms it). On return ``h``
-    is the ReLU output and ``y`` the probabilities. ``own``: the products on
-    this thread (:func:`.gemm.product`), else in BLAS.
+    is the ReLU output and ``y`` the probabilities. ``mode``: the products on
+    this thread (:func:`.gemm.product`), in BLAS, or the first layer's paired
+    (:mod:`.pair`, through ``fn``; its weight gradient too with ``PAIR``) and
+    the second layer's in BLAS.
 
     Returns ``(status, loss, dW1, db1, dW2, db2)``: ``status`` 0, or -1 when
     a label is outside ``[0, C)`` (nothing computed or modified; the caller
@@ -260,10 +271,13 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, own):
     if _bad_labels(labels, T, W2.shape[1]):
         return _rejected(W1.dtype)
 
-    _times(x, W1, h, own)  # 1
+    if (mode == PAIR or mode == PAIR_FORWARD) and N > 1:
+        paired_product(x, x.shape[1], 1, W1, h, 1.0, False, fn)  # 1
+    else:
+        _times(x, W1, h, mode == HERE)  # 1
     _bias_relu_rows(h, b1, 0, N)
-    dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh, own)
-    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1, own)
+    dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh, mode == HERE)
+    return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1, mode, fn)
 
 
 guard_cache(globals())

@@ -172,20 +172,23 @@ def fused_step_problem(dtype, N, onehot, sizes=(40, 30, 7)):
     return sizes, x, lab, T, [rng.standard_normal(s).astype(dtype) for s in ((D, H), (H,), (H, C), (C,))]
 
 
-@pytest.mark.parametrize("own", [False, True])
+@pytest.mark.parametrize("mode", ["blas", "here", "pair"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("N", [1, 5, 300, 3000])
-def test_fused_predict_equals_the_naive_forward(dtype, N, own):
+def test_fused_predict_equals_the_naive_forward(dtype, N, mode):
     from test_numba_equivalence import assert_equiv
 
-    from scratchprop.kernels import gemm
+    from scratchprop.kernels import gemm, pair
     from scratchprop.kernels import two_layer_predict as K_pred
 
-    if own and not gemm.FAST:
+    if mode != "blas" and not gemm.FAST:
         pytest.skip("no AVX2 and FMA here: the products stay in BLAS")
+    if mode == "pair" and not pair.AVAILABLE:
+        pytest.skip("no paired products here")
     (D, H, C), x, _, _, params = fused_step_problem(dtype, N, False)
     h, s = np.empty((N, H), dtype), np.empty((N, C), dtype)
-    K_pred.predict(x, *params, h, s, own)
+    code = {"blas": pair.BLAS, "here": pair.HERE, "pair": pair.PAIR_FORWARD}[mode]
+    K_pred.predict(x, *params, h, s, code, pair.share_address(dtype) if mode == "pair" else 0)
     for got, want in zip((h, s), K_pred.predict_naive(x, *params)):
         assert_equiv(got, want)
 

@@ -22,15 +22,15 @@ rng = np.random.default_rng(0)
 
 
 @njit
-def _product(A, sa, sk, B, C, add):
-    G.product(A, sa, sk, B, C, 1.0, add)
+def _product(A, sa, sk, B, C, alpha, add):
+    G.product(A, sa, sk, B, C, alpha, add)
 
 
-def _both(A, sa, sk, B, C0, add, fn):
+def _both(A, sa, sk, B, C0, add, fn, alpha=1.0):
     """``(paired, one thread)`` results of the same product from ``C0``."""
     got, want = C0.copy(), C0.copy()
-    P.paired_product(A, sa, sk, B, got, add, fn)
-    _product(A, sa, sk, B, want, add)
+    P.paired_product(A, sa, sk, B, got, alpha, add, fn)
+    _product(A, sa, sk, B, want, alpha, add)
     return got, want
 
 
@@ -45,7 +45,7 @@ def test_paired_products_are_the_one_thread_bits(dt, N, add):
     d = rng.standard_normal((N, M)).astype(dt)
     got, want = _both(x, D, 1, W, rng.standard_normal((N, M)).astype(dt), add, fn)  # x @ W
     np.testing.assert_array_equal(got, want)
-    got, want = _both(x, 1, D, d, rng.standard_normal((D, M)).astype(dt), add, fn)  # x.T @ d
+    got, want = _both(x, 1, D, d, rng.standard_normal((D, M)).astype(dt), add, fn, -0.1)  # W -= 0.1 x.T @ d
     np.testing.assert_array_equal(got, want)
 
 
@@ -66,7 +66,7 @@ def test_paired_products_beside_another_threads_blas_products():
     fn = P.share_address(np.float64)
     x, W = rng.standard_normal((200, 784)), rng.standard_normal((784, 100))
     want = np.empty((200, 100))
-    _product(x, 784, 1, W, want, False)
+    _product(x, 784, 1, W, want, 1.0, False)
     A, B, stop, done = rng.random((400, 400)), rng.random((400, 400)), threading.Event(), []
 
     def busy():
@@ -78,7 +78,7 @@ def test_paired_products_beside_another_threads_blas_products():
     try:
         for _ in range(50):
             got = np.full((200, 100), np.nan)
-            P.paired_product(x, 784, 1, W, got, False, fn)
+            P.paired_product(x, 784, 1, W, got, 1.0, False, fn)
             np.testing.assert_array_equal(got, want)
     finally:
         stop.set()
@@ -103,11 +103,11 @@ def test_the_affine_layer_paired_gives_the_one_thread_products(N):
     layer = Affine(W, b)
     out = layer.forward(x)
     want = np.tile(b, (N, 1))
-    _product(x, D, 1, W, want, True)
+    _product(x, D, 1, W, want, 1.0, True)
     np.testing.assert_array_equal(out, want)
     layer.backward(dout)
     dW = np.empty((D, M))
-    _product(x, 1, D, dout, dW, False)
+    _product(x, 1, D, dout, dW, 1.0, False)
     if N * D * 8 <= threads.PAIR_MAX_BYTES:
         np.testing.assert_array_equal(layer.dW, dW)  # paired: the kernel's bits
     else:

@@ -12,6 +12,7 @@ first, so a bad ``t`` raises before any layer changes.
 """
 
 import sys
+from operator import is_ as _is
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def _plan(net):
     layers = tuple(net.layers.values())
     key = layers + (net.last_layer, type(net))
     cached = net.__dict__.get("_fused_plan")
-    if cached is not None and len(cached[0]) == len(key) and all(a is b for a, b in zip(cached[0], key)):
+    if cached is not None and len(cached[0]) == len(key) and all(map(_is, cached[0], key)):
         return cached[1]
     cls = type(net)  # a subclass's own predict or loss is what its gradient must run
     plain = cls.predict is LayerNet.predict and cls.loss is LayerNet.loss
@@ -104,7 +105,7 @@ def _per_shape(net, N, dt, widths, parts, affines):
     got = net.__dict__.get("_fused_shapes")
     if got is None or got[0] != key:
         mode = np.array([_nl.product_mode(N, *a.W.shape, dt) for a in affines], np.int64)
-        fn = _K_pair.share_address(dt) if (mode == _K.PAIR).any() else 0
+        fn = _K_pair.share_address(dt) if (mode >= _K.PAIR).any() else 0  # PAIR, PAIR_FORWARD
         work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
         scratch = np.empty(_K.scratch_size(N, widths, work), dt)
         got = net._fused_shapes = (key, (mode, fn, np.array(widths), np.array(parts), scratch))
@@ -152,12 +153,15 @@ def _take(net, name, key, make, newest_first):
     holds (the newest or the oldest tried first), else a new one from ``make()``."""
     held = [h for h in net.__dict__.get(name, ()) if h[0] == key]
     for i in range(len(held) - 1, -1, -1) if newest_first else range(len(held) - (len(held) < 2)):
-        if _counts(held[i][1]) == held[i][2]:
+        if _counts(held[i][2]) == held[i][3]:
             held.append(held.pop(i))
             break
     else:
         made = make()
-        held.append((key, made, _counts(made)))  # the counts while only this set holds them
+        arrays = tuple(a for a in made if type(a) is np.ndarray) + tuple(
+            a for views in made if type(views) is tuple for a in views
+        )
+        held.append((key, made, arrays, _counts(arrays)))  # the counts while only this set holds them
         del held[:-2]
     setattr(net, name, held)
     return held[-1][1]
@@ -177,13 +181,11 @@ def _release(groups, last):
     last.x = last._xk = None
 
 
-def _counts(kept):
+def _counts(arrays):
     """The reference counts of a set's flat arrays and views: above those counted when it was
     made, something else holds one (a layer, a caller, a view of a view, whose base is the flat
     array)."""
-    return [sys.getrefcount(a) for a in kept if type(a) is np.ndarray] + [
-        sys.getrefcount(a) for views in kept if type(views) is tuple for a in views
-    ]
+    return list(map(sys.getrefcount, arrays))
 
 
 def gradient(net, x, t):

@@ -126,3 +126,12 @@ def test_the_fused_net_pairs_its_first_layer_as_its_layers_do():
     assert nets[0]._fused_shapes[1][0][0] == nb_layers._PAIR
     for k in fused:
         np.testing.assert_array_equal(fused[k], layered[k])
+
+
+def test_a_net_whose_input_outgrows_the_pair_limit_still_pairs_its_forward():
+    N = 400  # x: 2.5 MB, over PAIR_MAX_BYTES: the forward paired, dW in BLAS
+    x, t = rng.random((N, 784)), rng.integers(0, 10, N)
+    net = scratchprop.MultiLayerNetExtend(784, [100], 10, backend="numba", seed=3, use_batchnorm=True)
+    net.gradient(x, t)
+    mode, fn = net._fused_shapes[1][:2]
+    assert mode[0] == nb_layers._PAIR_FORWARD and fn == P.share_address(np.float64) != 0

@@ -9,7 +9,7 @@
 ``python bench/pair_probe.py step [batch]``
     Issue 15's step (``MultiLayerNetExtend(784, [100]*5, 10)``, BatchNorm, Dropout, Adam; batch
     100 by default) on the reference, on the Numba backend with the first layer paired (the
-    default) and with it in OpenBLAS's own product (``threads.PAIR_MAX_BYTES = 0``), interleaved
+    default) and with it in OpenBLAS's own product (``kernels.pair.AVAILABLE`` off), interleaved
     round by round, in three scenarios: back to back, after the user's ``np.dot`` (1000 x 784 @
     784 x 100, NumPy's two threads) and after a 10 ms sleep. Per scenario: median us per step and
     the reference's ratio to each (median of rounds, lowest and highest round).
@@ -82,27 +82,26 @@ def _three_ways(x, W, d, o, dW, fn):
 def step(N=100):
     import scratchprop
     from bench.cases import inputs
-    from scratchprop import threads
+    from scratchprop.kernels import pair
 
     x, t = inputs(N, "float64", 784, 10)
     rng = np.random.default_rng(1)
     A, B = rng.random((1000, 784)), rng.random((784, 100))
-    default = threads.PAIR_MAX_BYTES
 
-    def make(backend, pair_bytes):
+    def make(backend, paired):
         net = scratchprop.MultiLayerNetExtend(
             784, [100] * 5, 10, backend=backend, seed=0, use_batchnorm=True, use_dropout=True
         )
         opt = getattr(scratchprop, backend).Adam(lr=0.001)
-        threads.PAIR_MAX_BYTES = pair_bytes  # read when the net first runs at this batch
+        pair.AVAILABLE = paired  # read when the net first runs at this batch
         opt.update(net.params, net.gradient(x, t))
-        threads.PAIR_MAX_BYTES = default
+        pair.AVAILABLE = True
         return lambda: opt.update(net.params, net.gradient(x, t))
 
     steps = {
-        "reference": make("numpy", default),
-        "paired": make("numba", default),
-        "OpenBLAS": make("numba", 0),
+        "reference": make("numpy", True),
+        "paired": make("numba", True),
+        "OpenBLAS": make("numba", False),
     }
     before = {"back to back": None, "after np.dot": lambda: A @ B, "after 10 ms": lambda: time.sleep(0.01)}
     print(f"MultiLayerNetExtend 784-[100]x5-10 + Adam, batch {N}, float64; median us per step (9 rounds)")

@@ -35,6 +35,8 @@ __all__ = ["AVAILABLE", "BLAS", "HERE", "PAIR", "PAIR_FORWARD", "share_address",
 BLAS, HERE, PAIR, PAIR_FORWARD = 0, 1, 2, 3
 
 _REC = 11  # int64 per half: A, sa, sk, a_len, B, K, M, C, rows, add, alpha (float64 bits)
+# The shares hand ``product`` a 2-D ``A`` (of one row: it reads ``A`` through ``sa``, ``sk`` only), the
+# type the kernels pass it, so a cold start compiles ``product`` once for both.
 
 
 def _stand_ins():
@@ -106,7 +108,7 @@ def _share_f64(arg):
     alpha = carray(arg, (_REC,), dtype=np.float64)[10]
     A, B, C = _f64_at(r[0]), _f64_at(r[4]), _f64_at(r[7])
     product(
-        carray(A, (r[3],)), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
+        carray(A, (1, r[3])), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
     )
 
 
@@ -115,7 +117,7 @@ def _share_f32(arg):
     alpha = carray(arg, (_REC,), dtype=np.float64)[10]
     A, B, C = _f32_at(r[0]), _f32_at(r[4]), _f32_at(r[7])
     product(
-        carray(A, (r[3],)), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
+        carray(A, (1, r[3])), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
     )
 
 

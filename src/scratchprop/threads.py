@@ -25,8 +25,8 @@ The model, four rules:
    (``kernels/pair.py``, through OpenBLAS's ``gotoblas_pthread``): the same
    pool and threads, our kernel's rate on each, well above OpenBLAS's own at
    a net's first layer; the bits of the kernel on one thread. The weight
-   gradient only while the layer's input fits :data:`PAIR_MAX_BYTES`;
-   beyond, OpenBLAS's own product.
+   gradient only while the layer's input fits :data:`PAIR_MAX_BYTES`,
+   the input gradient never: OpenBLAS's own product there.
 2. **Everything else runs on the calling thread.** The passes around the
    products (bias, ReLU, softmax, loss, masks, updates) are memory-bound
    and fused into one or two sweeps; two threads did not beat one for them

@@ -24,7 +24,7 @@ from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
 from . import _blas
-from .config import CACHE, SERIAL, guard_cache
+from .config import CACHE, INLINE, SERIAL, guard_cache
 from .gemm import FAST, ROWS, product
 
 __all__ = ["AVAILABLE", "BLAS", "HERE", "PAIR", "PAIR_FORWARD", "share_address", "paired_product"]
@@ -103,22 +103,24 @@ def _pointer_to(dt):
 _f64_at, _f32_at = _pointer_to(types.float64), _pointer_to(types.float32)
 
 
-def _share_f64(arg):
+@njit(**INLINE)
+def _share(arg, A, B, C):
+    """A half's product from its record at ``arg``, given its three pointers (typed by dtype)."""
     r = carray(arg, (_REC,), dtype=np.int64)
     alpha = carray(arg, (_REC,), dtype=np.float64)[10]
-    A, B, C = _f64_at(r[0]), _f64_at(r[4]), _f64_at(r[7])
     product(
         carray(A, (1, r[3])), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
     )
+
+
+def _share_f64(arg):
+    r = carray(arg, (_REC,), dtype=np.int64)
+    _share(arg, _f64_at(r[0]), _f64_at(r[4]), _f64_at(r[7]))
 
 
 def _share_f32(arg):
     r = carray(arg, (_REC,), dtype=np.int64)
-    alpha = carray(arg, (_REC,), dtype=np.float64)[10]
-    A, B, C = _f32_at(r[0]), _f32_at(r[4]), _f32_at(r[7])
-    product(
-        carray(A, (1, r[3])), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
-    )
+    _share(arg, _f32_at(r[0]), _f32_at(r[4]), _f32_at(r[7]))
 
 
 _SHARES = {}

@@ -231,6 +231,12 @@ def product_mode(N, D, M, dt):
     return _BLAS
 
 
+def share_for(modes, dt):
+    """The paired products' share (``kernels/pair.py``: a kernel's ``fn``) when any of ``modes``
+    pairs, else 0."""
+    return _K_pair.share_address(dt) if any(m == _PAIR or m == _PAIR_FORWARD for m in modes) else 0
+
+
 def _forward(xk, W, b, out):
     N, M = out.shape
     D = xk.shape[1]

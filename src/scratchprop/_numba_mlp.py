@@ -23,7 +23,6 @@ from . import threads as _threads
 from .kernels import affine as _K_affine
 from .kernels import mlp as _K
 from .kernels import mt19937 as _K_mt
-from .kernels import pair as _K_pair
 from .layernet import LayerNet
 
 __all__ = ["gradient"]
@@ -105,7 +104,7 @@ def _per_shape(net, N, dt, widths, parts, affines):
     got = net.__dict__.get("_fused_shapes")
     if got is None or got[0] != key:
         mode = np.array([_nl.product_mode(N, *a.W.shape, dt) for a in affines], np.int64)
-        fn = _K_pair.share_address(dt) if (mode >= _K.PAIR).any() else 0  # PAIR, PAIR_FORWARD
+        fn = _nl.share_for(mode, dt)
         work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
         scratch = np.empty(_K.scratch_size(N, widths, work), dt)
         got = net._fused_shapes = (key, (mode, fn, np.array(widths), np.array(parts), scratch))

@@ -42,7 +42,6 @@ import numpy as np
 from . import _dispatch as _d
 from . import _numba_layers as _L
 from . import _validate as check
-from .kernels import pair as _K_pair
 from .kernels import two_layer as _K
 from .kernels import two_layer_predict as _KP
 from .net import TwoLayerNet
@@ -245,7 +244,7 @@ def _run(net, prep, t, lr, update):
         dW1 = _d.spare(_MADE_DW1.setdefault(net, []), W1.shape, dt, net.layers["Affine1"].dW)
     mode = _L.product_mode(N, xc.shape[1], H, dt)
     status, loss, dW1, db1, dW2, db2 = _K.step(
-        xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, mode, _share(mode, dt)
+        xc, lab, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, mode, _L.share_for((mode,), dt)
     )
     if status:  # a label outside [0, C)
         check.label_error("SoftmaxWithLoss", t, xc.shape[0], W2.shape[1], dt)
@@ -259,11 +258,6 @@ def _run(net, prep, t, lr, update):
     A1, A2 = net.layers["Affine1"], net.layers["Affine2"]
     A1.dW, A1.db, A2.dW, A2.db = dW1, db1, dW2, db2
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
-
-
-def _share(mode, dt):
-    """The paired products' share for ``mode`` (``kernels/pair.py``), or 0 when none is paired."""
-    return _K_pair.share_address(dt) if mode == _K_pair.PAIR or mode == _K_pair.PAIR_FORWARD else 0
 
 
 def _set_forward_state(net, x2, x_shape, h):
@@ -293,7 +287,7 @@ def net_predict(net, x):
     N, H, C = xc.shape[0], W1.shape[1], W2.shape[1]
     h, s = np.empty((N, H), dt), np.empty((N, C), dt)
     mode = _L.product_mode(N, xc.shape[1], H, dt)
-    _KP.predict(xc, W1, b1, W2, b2, h, s, mode, _share(mode, dt))
+    _KP.predict(xc, W1, b1, W2, b2, h, s, mode, _L.share_for((mode,), dt))
     _set_forward_state(net, x2, x_shape, h)
     return s.reshape(C) if len(x_shape) == 1 else s
 

@@ -9,7 +9,7 @@ OpenBLAS's own (``bench/THREADS.md``, "Our products on OpenBLAS's threads").
 
 The bits are :func:`.gemm.product`'s: each element of ``C`` is the same sum whichever thread
 writes its row, so a paired product equals the same product on one thread. Where the pool has one
-thread (the user's limit, a convnet's hold) both halves run here, in turn.
+thread (the user's limit, a convnet's hold) the whole product runs here.
 
 :func:`share_address` gives the ``cfunc``'s address for a dtype (compiled on first use, then from
 Numba's cache); a kernel takes it as an argument (``fn``, 0: none), so no address is frozen into

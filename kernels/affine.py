@@ -8,8 +8,9 @@ pages). The products go to NumPy's BLAS (:func:`._blas.gemm`, threaded in
 NumPy's own pool), or in :func:`forward_here` / :func:`backward_here` (small
 products: the caller decides, ``scratchprop.threads``) to :func:`.gemm.product`
 on the calling thread, or in :func:`forward_pair` / :func:`backward_pair` to the
-same kernel on this thread and OpenBLAS's worker (:mod:`.pair`); what NumPy does in extra passes is fused around them, on
-the calling thread (see ``scratchprop.threads``):
+same kernel on this thread and OpenBLAS's worker (:mod:`.pair`); what NumPy does
+in extra passes is fused around them, on the calling thread (see
+``scratchprop.threads``):
 
 * forward: the bias is written into ``out`` first and the product is
   accumulated onto it (``beta = 1``): no temporary, no second pass;
@@ -32,14 +33,10 @@ from ._blas import gemm, gemv
 from .config import INLINE, SERIAL, guard_cache
 from .conv_batch import batch_chunk
 from .gemm import product
-from .pair import BLAS, HERE, PAIR, PAIR_FORWARD, paired_product
+from .pair import paired_product
 from .two_layer import _column_sums
 
 __all__ = [
-    "BLAS",  # the product modes, from .pair: re-exported for the callers
-    "HERE",
-    "PAIR",
-    "PAIR_FORWARD",
     "forward",
     "backward",
     "forward_here",

@@ -22,18 +22,16 @@ from . import affine as _A
 from . import batchnorm as _B
 from .config import SERIAL, guard_cache
 from .mt19937 import dropout_mask
+from .pair import HERE, PAIR, PAIR_FORWARD
 from .softmax_loss import backward as _loss_backward
 from .softmax_loss import forward as _loss_forward
 
-__all__ = ["GROUPS", "BLAS", "HERE", "PAIR", "PAIR_FORWARD", "gradient", "scratch_size"]
+__all__ = ["GROUPS", "gradient", "scratch_size"]
 
 #: Hidden groups of every call's tuples (nets of up to this many take the kernel).
 GROUPS = 8
 
 _EPS = 10e-7  # the book's eps, as BatchNormalization writes it
-
-
-BLAS, HERE, PAIR, PAIR_FORWARD = _A.BLAS, _A.HERE, _A.PAIR, _A.PAIR_FORWARD
 
 
 @njit(**SERIAL)
@@ -83,8 +81,8 @@ def gradient(
 
     The net: ``x (N, D)``; ``labels``/``T`` as :func:`.softmax_loss.forward` takes them; ``Ws``,
     ``bs``, ``dWs`` (``L + 1`` of them used: every Affine's, ``dW`` written); ``mode`` (each
-    Affine's products: :data:`BLAS`, :data:`HERE`, :data:`PAIR` or :data:`PAIR_FORWARD`, the
-    paired ones through ``fn``, :func:`.pair.share_address`); ``widths`` (``L`` hidden widths, then the
+    Affine's products: the modes of :mod:`.pair`, the paired ones through
+    ``fn``, :func:`.pair.share_address`); ``widths`` (``L`` hidden widths, then the
     classes); ``parts`` (per group: 1 BatchNormalization, 2 Dropout, 3 both); ``gammas``, ``betas``, ``running_means``,
     ``running_vars``, ``momentum`` (``L`` used; size 0 without BatchNormalization); NumPy's MT19937
     ``state`` and ``ratio`` (``L``) for the Dropout masks, drawn as ``np.random.rand(N, M) >

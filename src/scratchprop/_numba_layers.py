@@ -164,7 +164,7 @@ class Affine:
             work = self._work = _d.grown(self._work, _K_affine.work_size(N, D, M), dt)
             dx, self.dW, self.db = _K_affine.backward_here(dout, xk, W, need_dx, dx, dW, work)
         elif mode == _PAIR:
-            fn = _K_pair.share_address(dt)
+            fn = share_for((mode,), dt)
             dx, self.dW, self.db = _K_affine.backward_pair(dout, xk, W, need_dx, dx, dW, fn)
         else:
             dx, self.dW, self.db = _K_affine.backward(dout, xk, W, need_dx, dx, dW)
@@ -214,7 +214,7 @@ def products_here(N, D, M, dt):
     )
 
 
-_BLAS, _HERE, _PAIR, _PAIR_FORWARD = _K_affine.BLAS, _K_affine.HERE, _K_affine.PAIR, _K_affine.PAIR_FORWARD
+_BLAS, _HERE, _PAIR, _PAIR_FORWARD = _K_pair.BLAS, _K_pair.HERE, _K_pair.PAIR, _K_pair.PAIR_FORWARD
 
 
 def product_mode(N, D, M, dt):
@@ -248,7 +248,7 @@ def _forward(xk, W, b, out):
     if mode == _HERE:
         _K_affine.forward_here(xk, W, b, out)
     elif mode == _PAIR or mode == _PAIR_FORWARD:
-        _K_affine.forward_pair(xk, W, b, out, _K_pair.share_address(out.dtype))
+        _K_affine.forward_pair(xk, W, b, out, share_for((mode,), out.dtype))
     else:
         _K_affine.forward(xk, W, b, out)
 

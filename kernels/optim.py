@@ -18,13 +18,16 @@ Adam's ``lr_t`` keeps its own type, as a NumPy scalar does: the book's
 float32 ``m`` is then float64 arithmetic, rounded once into ``p``; pass
 ``p.dtype.type(lr_t)`` for a reference whose ``lr_t`` is a Python float
 (float32 arithmetic). Serial, on the calling thread (see
-``scratchprop.threads``).
+``scratchprop.threads``), except that AdaGrad's, RMSprop's and Adam's
+updates can take two records of pieces of parameters, one run here and one
+on OpenBLAS's worker (:func:`run_update`).
 """
 
 import numpy as np
-from numba import njit
+from numba import carray, cfunc, njit, types
 
-from .config import SERIAL, guard_cache
+from .config import CACHE, INLINE, SERIAL, guard_cache
+from .pair import AVAILABLE, f32_at, f64_at, pool_threads, run_pair
 
 __all__ = [
     "EACH",
@@ -34,6 +37,13 @@ __all__ = [
     "adagrad_each",
     "rmsprop_each",
     "adam_each",
+    "ADAGRAD",
+    "RMSPROP",
+    "ADAM",
+    "share_address",
+    "record_size",
+    "stage_grads",
+    "run_update",
     "sgd",
     "momentum",
     "nesterov",
@@ -177,6 +187,97 @@ def adam_each(ps, gs, ms, vs, lr_t, b1, b2):
     """:func:`adam` over :data:`EACH` parameters in one call."""
     for i in range(len(ps)):
         adam(ps[i], gs[i], ms[i], vs[i], lr_t, b1, b2)
+
+
+# The updates that divide by a square root (AdaGrad, RMSprop, Adam) are bound by the core's divider
+# (~1.5 ns an element, in L1 as from memory), not by memory: a large parameter's update runs half
+# here and half on OpenBLAS's worker (``kernels/pair.py``'s pool and mechanism), the same bits.
+
+#: The update a record asks for (:func:`share_address`).
+ADAGRAD, RMSPROP, ADAM = 1, 2, 3
+
+
+@njit(**INLINE)
+def _apply(op, p, g, s1, s2, a, b, c):
+    if op == ADAM:
+        adam(p, g, s1, s2, a, b, c)
+    elif op == RMSPROP:
+        rmsprop(p, g, s1, a, b)
+    else:
+        adagrad(p, g, s1, a)
+
+
+@njit(**INLINE)
+def record_size(pieces):
+    """Int64 slots of one thread's record of ``pieces`` pieces of parameters."""
+    return 5 + 5 * pieces
+
+
+@njit(**INLINE)
+def _share(arg, at):
+    size = record_size(carray(arg, (2,), dtype=np.int64)[1])
+    r = carray(arg, (size,), dtype=np.int64)
+    f = carray(arg, (size,), dtype=np.float64)
+    for k in range(r[1]):
+        o = 5 + 5 * k
+        n = r[o + 4]
+        _apply(
+            r[0], carray(at(r[o]), (n,)), carray(at(r[o + 1]), (n,)), carray(at(r[o + 2]), (n,)),
+            carray(at(r[o + 3]), (n,)), f[2], f[3], f[4],
+        )  # fmt: skip
+
+
+def _share_f64(arg):
+    _share(arg, f64_at)
+
+
+def _share_f32(arg):
+    _share(arg, f32_at)
+
+
+_SHARES = {}
+
+
+def share_address(dtype):
+    """The address of the update's share ``cfunc`` for ``dtype``, or 0 where the pool cannot take
+    one (``kernels/pair.py``'s ``AVAILABLE``). Compiled on first use, then from Numba's cache.
+
+    It runs the pieces of one record: ``rec[0]`` the ``op``, ``rec[1]`` their count, ``rec[2:5]``
+    the scalars (float64 bits), then per piece the addresses of its ``p, g, s1, s2`` (``s1``: ``h``
+    or Adam's ``m``, ``s2``: Adam's ``v``, else ``s1`` again) and its element count."""
+    if not AVAILABLE:
+        return 0
+    dt = np.dtype(dtype)
+    if dt not in _SHARES:
+        share = _share_f64 if dt == np.float64 else _share_f32
+        _SHARES[dt] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(share).address
+    return _SHARES[dt]
+
+
+@njit(**SERIAL)
+def stage_grads(rec, where, gs, start):
+    """Write the addresses of the gradients ``gs`` (the update's parameters ``start`` on) into the
+    records: ``where[e] = (thread, slot, parameter, first element)`` of each piece."""
+    for e in range(where.shape[0]):
+        k = where[e, 2] - start
+        if 0 <= k < len(gs):
+            g = gs[k]
+            rec[where[e, 0], where[e, 1]] = g.ctypes.data + where[e, 3] * g.itemsize
+
+
+@njit(**SERIAL)
+def run_update(rec, a, b, c, fn):
+    """The update in ``rec`` (two records of pieces: :func:`share_address`'s layout), the first here
+    and the second on OpenBLAS's worker, with the scalars ``a, b, c`` (``lr`` or Adam's ``lr_t``,
+    ``decay`` or ``b1``, ``b2``; as float64). Returns False, running nothing, where the pool has
+    one thread (the caller then updates here)."""
+    if pool_threads() < 2:
+        return False
+    f = rec.view(np.float64)
+    for t in range(2):
+        f[t, 2], f[t, 3], f[t, 4] = a, b, c
+    run_pair(rec, fn)
+    return True
 
 
 # Naive references: the book's NumPy statements (in place, on the arrays given).

@@ -27,7 +27,19 @@ from . import _blas
 from .config import CACHE, INLINE, SERIAL, guard_cache
 from .gemm import FAST, ROWS, product
 
-__all__ = ["AVAILABLE", "BLAS", "HERE", "PAIR", "PAIR_FORWARD", "share_address", "paired_product"]
+__all__ = [
+    "AVAILABLE",
+    "BLAS",
+    "HERE",
+    "PAIR",
+    "PAIR_FORWARD",
+    "share_address",
+    "paired_product",
+    "pool_threads",
+    "run_pair",
+    "f64_at",
+    "f32_at",
+]
 
 #: Where a layer's products run (a kernel's ``mode``; the caller's choice, ``scratchprop.threads``):
 #: NumPy's BLAS; this thread (:func:`.gemm.product`); paired here (:func:`paired_product`); the
@@ -100,7 +112,21 @@ def _pointer_to(dt):
     return at
 
 
-_f64_at, _f32_at = _pointer_to(types.float64), _pointer_to(types.float32)
+#: ``f64_at(address)``, ``f32_at(address)``: a typed pointer for ``carray`` in a share's ``cfunc``.
+f64_at, f32_at = _pointer_to(types.float64), _pointer_to(types.float32)
+
+
+@njit(**INLINE)
+def pool_threads():
+    """OpenBLAS's thread count now (1 where the symbols are stand-ins)."""
+    return _threads()
+
+
+@njit(**INLINE)
+def run_pair(rec, fn):
+    """``fn(rec[0])`` on this thread and ``fn(rec[1])`` on OpenBLAS's worker, at once; returns
+    when both have. ``rec``: a C-contiguous ``(2, n)`` int64 array of the two records."""
+    _run(2, fn, rec.ctypes.data, rec.shape[1] * 8)
 
 
 @njit(**INLINE)
@@ -115,12 +141,12 @@ def _share(arg, A, B, C):
 
 def _share_f64(arg):
     r = carray(arg, (_REC,), dtype=np.int64)
-    _share(arg, _f64_at(r[0]), _f64_at(r[4]), _f64_at(r[7]))
+    _share(arg, f64_at(r[0]), f64_at(r[4]), f64_at(r[7]))
 
 
 def _share_f32(arg):
     r = carray(arg, (_REC,), dtype=np.int64)
-    _share(arg, _f32_at(r[0]), _f32_at(r[4]), _f32_at(r[7]))
+    _share(arg, f32_at(r[0]), f32_at(r[4]), f32_at(r[7]))
 
 
 _SHARES = {}

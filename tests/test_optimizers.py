@@ -154,3 +154,91 @@ def test_fast_path_takes_gradients_a_kernel_made(monkeypatch, name):
     copied = np.dtype("f8", copy=True)
     opt.update(params, {k: g.view(copied) for k, g in grads[1].items()})
     assert not calls  # no parameter took the one-call-each path
+
+
+DIVIDING = ["AdaGrad", "RMSprop", "Adam"]  # bound by the divider: large parameters split with BLAS's worker
+
+
+def large_problem(dtype, seed=2):
+    """Parameters in the order of a net's: a first layer over the split size, small ones after
+    (nine: two calls of ``EACH``), gradients in fresh arrays each step."""
+    rng = np.random.default_rng(seed)
+    n = O._threads.UPDATE_PAIR_MIN_ELEMENTS
+    shapes = [(n // 50 + 3, 50), (50,), (50, 40), (40,), (40,), (40,), (40, 10), (10,), (1,)]
+    params = {f"p{i}": rng.standard_normal(s).astype(dtype) for i, s in enumerate(shapes)}
+    grads = [{k: rng.standard_normal(p.shape).astype(dtype) for k, p in params.items()} for _ in range(4)]
+    return params, grads
+
+
+@pytest.mark.skipif(not O._K.share_address(np.float64), reason="no BLAS worker to share with here")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", DIVIDING)
+def test_large_parameters_split_with_blas_worker_give_the_same_bits(name, dtype):
+    (pa, grads), (pb, _) = large_problem(dtype), large_problem(dtype)
+    a, b = getattr(NB, name)(**HYPER.get(name, {})), getattr(NB, name)(**HYPER.get(name, {}))
+    for g in grads:
+        a.update(pa, g)
+        per_key(b, pb, g)
+        for k in pb:
+            np.testing.assert_array_equal(pa[k], pb[k])
+            for slot in a._slots:
+                np.testing.assert_array_equal(getattr(a, slot)[k], getattr(b, slot)[k])
+    rec, _ = a._each.pair
+    first = rec[1, 5 + 4]  # the worker's piece of p0: more than half, the other parameters are here
+    assert rec[1, 1] == 1 and pa["p0"].size / 2 < first < pa["p0"].size
+
+
+@pytest.mark.skipif(not O._K.share_address(np.float64), reason="no BLAS worker to share with here")
+@pytest.mark.parametrize("name", DIVIDING)
+def test_split_update_falls_back_to_this_thread_with_the_same_bits(name):
+    from scratchprop import threads
+
+    (pa, grads), (pb, _) = large_problem(np.float64), large_problem(np.float64)
+    hyper = dict(HYPER.get(name, {}), lr=np.float32(0.01))  # a float32 scalar: never the split kernel
+    a, b = getattr(NB, name)(**hyper), getattr(NB, name)(**hyper)
+    c, pc = getattr(NB, name)(**HYPER.get(name, {})), large_problem(np.float64)[0]
+    d, pd = getattr(NB, name)(**HYPER.get(name, {})), large_problem(np.float64)[0]
+    for g in grads:
+        a.update(pa, g)
+        per_key(b, pb, g)
+        with threads.one_thread_blas():  # the pool at one thread: all here, through *_each
+            c.update(pc, g)
+        per_key(d, pd, g)
+    assert a._each.pair is not None and c._each.pair is not None
+    for k in pb:
+        np.testing.assert_array_equal(pa[k], pb[k])
+        np.testing.assert_array_equal(pc[k], pd[k])
+
+
+def test_small_parameters_or_plain_updates_do_not_split():
+    params, _ = adam_problem()  # all far below the split size
+    opt = NB.Adam()
+    opt.update(params, {k: np.zeros_like(p) for k, p in params.items()})
+    opt.update(params, {k: np.zeros_like(p) for k, p in params.items()})
+    assert opt._each.pair is None
+    big, grads = large_problem(np.float64)
+    sgd = NB.SGD()
+    for g in grads[:2]:
+        sgd.update(big, g)
+    assert sgd._each.fn == 0 and sgd._each.pair is None  # bound by memory: here
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_copied_optimizer_updates_the_copies_not_the_originals(how):
+    import copy
+    import pickle
+
+    params, grads = large_problem(np.float64)
+    opt = NB.Adam()
+    for g in grads[:2]:
+        opt.update(params, g)  # the fast path's records made, of these arrays
+    copied = pickle.loads(pickle.dumps((params, opt))) if how == "pickle" else copy.deepcopy((params, opt))
+    before = {k: p.copy() for k, p in params.items()}
+    want_params, want = copy.deepcopy(params), NB.Adam()
+    want.load_state_dict(opt.state_dict())
+    for g in grads[2:]:
+        copied[1].update(copied[0], g)
+        per_key(want, want_params, g)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])  # the originals untouched
+        np.testing.assert_array_equal(copied[0][k], want_params[k])

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _dispatch as _d
 from . import optimizers as _ref
+from . import threads as _threads
 from .kernels import optim as _K
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
@@ -49,7 +50,7 @@ class _Each:
     per-key checks and calls cost ~0.1 ms of Python a step, a third of Adam's update.
     """
 
-    def __init__(self, params, slots):
+    def __init__(self, params, slots, op=0):
         keys = list(params.keys())
         p0 = params[keys[0]] if keys else None
         dt = _d.own_dtype(p0) if type(p0) is np.ndarray else None
@@ -69,6 +70,8 @@ class _Each:
         self.calls = [
             [tuple(a) for a in zip(*call)] for call in _calls(flats, [_NONE[dt]] * (1 + len(slots)))
         ]
+        self.pair = _pair_records(op, flats) if op and _K.AVAILABLE else None  # (records, where)
+        self.fn = _K.share_address(dt) if self.pair is not None else 0  # compiled only for those
 
     def holds(self, params, slots):
         """Whether ``params`` and ``slots`` are the arrays this was made from."""
@@ -94,6 +97,39 @@ class _Each:
         return [tuple(call) for call in _calls(out, _NONE[dt])]
 
 
+def _pair_records(op, flats):
+    """The two threads' records of a divider-bound update (``kernels.optim.share_address``) over the
+    flat ``(p, state...)`` of each parameter, and where each gradient's address goes; ``None`` when
+    no parameter has :data:`~scratchprop.threads.UPDATE_PAIR_MIN_ELEMENTS`. The worker takes the
+    tail of each such parameter, enough of them for half of all the elements (the rows of the first
+    layer's ``dW`` it made when the products were paired); everything else runs here."""
+    sizes = [f[0].size for f in flats]
+    big = sum(n for n in sizes if n >= _threads.UPDATE_PAIR_MIN_ELEMENTS)
+    if not big:
+        return None
+    share = min(1.0, sum(sizes) / 2 / big)
+    pieces = [[], []]  # per thread: (parameter, first element, last)
+    for k, n in enumerate(sizes):
+        cut = n - int(n * share) // 8 * 8 if n >= _threads.UPDATE_PAIR_MIN_ELEMENTS else n  # whole lines
+        if cut:
+            pieces[0].append((k, 0, cut))
+        if cut < n:
+            pieces[1].append((k, cut, n))
+    rec = np.zeros((2, _K.record_size(max(map(len, pieces)))), np.int64)
+    where = []
+    for t, mine in enumerate(pieces):
+        rec[t, 0], rec[t, 1] = op, len(mine)
+        for j, (k, lo, hi) in enumerate(mine):
+            p, *state = flats[k]
+            s1, s2 = state[0], state[-1]
+            o = 5 + 5 * j
+            size = p.itemsize
+            rec[t, o], rec[t, o + 2], rec[t, o + 3] = (a.ctypes.data + lo * size for a in (p, s1, s2))
+            rec[t, o + 4] = hi - lo
+            where.append((t, o + 1, k, lo))
+    return rec, np.array(where, np.int64)
+
+
 _NONE = {_d.F32: np.empty(0, _d.F32), _d.F64: np.empty(0, _d.F64)}
 
 
@@ -109,6 +145,14 @@ class _Updates:
     and any that :class:`_Each` does not take, is the reference's, a kernel call per parameter."""
 
     _each = None
+    _op = 0  # kernels.optim's op where the update can split large parameters with BLAS's worker
+
+    def __getstate__(self):
+        """Pickled and copied without :class:`_Each`: its records hold this process's raw addresses
+        of the arrays it was made from, not of their copies. The next update makes it again."""
+        state = dict(self.__dict__)
+        state.pop("_each", None)
+        return state
 
     def update(self, params, grads):
         slots = tuple(getattr(self, s) for s in self._slots)
@@ -118,13 +162,22 @@ class _Updates:
         if gs is None:
             super().update(params, grads)  # its checks and errors, the state on the first call
             if not held:  # new parameters or state: what a few calls need, made again
-                each = _Each(params, tuple(getattr(self, s) for s in self._slots))
+                each = _Each(params, tuple(getattr(self, s) for s in self._slots), self._op)
                 self._each = each if each.ok else None
             return
         self._prepare()
         scalars = self._scalars()
+        if each.pair is not None and all(type(s) in _AS_F64 for s in scalars):
+            rec, where = each.pair
+            for i, g in enumerate(gs):
+                _K.stage_grads(rec, where, g, i * _K.EACH)
+            if _K.run_update(rec, *(*scalars, 0.0, 0.0)[:3], each.fn):
+                return
         for arrays, g in zip(each.calls, gs):
             self._kernel_each(arrays[0], g, *arrays[1:], *scalars)
+
+
+_AS_F64 = (float, int, np.float64)  # scalars the paired kernel takes as float64 with the same results
 
 
 class SGD(_Updates, _ref.SGD):
@@ -166,6 +219,7 @@ class Nesterov(_Updates, _ref.Nesterov):
 class AdaGrad(_Updates, _ref.AdaGrad):
     __doc__ = _ref.AdaGrad.__doc__
     _kernel_each = staticmethod(_K.adagrad_each)
+    _op = _K.ADAGRAD
 
     def _scalars(self):
         return (self.lr,)
@@ -178,6 +232,7 @@ class AdaGrad(_Updates, _ref.AdaGrad):
 class RMSprop(_Updates, _ref.RMSprop):
     __doc__ = _ref.RMSprop.__doc__
     _kernel_each = staticmethod(_K.rmsprop_each)
+    _op = _K.RMSPROP
 
     def _scalars(self):
         return self.lr, self.decay_rate
@@ -190,6 +245,7 @@ class RMSprop(_Updates, _ref.RMSprop):
 class Adam(_Updates, _ref.Adam):
     __doc__ = _ref.Adam.__doc__
     _kernel_each = staticmethod(_K.adam_each)
+    _op = _K.ADAM
 
     def _scalars(self):
         return self.lr_t, self.beta1, self.beta2

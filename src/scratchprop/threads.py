@@ -28,10 +28,15 @@ The model, four rules:
    gradient only while the layer's input fits :data:`PAIR_MAX_BYTES`,
    the input gradient never: OpenBLAS's own product there.
 2. **Everything else runs on the calling thread.** The passes around the
-   products (bias, ReLU, softmax, loss, masks, updates) are memory-bound
-   and fused into one or two sweeps; two threads did not beat one for them
-   up to 1M elements (a region costs a wake-up or a fight with the BLAS
-   pool, more than the sweep; ``bench/THREADS.md``). Pooling too.
+   products (bias, ReLU, softmax, loss, masks, most updates) are
+   memory-bound and fused into one or two sweeps; two threads did not beat
+   one for them up to 1M elements (a region costs a wake-up or a fight with
+   the BLAS pool, more than the sweep; ``bench/THREADS.md``). Pooling too.
+   One exception, bound by the core's divider rather than by memory:
+   AdaGrad's, RMSprop's and Adam's updates split parameters of
+   :data:`UPDATE_PAIR_MIN_ELEMENTS` or more with the BLAS pool's worker as
+   rule 1 shares a product (``kernels/optim.py``), the worker taking the
+   rows of the first layer's ``dW`` it made.
 3. **Numba's threads only for long, BLAS-free regions**, ``parallel across
    the batch`` (or across rows of a weight matrix): a region runs on Numba's
    threads when its work is at least ``*_MIN_ELEMENTS`` (below), Numba has
@@ -144,6 +149,12 @@ BLAS_MIN_MACS = min_elements(0.03, payoff=1)
 #: apart, which the prefetcher follows only while ``x`` stays in a core's L2 (2 MiB here); beyond
 #: it OpenBLAS's own product is faster (``python bench/pair_probe.py products``).
 PAIR_MAX_BYTES = 2 << 20
+
+
+#: A parameter's elements from which AdaGrad's, RMSprop's and Adam's updates split it in halves, the
+#: second on the BLAS pool's worker (rule 2's exception): ~1.5 ns an element on one core (bound by
+#: the divider), so half of it must cover the worker's start after the user's NumPy work (~15 us).
+UPDATE_PAIR_MIN_ELEMENTS = 20_000
 
 
 def blas_pays(macs, itemsize):

@@ -13,6 +13,11 @@
     round by round, in three scenarios: back to back, after the user's ``np.dot`` (1000 x 784 @
     784 x 100, NumPy's two threads) and after a 10 ms sleep. Per scenario: median us per step and
     the reference's ratio to each (median of rounds, lowest and highest round).
+``python bench/pair_probe.py update [batch]``
+    Adam's update split with OpenBLAS's worker (``kernels/optim.py``, the exception to rule 2 of
+    ``scratchprop.threads``): the update of that net's 22 parameters alone, on the reference, one
+    thread and split, interleaved; then the training step (batch 100 by default) with the split
+    update against the same step with it on this thread, in the three scenarios of ``step``.
 
 Results and what they mean: ``bench/THREADS.md``, "Our products on OpenBLAS's threads".
 """
@@ -85,8 +90,6 @@ def step(N=100):
     from scratchprop.kernels import pair
 
     x, t = inputs(N, "float64", 784, 10)
-    rng = np.random.default_rng(1)
-    A, B = rng.random((1000, 784)), rng.random((784, 100))
 
     def make(backend, paired):
         net = scratchprop.MultiLayerNetExtend(
@@ -103,6 +106,14 @@ def step(N=100):
         "paired": make("numba", True),
         "OpenBLAS": make("numba", False),
     }
+    _scenarios(steps, N)
+
+
+def _scenarios(steps, N):
+    """``steps`` (the reference first) interleaved round by round back to back, after the user's
+    ``np.dot`` and after a 10 ms sleep: the median us per step and the reference's ratio to each."""
+    rng = np.random.default_rng(1)
+    A, B = rng.random((1000, 784)), rng.random((784, 100))
     before = {"back to back": None, "after np.dot": lambda: A @ B, "after 10 ms": lambda: time.sleep(0.01)}
     print(f"MultiLayerNetExtend 784-[100]x5-10 + Adam, batch {N}, float64; median us per step (9 rounds)")
     for name, pre in before.items():
@@ -122,6 +133,46 @@ def step(N=100):
                 + ("" if k == "reference" else f" ({np.median(r):.2f}x, {r.min():.2f}-{r.max():.2f})")
             )
         print(f"  {name:13s} " + " | ".join(cells))
+
+
+def update(N=100):
+    import scratchprop
+    from bench.cases import inputs
+
+    x, t = inputs(N, "float64", 784, 10)
+
+    def make(backend, split):
+        net = scratchprop.MultiLayerNetExtend(
+            784, [100] * 5, 10, backend=backend, seed=0, use_batchnorm=True, use_dropout=True
+        )
+        opt = getattr(scratchprop, backend).Adam(lr=0.001)
+        for _ in range(2):  # the second update makes the records of the split
+            grads = net.gradient(x, t)
+            opt.update(net.params, grads)
+        if backend == "numba" and not split:
+            opt._each.pair = None  # the same parameters' update on this thread (kernels.optim.adam_each)
+        elif backend == "numba":
+            assert opt._each.pair is not None, "no split here (no BLAS worker to share with)"
+        size = sum(p.size for p in net.params.values())
+        return lambda: opt.update(net.params, net.gradient(x, t)), lambda: opt.update(net.params, grads), size
+
+    made = {
+        "reference": make("numpy", True),
+        "split": make("numba", True),
+        "one thread": make("numba", False),
+    }
+    times = _interleaved([u for _, u in made.values()], 9, 0.2)
+    ref = np.array(times[0])
+    print(
+        "Adam's update of MultiLayerNetExtend 784-[100]x5-10 (121,570 parameters), float64; median us (9 rounds)"
+    )
+    print(
+        "  "
+        + " | ".join(
+            f"{k} {np.median(tt):6.1f} ({np.median(ref / np.array(tt)):.2f}x)" for k, tt in zip(made, times)
+        )
+    )
+    _scenarios({k: s for k, (s, _, _) in made.items()}, N)
 
 
 def _timed_after(pre, f):
@@ -150,7 +201,7 @@ def _interleaved_after(runs, rounds, per_round_s):
 
 
 if __name__ == "__main__":
-    probes = {"products": products, "step": step}
+    probes = {"products": products, "step": step, "update": update}
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:
         raise SystemExit(__doc__)

@@ -26,8 +26,9 @@ on OpenBLAS's worker (:func:`run_update`).
 import numpy as np
 from numba import carray, cfunc, njit, types
 
+from . import pair as _pair
 from .config import CACHE, INLINE, SERIAL, guard_cache
-from .pair import AVAILABLE, f32_at, f64_at, pool_threads, run_pair
+from .pair import f32_at, f64_at, pool_threads, run_pair
 
 __all__ = [
     "EACH",
@@ -245,7 +246,7 @@ def share_address(dtype):
     It runs the pieces of one record: ``rec[0]`` the ``op``, ``rec[1]`` their count, ``rec[2:5]``
     the scalars (float64 bits), then per piece the addresses of its ``p, g, s1, s2`` (``s1``: ``h``
     or Adam's ``m``, ``s2``: Adam's ``v``, else ``s1`` again) and its element count."""
-    if not AVAILABLE:
+    if not _pair.AVAILABLE:
         return 0
     dt = np.dtype(dtype)
     if dt not in _SHARES:

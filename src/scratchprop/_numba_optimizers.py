@@ -18,6 +18,7 @@ from . import _dispatch as _d
 from . import optimizers as _ref
 from . import threads as _threads
 from .kernels import optim as _K
+from .kernels import pair as _K_pair
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
@@ -70,7 +71,7 @@ class _Each:
         self.calls = [
             [tuple(a) for a in zip(*call)] for call in _calls(flats, [_NONE[dt]] * (1 + len(slots)))
         ]
-        self.pair = _pair_records(op, flats) if op and _K.AVAILABLE else None  # (records, where)
+        self.pair = _pair_records(op, flats) if op and _K_pair.AVAILABLE else None  # (records, where)
         self.fn = _K.share_address(dt) if self.pair is not None else 0  # compiled only for those
 
     def holds(self, params, slots):

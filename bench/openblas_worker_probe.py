@@ -9,6 +9,8 @@ call. Here ``function`` is a Numba ``cfunc`` that updates its half of every para
 Prints whether the bits equal the Numba ``Adam``'s after three steps, what an empty region costs
 right after a BLAS call and after a 0.3 s pause, and, interleaved in one process, the training
 step (batch 100) and the update alone with the update on one thread or split across the two.
+"one" is the library's Adam with its own split (``kernels/optim.py``, stop 40) turned off; this
+probe's ``cfunc`` loop over raw pointers is slower per element than the library's kernel.
 Results and what they mean: ``bench/THREADS.md``.
 """
 
@@ -123,6 +125,7 @@ def main():
         for k in nets:
             np.random.seed(s + 1)
             step(k)
+        opts["one"]._each.pair = None  # the library's Adam on this thread (it splits too since stop 40)
     same = all(np.array_equal(nets["one"].params[q], nets["two"].params[q]) for q in nets["one"].params)
     print("same bits after 3 steps:", same)
     # round trip of an empty region: right after a BLAS call (worker spinning), and after 0.3 s

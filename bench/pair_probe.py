@@ -15,9 +15,11 @@
     the reference's ratio to each (median of rounds, lowest and highest round).
 ``python bench/pair_probe.py update [batch]``
     Adam's update split with OpenBLAS's worker (``kernels/optim.py``, the exception to rule 2 of
-    ``scratchprop.threads``): the update of that net's 22 parameters alone, on the reference, one
-    thread and split, interleaved; then the training step (batch 100 by default) with the split
-    update against the same step with it on this thread, in the three scenarios of ``step``.
+    ``scratchprop.threads``). First what bounds it: the kernel's ns per element on arrays of 4,000
+    (in L1) to 1M elements (from memory). Then the update of that net's 22 parameters alone, on
+    the reference, one thread and split, interleaved; then the training step (batch 100 by
+    default) with the split update against the same step with it on this thread, in the three
+    scenarios of ``step``.
 
 Results and what they mean: ``bench/THREADS.md``, "Our products on OpenBLAS's threads".
 """
@@ -138,6 +140,15 @@ def _scenarios(steps, N):
 def update(N=100):
     import scratchprop
     from bench.cases import inputs
+    from scratchprop.kernels import optim
+
+    rng = np.random.default_rng(0)
+    cells = []
+    for n in (4_000, 20_000, 120_000, 1_000_000):
+        arrays = rng.random(n), rng.random(n) - 0.5, np.zeros(n), np.zeros(n)
+        (t,) = _interleaved([lambda a=arrays: optim.adam(*a, 1e-3, 0.9, 0.999)], 5, 0.1)
+        cells.append(f"{n:,} {np.median(t) * 1e3 / n:.2f}")
+    print("Adam's kernel on one thread, ns per element: " + " | ".join(cells))
 
     x, t = inputs(N, "float64", 784, 10)
 

@@ -43,6 +43,7 @@ __all__ = [
     "ADAM",
     "share_address",
     "record_size",
+    "records",
     "stage_grads",
     "run_update",
     "sgd",
@@ -253,6 +254,28 @@ def share_address(dtype):
         share = _share_f64 if dt == np.float64 else _share_f32
         _SHARES[dt] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(share).address
     return _SHARES[dt]
+
+
+def records(op, flats, pieces):
+    """``(rec, where)``: the two threads' records of pieces of parameters (:func:`share_address`'s
+    layout; the gradients' addresses left for :func:`stage_grads`) and, per piece, ``(thread,
+    slot, parameter, first element)`` of its gradient's address. ``flats[k]``: parameter ``k``'s
+    flat ``p`` and state arrays (Adam's ``m``, ``v``; else one); ``pieces[t]``: thread ``t``'s
+    ``(parameter, first element, end)``. The arrays must outlive the records."""
+    rec = np.zeros((2, record_size(max(map(len, pieces)))), np.int64)
+    where = []
+    for t, mine in enumerate(pieces):
+        rec[t, 0], rec[t, 1] = op, len(mine)
+        for j, (k, lo, hi) in enumerate(mine):
+            p, *state = flats[k]
+            o = 5 + 5 * j
+            size = p.itemsize
+            rec[t, o], rec[t, o + 2], rec[t, o + 3] = (
+                a.ctypes.data + lo * size for a in (p, state[0], state[-1])
+            )
+            rec[t, o + 4] = hi - lo
+            where.append((t, o + 1, k, lo))
+    return rec, np.array(where, np.int64).reshape(-1, 4)
 
 
 @njit(**SERIAL)

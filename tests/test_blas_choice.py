@@ -147,8 +147,12 @@ def test_thresholds_follow_the_stated_model():
     assert threads.min_elements(5) * 5e-9 == pytest.approx(10 * threads.REGION_START_S, rel=1e-6)
     assert threads.NUMGRAD_MIN_ELEMENTS == threads.min_elements(5)
     assert threads.CONV_MIN_ELEMENTS == threads.min_elements(2.5)
+    # a divider-bound update splits a parameter where the worker's half saves its start
+    assert threads.UPDATE_PAIR_MIN_ELEMENTS == threads.min_elements(
+        0.75, payoff=1, start_s=threads.PAIR_START_S
+    )
     names = [n for n in vars(threads) if n.isupper() and n.endswith("_MIN_ELEMENTS")]
-    assert names == ["NUMGRAD_MIN_ELEMENTS", "CONV_MIN_ELEMENTS"]
+    assert names == ["NUMGRAD_MIN_ELEMENTS", "CONV_MIN_ELEMENTS", "UPDATE_PAIR_MIN_ELEMENTS"]
 
 
 def test_parallel_region_is_serial_when_small_busy_or_single_threaded():

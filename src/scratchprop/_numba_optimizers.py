@@ -99,36 +99,25 @@ class _Each:
 
 
 def _pair_records(op, flats):
-    """The two threads' records of a divider-bound update (``kernels.optim.share_address``) over the
-    flat ``(p, state...)`` of each parameter, and where each gradient's address goes; ``None`` when
-    no parameter has :data:`~scratchprop.threads.UPDATE_PAIR_MIN_ELEMENTS`. The worker takes the
-    tail of each such parameter, enough of them for half of all the elements (the rows of the first
-    layer's ``dW`` it made when the products were paired); everything else runs here."""
+    """The two threads' records of a divider-bound update over the flat ``(p, state...)`` of each
+    parameter (``kernels.optim.records``); ``None`` when no parameter has
+    :data:`~scratchprop.threads.UPDATE_PAIR_MIN_ELEMENTS`. The worker takes the tail of each such
+    parameter, enough of them for half of all the elements (the rows of the first layer's ``dW``
+    it made when the products were paired); everything else runs here."""
+    least = _threads.UPDATE_PAIR_MIN_ELEMENTS
     sizes = [f[0].size for f in flats]
-    big = sum(n for n in sizes if n >= _threads.UPDATE_PAIR_MIN_ELEMENTS)
+    big = sum(n for n in sizes if n >= least)
     if not big:
         return None
     share = min(1.0, sum(sizes) / 2 / big)
-    pieces = [[], []]  # per thread: (parameter, first element, last)
+    pieces = [[], []]  # per thread: (parameter, first element, end)
     for k, n in enumerate(sizes):
-        cut = n - int(n * share) // 8 * 8 if n >= _threads.UPDATE_PAIR_MIN_ELEMENTS else n  # whole lines
+        cut = n - int(n * share) // 8 * 8 if n >= least else n  # the worker's piece: whole 8 elements
         if cut:
             pieces[0].append((k, 0, cut))
         if cut < n:
             pieces[1].append((k, cut, n))
-    rec = np.zeros((2, _K.record_size(max(map(len, pieces)))), np.int64)
-    where = []
-    for t, mine in enumerate(pieces):
-        rec[t, 0], rec[t, 1] = op, len(mine)
-        for j, (k, lo, hi) in enumerate(mine):
-            p, *state = flats[k]
-            s1, s2 = state[0], state[-1]
-            o = 5 + 5 * j
-            size = p.itemsize
-            rec[t, o], rec[t, o + 2], rec[t, o + 3] = (a.ctypes.data + lo * size for a in (p, s1, s2))
-            rec[t, o + 4] = hi - lo
-            where.append((t, o + 1, k, lo))
-    return rec, np.array(where, np.int64)
+    return _K.records(op, flats, pieces)
 
 
 _NONE = {_d.F32: np.empty(0, _d.F32), _d.F64: np.empty(0, _d.F64)}

@@ -74,9 +74,11 @@ serial work it splits. Starting one costs :data:`REGION_START_S` (waking
 sleeping workers); a kernel's serial cost per element is stated beside its
 threshold. :data:`BLAS_MIN_MACS` takes the same model at break-even (the
 product's one-core time equal to a region's start): it chooses between two
-fast ways of doing a product, not between a region and none. They are passed
-to kernels as arguments, never read inside ``@njit`` code, so the on-disk
-cache cannot hold a stale value.
+fast ways of doing a product, not between a region and none;
+:data:`UPDATE_PAIR_MIN_ELEMENTS` too, with the start of OpenBLAS's worker,
+which spins after each BLAS call (:data:`PAIR_START_S`). They are passed
+to kernels as arguments or read in Python, never inside ``@njit`` code, so
+the on-disk cache cannot hold a stale value.
 
 The threading layer: unless the user chose one (``NUMBA_THREADING_LAYER`` or
 ``..._PRIORITY``) or Numba's threads already run, ``workqueue`` is preferred:
@@ -93,6 +95,7 @@ import numba as _numba
 
 __all__ = [
     "REGION_START_S",
+    "PAIR_START_S",
     "NUMGRAD_MIN_ELEMENTS",
     "CONV_MIN_ELEMENTS",
     "DENSE_MIN_MACS",
@@ -118,9 +121,14 @@ __all__ = [
 REGION_START_S = 150e-6
 
 
-def min_elements(ns_per_element, payoff=10):
-    """Elements from which a region's serial work is ``payoff`` times :data:`REGION_START_S`."""
-    return round(payoff * REGION_START_S / (ns_per_element * 1e-9))
+#: Seconds for OpenBLAS's worker to take a share (``kernels/pair.py``) after the user's NumPy work:
+#: it spins for a while after each BLAS call (``python bench/openblas_worker_probe.py``: 6-7 us).
+PAIR_START_S = 10e-6
+
+
+def min_elements(ns_per_element, payoff=10, start_s=REGION_START_S):
+    """Elements from which a region's serial work is ``payoff`` times its start, ``start_s``."""
+    return round(payoff * start_s / (ns_per_element * 1e-9))
 
 
 #: The numerical gradient's ``W1`` block: ~5 ns per element (a short series per hidden unit).
@@ -151,10 +159,10 @@ BLAS_MIN_MACS = min_elements(0.03, payoff=1)
 PAIR_MAX_BYTES = 2 << 20
 
 
-#: A parameter's elements from which AdaGrad's, RMSprop's and Adam's updates split it in halves, the
-#: second on the BLAS pool's worker (rule 2's exception): ~1.5 ns an element on one core (bound by
-#: the divider), so half of it must cover the worker's start after the user's NumPy work (~15 us).
-UPDATE_PAIR_MIN_ELEMENTS = 20_000
+#: A parameter's elements from which AdaGrad's, RMSprop's and Adam's updates split it with the BLAS
+#: pool's worker (rule 2's exception): ~1.5 ns an element on one core (bound by the divider), so
+#: the worker's half saves ~0.75 ns an element, which must cover its start.
+UPDATE_PAIR_MIN_ELEMENTS = min_elements(0.75, payoff=1, start_s=PAIR_START_S)
 
 
 def blas_pays(macs, itemsize):

@@ -172,10 +172,11 @@ def update(N=100):
         "split": make("numba", True),
         "one thread": make("numba", False),
     }
-    times = _interleaved([u for _, u in made.values()], 9, 0.2)
+    times = _interleaved([u for _, u, _ in made.values()], 9, 0.2)
     ref = np.array(times[0])
+    size = made["split"][2]
     print(
-        "Adam's update of MultiLayerNetExtend 784-[100]x5-10 (121,570 parameters), float64; median us (9 rounds)"
+        f"Adam's update of MultiLayerNetExtend 784-[100]x5-10 ({size:,} parameters), float64; median us (9 rounds)"
     )
     print(
         "  "

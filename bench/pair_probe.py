@@ -16,10 +16,14 @@
 ``python bench/pair_probe.py update [batch]``
     Adam's update split with OpenBLAS's worker (``kernels/optim.py``, the exception to rule 2 of
     ``scratchprop.threads``). First what bounds it: the kernel's ns per element on arrays of 4,000
-    (in L1) to 1M elements (from memory). Then the update of that net's 22 parameters alone, on
+    (in cache) to 1M elements (from memory). Then the update of that net's 22 parameters alone, on
     the reference, one thread and split, interleaved; then the training step (batch 100 by
     default) with the split update against the same step with it on this thread, in the three
     scenarios of ``step``.
+``python bench/pair_probe.py compile``
+    What the split update costs a fresh process: a Python with an empty Numba cache, then again
+    with that cache, times ``MultiLayerNetExtend`` 784-[100]x5-10's first five Adam updates (the
+    second makes the split's records and compiles or loads its kernels).
 
 Results and what they mean: ``bench/THREADS.md``, "Our products on OpenBLAS's threads".
 """
@@ -187,6 +191,34 @@ def update(N=100):
     _scenarios({k: s for k, (s, _, _) in made.items()}, N)
 
 
+_COMPILE = """
+import time, numpy as np
+t0 = time.perf_counter()
+import scratchprop
+net = scratchprop.MultiLayerNetExtend(784, [100] * 5, 10, backend="numba", seed=0, use_batchnorm=True)
+grads = {k: np.full_like(p, 1e-3) for k, p in net.params.items()}
+opt = scratchprop.numba.Adam(lr=0.001)
+times = []
+for _ in range(5):
+    a = time.perf_counter()
+    opt.update(net.params, grads)
+    times.append(time.perf_counter() - a)
+assert opt._each.pair is not None
+print(" | ".join(f"update {i + 1} {t:.3f} s" for i, t in enumerate(times)))
+"""
+
+
+def compile():
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("empty cache", "its cache"):
+            out = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True)
+            print(f"{label:12s} {out.stdout.strip() or out.stderr.strip()[-300:]}")
+
+
 def _timed_after(pre, f):
     """``pre()`` untimed, then ``f()`` timed: returns the seconds of ``f`` alone."""
 
@@ -213,7 +245,7 @@ def _interleaved_after(runs, rounds, per_round_s):
 
 
 if __name__ == "__main__":
-    probes = {"products": products, "step": step, "update": update}
+    probes = {"products": products, "step": step, "update": update, "compile": compile}
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:
         raise SystemExit(__doc__)

@@ -192,7 +192,7 @@ def adam_each(ps, gs, ms, vs, lr_t, b1, b2):
 
 
 # The updates that divide by a square root (AdaGrad, RMSprop, Adam) are bound by the core's divider
-# (~1.5 ns an element, in L1 as from memory), not by memory: a large parameter's update runs half
+# (~1.3-1.5 ns an element, in cache as from memory), not by memory: a large parameter's update runs half
 # here and half on OpenBLAS's worker (``kernels/pair.py``'s pool and mechanism), the same bits.
 
 #: The update a record asks for (:func:`share_address`).

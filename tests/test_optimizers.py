@@ -242,3 +242,32 @@ def test_a_copied_optimizer_updates_the_copies_not_the_originals(how):
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])  # the originals untouched
         np.testing.assert_array_equal(copied[0][k], want_params[k])
+
+
+@pytest.mark.skipif(not O._K.share_address(np.float64), reason="no BLAS worker to share with here")
+def test_split_updates_from_several_threads_at_once_give_each_its_own_bits():
+    import threading
+
+    got = {}
+
+    def train(i):
+        params, grads = large_problem(np.float64, seed=10 + i)
+        opt = NB.Adam()
+        for _ in range(10):
+            for g in grads:
+                opt.update(params, g)
+        got[i] = params
+
+    threads_ = [threading.Thread(target=train, args=(i,)) for i in range(4)]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join()
+    for i in range(4):
+        params, grads = large_problem(np.float64, seed=10 + i)
+        want = NB.Adam()
+        for _ in range(10):
+            for g in grads:
+                per_key(want, params, g)
+        for k in params:
+            np.testing.assert_array_equal(got[i][k], params[k])

@@ -94,7 +94,7 @@ class _Each:
         for g, shape in zip(map(grads.get, self.keys), self.shapes):
             if type(g) is not np.ndarray or g.shape != shape or not g.flags.c_contiguous or g.dtype != dt:
                 return None
-            out.append(g.reshape(-1))
+            out.append(g.ravel())  # a view: checked C-contiguous above (faster than reshape)
         return [tuple(call) for call in _calls(out, _NONE[dt])]
 
 

@@ -24,11 +24,10 @@ on OpenBLAS's worker (:func:`run_update`).
 """
 
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, njit
 
-from . import pair as _pair
-from .config import CACHE, INLINE, SERIAL, guard_cache
-from .pair import f32_at, f64_at, pool_threads, run_pair
+from .config import INLINE, SERIAL, guard_cache
+from .pair import compiled_share, f32_at, f64_at, pool_threads, run_pair
 
 __all__ = [
     "EACH",
@@ -192,8 +191,8 @@ def adam_each(ps, gs, ms, vs, lr_t, b1, b2):
 
 
 # The updates that divide by a square root (AdaGrad, RMSprop, Adam) are bound by the core's divider
-# (~1.3-1.5 ns an element, in cache as from memory), not by memory: a large parameter's update runs half
-# here and half on OpenBLAS's worker (``kernels/pair.py``'s pool and mechanism), the same bits.
+# (~1.3-1.5 ns an element, in cache as from memory), not by memory: pieces of large parameters can
+# run on OpenBLAS's worker (``kernels/pair.py``'s pool and mechanism) beside the rest, same bits.
 
 #: The update a record asks for (:func:`share_address`).
 ADAGRAD, RMSPROP, ADAM = 1, 2, 3
@@ -242,18 +241,12 @@ _SHARES = {}
 
 def share_address(dtype):
     """The address of the update's share ``cfunc`` for ``dtype``, or 0 where the pool cannot take
-    one (``kernels/pair.py``'s ``AVAILABLE``). Compiled on first use, then from Numba's cache.
+    one (:func:`.pair.compiled_share`).
 
     It runs the pieces of one record: ``rec[0]`` the ``op``, ``rec[1]`` their count, ``rec[2:5]``
     the scalars (float64 bits), then per piece the addresses of its ``p, g, s1, s2`` (``s1``: ``h``
     or Adam's ``m``, ``s2``: Adam's ``v``, else ``s1`` again) and its element count."""
-    if not _pair.AVAILABLE:
-        return 0
-    dt = np.dtype(dtype)
-    if dt not in _SHARES:
-        share = _share_f64 if dt == np.float64 else _share_f32
-        _SHARES[dt] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(share).address
-    return _SHARES[dt]
+    return compiled_share(_SHARES, dtype, _share_f64, _share_f32)
 
 
 def records(op, flats, pieces):

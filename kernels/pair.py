@@ -34,6 +34,7 @@ __all__ = [
     "PAIR",
     "PAIR_FORWARD",
     "share_address",
+    "compiled_share",
     "paired_product",
     "pool_threads",
     "run_pair",
@@ -155,13 +156,20 @@ _SHARES = {}
 def share_address(dtype):
     """The address of the half-product ``cfunc`` for ``dtype`` (float32 or float64), or 0 when
     products cannot be paired here."""
+    return compiled_share(_SHARES, dtype, _share_f64, _share_f32)
+
+
+def compiled_share(shares, dtype, f64, f32):
+    """The address of a share ``cfunc`` (``void(void *record)``) for ``dtype``: ``f64`` or ``f32``
+    compiled on first use (then from Numba's cache) and kept in ``shares``; 0 where nothing can be
+    shared with OpenBLAS's worker (:data:`AVAILABLE`)."""
     if not AVAILABLE:
         return 0
     dt = np.dtype(dtype)
-    if dt not in _SHARES:
-        share = _share_f64 if dt == np.float64 else _share_f32
-        _SHARES[dt] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(share).address
-    return _SHARES[dt]
+    if dt not in shares:
+        share = f64 if dt == np.float64 else f32
+        shares[dt] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(share).address
+    return shares[dt]
 
 
 @njit(**SERIAL)
@@ -191,7 +199,7 @@ def paired_product(A, sa, sk, B, C, alpha, add, fn):
     rec = np.empty((2, _REC), np.int64)
     _half(rec[0], A, sa, sk, B, C, 0, cut, alpha, add)
     _half(rec[1], A, sa, sk, B, C, cut, N, alpha, add)
-    _run(2, fn, rec.ctypes.data, _REC * 8)
+    run_pair(rec, fn)
 
 
 guard_cache(globals())

@@ -20,6 +20,11 @@
     the reference, one thread and split, interleaved; then the training step (batch 100 by
     default) with the split update against the same step with it on this thread, in the three
     scenarios of ``step``.
+``python bench/pair_probe.py convnet``
+    Why a convnet's update stays on this thread (``threads.blas_held_lately``): ``SimpleConvNet``
+    + Adam at batch 100, its ``gradient`` timed after the default update and after the same update
+    forced to split with OpenBLAS's worker, in blocks of 8 steps with a 0.3 s sleep before each
+    (the worker falls asleep between blocks).
 ``python bench/pair_probe.py compile``
     What the split update costs a fresh process: a Python with an empty Numba cache, then again
     with that cache, times ``MultiLayerNetExtend`` 784-[100]x5-10's first five Adam updates (the
@@ -191,6 +196,38 @@ def update(N=100):
     _scenarios({k: s for k, (s, _, _) in made.items()}, N)
 
 
+def convnet(N=100):
+    import scratchprop
+    from bench.cases import inputs
+    from scratchprop import threads
+
+    x, t = inputs(N, "float64", 784, 10)
+    x = x.reshape(N, 1, 28, 28)
+    net = scratchprop.SimpleConvNet(backend="numba", seed=0)
+    opt = scratchprop.numba.Adam(lr=0.001)
+    for _ in range(3):
+        opt.update(net.params, net.gradient(x, t))
+    lately = threads.blas_held_lately
+    times = {"default update": [], "update split": []}
+    for _ in range(10):
+        for k, acc in times.items():
+            threads.blas_held_lately = lately if k == "default update" else (lambda: False)
+            time.sleep(0.3)
+            g = net.gradient(x, t)
+            for _ in range(8):
+                opt.update(net.params, g)
+                a = time.perf_counter()
+                g = net.gradient(x, t)
+                acc.append(time.perf_counter() - a)
+    threads.blas_held_lately = lately
+    print(f"SimpleConvNet + Adam, batch {N}, float64: its gradient after the update, ms (80 steps each)")
+    for k, v in times.items():
+        v = np.array(v) * 1e3
+        print(
+            f"  {k:15s} median {np.median(v):6.2f} | p10 {np.percentile(v, 10):6.2f} | p90 {np.percentile(v, 90):6.2f}"
+        )
+
+
 _COMPILE = """
 import time, numpy as np
 t0 = time.perf_counter()
@@ -245,7 +282,7 @@ def _interleaved_after(runs, rounds, per_round_s):
 
 
 if __name__ == "__main__":
-    probes = {"products": products, "step": step, "update": update, "compile": compile}
+    probes = {"products": products, "step": step, "update": update, "convnet": convnet, "compile": compile}
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:
         raise SystemExit(__doc__)

@@ -159,6 +159,17 @@ def test_fast_path_takes_gradients_a_kernel_made(monkeypatch, name):
 DIVIDING = ["AdaGrad", "RMSprop", "Adam"]  # bound by the divider: large parameters split with BLAS's worker
 
 
+def _spy_split(monkeypatch):
+    """The results of ``kernels.optim.run_update``'s calls from now on, with no convnet's hold lately
+    (one from an earlier test would keep the update on this thread for ``BLAS_SPIN_S``)."""
+    from scratchprop import threads
+
+    monkeypatch.setattr(threads, "_HELD", [*threads._HELD[:2], -1e9])
+    ran, real = [], O._K.run_update
+    monkeypatch.setattr(O._K, "run_update", lambda *a: ran.append(real(*a)) or ran[-1])
+    return ran
+
+
 def large_problem(dtype, seed=2):
     """Parameters in the order of a net's: a first layer over the split size, small ones after
     (nine: two calls of ``EACH``), gradients in fresh arrays each step."""
@@ -173,7 +184,8 @@ def large_problem(dtype, seed=2):
 @pytest.mark.skipif(not O._K.share_address(np.float64), reason="no BLAS worker to share with here")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", DIVIDING)
-def test_large_parameters_split_with_blas_worker_give_the_same_bits(name, dtype):
+def test_large_parameters_split_with_blas_worker_give_the_same_bits(monkeypatch, name, dtype):
+    ran = _spy_split(monkeypatch)
     (pa, grads), (pb, _) = large_problem(dtype), large_problem(dtype)
     a, b = getattr(NB, name)(**HYPER.get(name, {})), getattr(NB, name)(**HYPER.get(name, {}))
     for g in grads:
@@ -183,6 +195,7 @@ def test_large_parameters_split_with_blas_worker_give_the_same_bits(name, dtype)
             np.testing.assert_array_equal(pa[k], pb[k])
             for slot in a._slots:
                 np.testing.assert_array_equal(getattr(a, slot)[k], getattr(b, slot)[k])
+    assert ran == [True] * (len(grads) - 1)  # split from the second update on
     rec, _ = a._each.pair
     first = rec[1, 5 + 4]  # the worker's piece of p0: more than half, the other parameters are here
     assert rec[1, 1] == 1 and pa["p0"].size / 2 < first < pa["p0"].size
@@ -245,10 +258,10 @@ def test_a_copied_optimizer_updates_the_copies_not_the_originals(how):
 
 
 @pytest.mark.skipif(not O._K.share_address(np.float64), reason="no BLAS worker to share with here")
-def test_split_updates_from_several_threads_at_once_give_each_its_own_bits():
+def test_split_updates_from_several_threads_at_once_give_each_its_own_bits(monkeypatch):
     import threading
 
-    got = {}
+    ran, got = _spy_split(monkeypatch), {}
 
     def train(i):
         params, grads = large_problem(np.float64, seed=10 + i)
@@ -263,6 +276,7 @@ def test_split_updates_from_several_threads_at_once_give_each_its_own_bits():
         t.start()
     for t in threads_:
         t.join()
+    assert ran and all(ran)
     for i in range(4):
         params, grads = large_problem(np.float64, seed=10 + i)
         want = NB.Adam()
@@ -271,3 +285,22 @@ def test_split_updates_from_several_threads_at_once_give_each_its_own_bits():
                 per_key(want, params, g)
         for k in params:
             np.testing.assert_array_equal(got[i][k], params[k])
+
+
+@pytest.mark.skipif(not O._K.share_address(np.float64), reason="no BLAS worker to share with here")
+def test_no_split_while_a_convnet_trains(monkeypatch):
+    from scratchprop import threads
+
+    ran = _spy_split(monkeypatch)
+    params, grads = large_problem(np.float64)
+    opt = NB.Adam()
+    opt.update(params, grads[0])
+    opt.update(params, grads[1])
+    assert ran == [True]
+    with threads.one_thread_blas():  # a convnet's step: the worker is left asleep
+        pass
+    opt.update(params, grads[2])
+    assert ran == [True]
+    threads._HELD[2] -= threads.BLAS_SPIN_S  # as if its spin time had passed
+    opt.update(params, grads[3])
+    assert ran == [True, True]

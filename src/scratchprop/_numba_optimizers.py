@@ -102,8 +102,8 @@ def _pair_records(op, flats):
     """The two threads' records of a divider-bound update over the flat ``(p, state...)`` of each
     parameter (``kernels.optim.records``); ``None`` when no parameter has
     :data:`~scratchprop.threads.UPDATE_PAIR_MIN_ELEMENTS`. The worker takes the tail of each such
-    parameter, enough of them for half of all the elements (the rows of the first layer's ``dW``
-    it made when the products were paired); everything else runs here."""
+    parameter, enough of them for half of all the elements (of a net's first layer: the rows whose
+    ``dW`` it made when the products were paired, and more); everything else runs here."""
     least = _threads.UPDATE_PAIR_MIN_ELEMENTS
     sizes = [f[0].size for f in flats]
     big = sum(n for n in sizes if n >= least)
@@ -157,7 +157,12 @@ class _Updates:
             return
         self._prepare()
         scalars = self._scalars()
-        if each.pair is not None and all(type(s) in _AS_F64 for s in scalars):
+        # not while a convnet trains: the worker woken here would spin in its next step (rule 4)
+        if (
+            each.pair is not None
+            and not _threads.blas_held_lately()
+            and all(type(s) in _AS_F64 for s in scalars)
+        ):
             rec, where = each.pair
             for i, g in enumerate(gs):
                 _K.stage_grads(rec, where, g, i * _K.EACH)

@@ -36,7 +36,9 @@ The model, four rules:
    AdaGrad's, RMSprop's and Adam's updates split parameters of
    :data:`UPDATE_PAIR_MIN_ELEMENTS` or more with the BLAS pool's worker as
    rule 1 shares a product (``kernels/optim.py``), the worker taking the
-   rows of the first layer's ``dW`` it made.
+   tail of each (of a net's first layer, the rows whose ``dW`` it made
+   and more). Not while a convnet trains (:func:`blas_held_lately`): the
+   worker woken by the update would spin in the next step's hold (rule 4).
 3. **Numba's threads only for long, BLAS-free regions**, ``parallel across
    the batch`` (or across rows of a weight matrix): a region runs on Numba's
    threads when its work is at least ``*_MIN_ELEMENTS`` (below), Numba has
@@ -90,12 +92,14 @@ it to.
 import contextlib
 import os
 import threading
+import time
 
 import numba as _numba
 
 __all__ = [
     "REGION_START_S",
     "PAIR_START_S",
+    "BLAS_SPIN_S",
     "NUMGRAD_MIN_ELEMENTS",
     "CONV_MIN_ELEMENTS",
     "DENSE_MIN_MACS",
@@ -124,6 +128,10 @@ REGION_START_S = 150e-6
 #: Seconds for OpenBLAS's worker to take a share (``kernels/pair.py``) after the user's NumPy work:
 #: it spins for a while after each BLAS call (``python bench/openblas_worker_probe.py``: 6-7 us).
 PAIR_START_S = 10e-6
+
+#: Seconds OpenBLAS's workers spin after their last job before they sleep (its ``thread_timeout``,
+#: 2**28 cycles: ~0.1 s here).
+BLAS_SPIN_S = 0.1
 
 
 def min_elements(ns_per_element, payoff=10, start_s=REGION_START_S):
@@ -299,7 +307,7 @@ def _blas_setter():
 
 
 _HOLD = threading.Lock()
-_HELD = [0, None]  # holds open (any thread), the pool's count before the first
+_HELD = [0, None, -1e9]  # holds open (any thread), the pool's count before the first, when the last ended
 
 
 @contextlib.contextmanager
@@ -328,6 +336,7 @@ def one_thread_blas():
             _HELD[0] -= 1
             if _HELD[0] == 0:
                 set_(_HELD[1])
+                _HELD[2] = time.perf_counter()
 
 
 def can_hold_blas():
@@ -338,6 +347,12 @@ def can_hold_blas():
 def blas_held():
     """Whether a :func:`one_thread_blas` hold is open (in any thread)."""
     return _HELD[0] > 0
+
+
+def blas_held_lately():
+    """Whether a :func:`one_thread_blas` hold is open or ended less than :data:`BLAS_SPIN_S` ago: a
+    convnet is training, and OpenBLAS's worker, woken now, would still spin in its next hold."""
+    return _HELD[0] > 0 or time.perf_counter() - _HELD[2] < BLAS_SPIN_S
 
 
 def _blas_controller():

@@ -203,19 +203,27 @@ def test_large_parameters_split_with_blas_worker_give_the_same_bits(monkeypatch,
 
 @pytest.mark.skipif(not O._K.share_address(np.float64), reason="no BLAS worker to share with here")
 @pytest.mark.parametrize("name", DIVIDING)
-def test_split_update_falls_back_to_this_thread_with_the_same_bits(name):
+def test_split_update_falls_back_to_this_thread_with_the_same_bits(monkeypatch, name):
     from scratchprop import threads
 
+    ctl = threads._blas_controller()
+    ran = _spy_split(monkeypatch)
     (pa, grads), (pb, _) = large_problem(np.float64), large_problem(np.float64)
-    hyper = dict(HYPER.get(name, {}), lr=np.float32(0.01))  # a float32 scalar: never the split kernel
+    hyper = dict(HYPER.get(name, {}), lr=np.float32(0.01))  # a float32 lr: the split only where a
+    # scalar it makes is float64 (Adam's lr_t), which the kernel then takes as it is
     a, b = getattr(NB, name)(**hyper), getattr(NB, name)(**hyper)
     c, pc = getattr(NB, name)(**HYPER.get(name, {})), large_problem(np.float64)[0]
     d, pd = getattr(NB, name)(**HYPER.get(name, {})), large_problem(np.float64)[0]
     for g in grads:
         a.update(pa, g)
         per_key(b, pb, g)
-        with threads.one_thread_blas():  # the pool at one thread: all here, through *_each
+        before, asked, fast = ctl.num_threads, len(ran), c._each is not None
+        ctl.set_num_threads(1)  # the user's own limit (no hold): the worker is not asked
+        try:
             c.update(pc, g)
+        finally:
+            ctl.set_num_threads(before)
+        assert ran[asked:] == ([False] if fast else [])  # asked, and declined: *_each ran
         per_key(d, pd, g)
     assert a._each.pair is not None and c._each.pair is not None
     for k in pb:

@@ -61,6 +61,16 @@ def _sgd_rank1(W, a, d, rate):
 
 
 @njit(**SERIAL)
+def _first_times(x, W1, h, mode, fn):
+    """``h = x @ W1`` where ``mode`` runs the first layer's product: paired on this thread and
+    OpenBLAS's worker (:mod:`.pair`, through ``fn``) from two rows, else :func:`_times`."""
+    if (mode == PAIR or mode == PAIR_FORWARD) and x.shape[0] > 1:
+        paired_product(x, x.shape[1], 1, W1, h, 1.0, False, fn)
+    else:
+        _times(x, W1, h, mode == HERE)
+
+
+@njit(**SERIAL)
 def _times(a, W, out, own, W_transposed=False):
     """``out = a @ W`` (``a (N, K), W (K, M)``), or ``a @ W.T`` (``W (M, K)``) when ``W_transposed``.
 
@@ -271,10 +281,7 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, mode, fn):
     if _bad_labels(labels, T, W2.shape[1]):
         return _rejected(W1.dtype)
 
-    if (mode == PAIR or mode == PAIR_FORWARD) and N > 1:
-        paired_product(x, x.shape[1], 1, W1, h, 1.0, False, fn)  # 1
-    else:
-        _times(x, W1, h, mode == HERE)  # 1
+    _first_times(x, W1, h, mode, fn)  # 1
     _bias_relu_rows(h, b1, 0, N)
     dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh, mode == HERE)
     return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1, mode, fn)

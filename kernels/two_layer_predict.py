@@ -17,8 +17,8 @@ fewer over ``h``; see ``bench/README.md`` for the inference timings.)
 from numba import njit
 
 from .config import SERIAL, guard_cache
-from .pair import HERE, PAIR, PAIR_FORWARD, paired_product
-from .two_layer import _bias_relu_rows, _times
+from .pair import HERE
+from .two_layer import _bias_relu_rows, _first_times, _times
 
 __all__ = ["predict", "predict_naive"]
 
@@ -37,10 +37,7 @@ def predict(x, W1, b1, W2, b2, h, s, mode, fn):
     products on this thread (:func:`.gemm.product`), in BLAS, or the first paired (:mod:`.pair`,
     through ``fn``), as :func:`.two_layer.step` runs them."""
     N = x.shape[0]
-    if (mode == PAIR or mode == PAIR_FORWARD) and N > 1:
-        paired_product(x, x.shape[1], 1, W1, h, 1.0, False, fn)
-    else:
-        _times(x, W1, h, mode == HERE)
+    _first_times(x, W1, h, mode, fn)
     _bias_relu_rows(h, b1, 0, N)
     _times(h, W2, s, mode == HERE)
     _bias_rows(s, b2, 0, N)

@@ -121,7 +121,7 @@ def _kernels_five_products():
 
     from scratchprop.kernels._blas import gemm
     from scratchprop.kernels.gemm import product
-    from scratchprop.kernels.pair import HERE, PAIR, PAIR_FORWARD, paired_product
+    from scratchprop.kernels.pair import HERE, PAIR, PAIR_FORWARD, paired_product, split_product
 
     @njit(nogil=True)
     def five(x, W1, h, W2, dy, dh, a1, a2, dW2, dh_out, dW1, mode, fn):
@@ -135,7 +135,9 @@ def _kernels_five_products():
             product(x, 1, D, dh, dW1, one, False)
             return
         D = W1.shape[0]
-        if mode == PAIR or mode == PAIR_FORWARD:
+        if mode == PAIR:
+            split_product(x, W1, a1, False, dh_out, fn)  # dh_out: free until its own product
+        elif mode == PAIR_FORWARD:
             paired_product(x, D, 1, W1, a1, 1.0, False, fn)
         else:
             gemm(False, False, one, x, W1, zero, a1)

@@ -25,6 +25,13 @@
     + Adam at batch 100, its ``gradient`` timed after the default update and after the same update
     forced to split with OpenBLAS's worker, in blocks of 8 steps with a 0.3 s sleep before each
     (the worker falls asleep between blocks).
+``python bench/pair_probe.py forward [batch]``
+    Why a paired forward splits the inner dimension (``pair.split_product``) where the weight
+    gradient is paired too: that net's first-layer forward ``x @ W1`` (batch 100 by default),
+    timed right after a training step (gradient and Adam's split update, so ``W1``'s rows lie in
+    the cache of the core that updated them), as the rows of ``x @ W1`` paired
+    (``pair.paired_product``, each thread reads all of ``W1``) and as its two half sums (each
+    reads the rows whose gradient it made), interleaved; and both on a ``W1`` nobody rewrites.
 ``python bench/pair_probe.py compile``
     What the split update costs a fresh process: a Python with an empty Numba cache, then again
     with that cache, times ``MultiLayerNetExtend`` 784-[100]x5-10's first five Adam updates (the
@@ -281,8 +288,63 @@ def _interleaved_after(runs, rounds, per_round_s):
     return times
 
 
+def forward(N=100):
+    import scratchprop
+    import scratchprop.numba
+    from bench.cases import inputs
+    from scratchprop.kernels import pair
+
+    net = scratchprop.MultiLayerNetExtend(
+        784, [100] * 5, 10, backend="numba", seed=0, use_batchnorm=True, use_dropout=True
+    )
+    opt = scratchprop.numba.Adam(lr=0.001)
+    x, t = inputs(N, "float64", 784, 10)
+    W1 = net.params["W1"]
+    out, part, fn = np.empty((N, 100)), np.empty((N, 100)), pair.share_address(np.float64)
+    still = W1.copy()
+    ways = {
+        "rows of x @ W1": lambda W: pair.paired_product(x, 784, 1, W, out, 1.0, False, fn),
+        "its two half sums": lambda W: pair.split_product(x, W, out, False, part, fn),
+    }
+
+    def after_step(way):
+        def run():
+            opt.update(net.params, net.gradient(x, t))
+            a = time.perf_counter()
+            way(W1)
+            return time.perf_counter() - a
+
+        return run
+
+    def alone(way):
+        def run():
+            a = time.perf_counter()
+            way(still)
+            return time.perf_counter() - a
+
+        return run
+
+    np.random.seed(1)
+    runs = [after_step(w) for w in ways.values()] + [alone(w) for w in ways.values()]
+    times = _interleaved_after(runs, 15, 0.1)
+    print(
+        f"{N} x 784 @ 784 x 100, float64, paired with OpenBLAS's worker; median us of 15 interleaved rounds"
+    )
+    for i, name in enumerate(ways):
+        print(
+            f"  {name:18s} after a training step {np.median(times[i]):7.1f} | W1 untouched {np.median(times[i + 2]):7.1f}"
+        )
+
+
 if __name__ == "__main__":
-    probes = {"products": products, "step": step, "update": update, "convnet": convnet, "compile": compile}
+    probes = {
+        "products": products,
+        "step": step,
+        "update": update,
+        "forward": forward,
+        "convnet": convnet,
+        "compile": compile,
+    }
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in probes:
         raise SystemExit(__doc__)

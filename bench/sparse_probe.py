@@ -213,11 +213,11 @@ def _forward(x, W, b, out, idx, val, start, block):
     return True
 
 
-def sparse_forward(xk, W, b, out):
-    """What the probe puts in place of ``scratchprop._numba_layers._forward``."""
+def sparse_forward(layer, xk, W, b, out):
+    """What the probe puts in place of ``scratchprop._numba_layers.Affine._forward``."""
     N, D = xk.shape
     if not _forward(xk, W, b, out, *_lists(N, D, out.dtype), block_rows(W.shape[1], W.itemsize)):
-        _LAYER_FORWARD[0](xk, W, b, out)
+        _LAYER_FORWARD[0](layer, xk, W, b, out)
 
 
 _LAYER_FORWARD = []
@@ -233,14 +233,15 @@ def _parts(x):
     out = np.empty((N, 100))
     idx, val, start = _lists(N, 784, x.dtype)
     block = block_rows(100, 8)
-    own = _LAYER_FORWARD[0] if _LAYER_FORWARD else layers._forward
+    own = _LAYER_FORWARD[0] if _LAYER_FORWARD else layers.Affine._forward
+    layer = layers.Affine(W, b)
     return {
         "np.dot(x, W)": lambda: np.dot(x, W, out=out),
-        "the layer's forward kernel": lambda: own(x, W, b, out),
+        "the layer's forward kernel": lambda: own(layer, x, W, b, out),
         "all_finite(W)": lambda: all_finite(W),
         "nonzeros(x)": lambda: nonzeros(x, idx, val, start),
         "product over the nonzeros": lambda: product(idx, val, start, W, out, block),
-        "the three, as the forward": lambda: sparse_forward(x, W, b, out),
+        "the three, as the forward": lambda: sparse_forward(layer, x, W, b, out),
     }
 
 
@@ -249,7 +250,7 @@ def _swapped(step, forward):
     import scratchprop._numba_layers as layers
 
     def run():
-        layers._forward = forward
+        layers.Affine._forward = forward
         step()
 
     return run
@@ -262,7 +263,7 @@ def main(batches):
     from bench.cases import SIZES, Case, inputs
     from bench.probes import _interleaved
 
-    own = layers._forward
+    own = layers.Affine._forward
     _LAYER_FORWARD.append(own)
     print("float64, MNIST digits, 784 -> 100; median us of 11 interleaved rounds (range of the ratio)")
     for N in batches:
@@ -279,7 +280,7 @@ def main(batches):
             for b in ("numba", "numpy")
         )
         times = _interleaved([ref, _swapped(step, own), _swapped(step, sparse_forward)], 11, 0.1, 2000)
-        layers._forward = own
+        layers.Affine._forward = own
         r = [np.array(times[0]) / np.array(ts) for ts in times[1:]]
         print(
             f"  book net's train step: reference {np.median(times[0]):.0f} us | layers {np.median(times[1]):.0f}"

@@ -33,7 +33,7 @@ from ._blas import gemm, gemv
 from .config import INLINE, SERIAL, guard_cache
 from .conv_batch import batch_chunk
 from .gemm import product
-from .pair import paired_product
+from .pair import PAIR, paired_product, split_product
 from .two_layer import _column_sums
 
 __all__ = [
@@ -80,11 +80,19 @@ def forward_here(x, W, b, out):
 
 
 @njit(**SERIAL)
-def forward_pair(x, W, b, out, fn):
-    """:func:`forward_here` with the product's rows in two halves, the second on OpenBLAS's worker
-    (:func:`.pair.paired_product` through ``fn``); the same bits."""
+def forward_pair(x, W, b, out, mode, fn, part):
+    """:func:`forward_here` on this thread and OpenBLAS's worker (through ``fn``). With ``mode``
+    ``PAIR`` (:mod:`.pair`; ``dW`` paired too, :func:`backward_pair`) the product's inner dimension
+    in two halves (:func:`.pair.split_product`, the worker's into ``part``, ``out``'s shape): each
+    thread reads the rows of ``W`` whose gradient it makes and whose update it runs. Else
+    (``PAIR_FORWARD``: ``dW`` in BLAS, ``x`` too large to pair it) the rows of ``out`` in two
+    halves (:func:`.pair.paired_product`, the bits of the product on one thread): there a half
+    sum from the other core would cost more than reading all of ``W``."""
     _rows_of(b, out, 0, x.shape[0])
-    paired_product(x, x.shape[1], 1, W, out, 1.0, True, fn)
+    if mode == PAIR:
+        split_product(x, W, out, True, part, fn)
+    else:
+        paired_product(x, x.shape[1], 1, W, out, 1.0, True, fn)
     return out
 
 
@@ -163,8 +171,9 @@ def backward_here(dout, x, W, need_dx, dx, dW, work):
 
 @njit(**SERIAL)
 def backward_pair(dout, x, W, need_dx, dx, dW, fn):
-    """:func:`backward` with ``dW`` paired as :func:`forward_pair` pairs its product (``dW``'s rows:
-    ``x``'s columns, read in strides); ``dx`` in BLAS."""
+    """:func:`backward` with ``dW``'s rows in two halves, the second on OpenBLAS's worker
+    (:func:`.pair.paired_product`: ``x``'s columns, read in strides; the rows of ``W`` each thread
+    reads in :func:`forward_pair`); ``dx`` in BLAS."""
     N, M = dout.shape
     db = np.zeros(M, dtype=dout.dtype)
     if need_dx:

@@ -35,11 +35,11 @@ _EPS = 10e-7  # the book's eps, as BatchNormalization writes it
 
 
 @njit(**SERIAL)
-def _affine_forward(mode, fn, x, W, b, out):
+def _affine_forward(mode, fn, x, W, b, out, part):
     if mode == HERE:
         _A.forward_here(x, W, b, out)
     elif mode == PAIR or mode == PAIR_FORWARD:
-        _A.forward_pair(x, W, b, out, fn)
+        _A.forward_pair(x, W, b, out, mode, fn, part)
     else:
         _A.forward(x, W, b, out)
 
@@ -102,16 +102,18 @@ def gradient(
         P[g + 1] = P[g] + widths[g]
     S = P[L]
     wide = 0
-    for g in range(L):
+    for g in range(L + 1):
         wide = max(wide, widths[g])
     zero = np.empty(0, x.dtype)
     scores = np.empty((N, widths[L]), x.dtype)
+    at = N * S + 2 * S  # scratch after the pre-BatchNorm outputs and the batch statistics
     for g in range(L + 1):  # g == L: the last Affine, into the scores
         a = x if g == 0 else _rows(fwd, N * P[g - 1], N, widths[g - 1])
         M = widths[g]
         bn = g < L and parts[g] & 1 != 0
         out = scores if g == L else _rows(fwd, N * P[g], N, M)
-        _affine_forward(mode[g], fn, a, Ws[g], bs[g], _rows(scratch, N * P[g], N, M) if bn else out)
+        pre = _rows(scratch, N * P[g], N, M) if bn else out
+        _affine_forward(mode[g], fn, a, Ws[g], bs[g], pre, _rows(scratch, at, N, M))
         if g == L:
             break
         rmask = masks[N * P[g] : N * P[g + 1]]
@@ -133,7 +135,6 @@ def gradient(
     y, loss = _loss_forward(scores, labels, T)
     t = y.dtype.type
     d = _loss_backward(y, labels, T, t(1), t(N))
-    at = N * S + 2 * S  # scratch after the pre-BatchNorm outputs and the batch statistics
     dA, dZ, dB = at, at + N * wide, at + 2 * N * wide
     work = scratch[at + 3 * N * wide :]
     for g in range(L, -1, -1):  # d: the gradient at Affine g's output
@@ -160,9 +161,10 @@ def gradient(
 
 def scratch_size(N, widths, work):
     """Elements of :func:`gradient`'s ``scratch``: the pre-BatchNorm outputs, the batch means and
-    variances, three ``N`` x widest arrays for the backward, then ``work`` for the Affine backward."""
+    variances, three ``N`` x widest arrays (the first a paired forward's part, then the backward's),
+    then ``work`` for the Affine backward."""
     S = sum(widths[:-1])
-    return N * S + 2 * S + 3 * N * max(widths[:-1]) + work
+    return N * S + 2 * S + 3 * N * max(widths) + work
 
 
 guard_cache(globals())

@@ -11,6 +11,13 @@ The bits are :func:`.gemm.product`'s: each element of ``C`` is the same sum whic
 writes its row, so a paired product equals the same product on one thread. Where the pool has one
 thread (the user's limit, a convnet's hold) the whole product runs here.
 
+:func:`split_product` pairs a layer's forward the other way, by halves of the inner dimension
+(``x @ W`` as ``x[:, :h] @ W[:h] + x[:, h:] @ W[h:]``), so that each thread reads only the rows
+of ``W`` whose gradient it makes in :func:`paired_product`, most of which it also updates
+(``kernels/optim.py`` gives the worker the tail of a large parameter). Row halves of ``x @ W``
+each read all of ``W``, the part the other core updated from its cache, at ~0.1 ms a MB here
+(``bench/THREADS.md``). Its bits are those two sums added, on one thread or two.
+
 :func:`share_address` gives the ``cfunc``'s address for a dtype (compiled on first use, then from
 Numba's cache); a kernel takes it as an argument (``fn``, 0: none), so no address is frozen into
 the cache. The library's symbols are bound by name, as :mod:`._blas` binds its CBLAS.
@@ -36,6 +43,8 @@ __all__ = [
     "share_address",
     "compiled_share",
     "paired_product",
+    "split_product",
+    "split_at",
     "pool_threads",
     "run_pair",
     "f64_at",
@@ -200,6 +209,58 @@ def paired_product(A, sa, sk, B, C, alpha, add, fn):
     _half(rec[0], A, sa, sk, B, C, 0, cut, alpha, add)
     _half(rec[1], A, sa, sk, B, C, cut, N, alpha, add)
     run_pair(rec, fn)
+
+
+@njit(**INLINE)
+def split_at(K):
+    """Where :func:`split_product` cuts an inner dimension of ``K``: where :func:`paired_product`
+    cuts ``K`` rows of ``C`` (a layer's ``dW``, whose rows this thread and the worker then own)."""
+    return (K // 2 + ROWS - 1) // ROWS * ROWS
+
+
+@njit(**SERIAL)
+def _part(rec, A, B, C, k0, k1, add):
+    """The record of ``C (+)= A[:, k0:k1] @ B[k0:k1]`` (``A (N, K)``, ``B (K, M)``, ``C (N, M)``)."""
+    K, M = B.shape
+    rec[0] = A.ctypes.data + k0 * A.itemsize
+    rec[1], rec[2] = K, 1
+    rec[3] = A.size - k0
+    rec[4], rec[5], rec[6] = B.ctypes.data + k0 * M * B.itemsize, k1 - k0, M
+    rec[7], rec[8] = C.ctypes.data, C.shape[0]
+    rec[9] = add
+    rec.view(np.float64)[10] = 1.0
+
+
+@njit(**SERIAL)
+def split_product(A, B, C, add, part, fn):
+    """``C = A @ B`` (plus ``C`` with ``add``) as two sums over the halves of the inner dimension
+    (:func:`split_at`): ``(C + A[:, :h] @ B[:h]) + A[:, h:] @ B[h:]``, the first on this thread,
+    the second into ``part`` on OpenBLAS's worker (through ``fn``), then added here. ``A (N, K)``,
+    ``B (K, M)``, ``C`` and ``part (N, M)`` C-contiguous, one dtype, ``part`` apart from the rest.
+
+    Why not :func:`paired_product`'s rows of ``C``: each thread would read all of ``B``, and where
+    ``B`` is a layer's weights, which the update rewrites by rows (the rows of ``dW`` each thread
+    made, :mod:`.optim`), half of it from the other core's cache, slower than the product's own
+    reads. Here each thread reads only its rows of ``B``. Where the pool has one thread, or with
+    ``fn == 0``, both sums run here, in the same order: the bits depend on the shapes alone."""
+    N, K = A.shape
+    M = B.shape[1]
+    h = split_at(K)
+    if h >= K:
+        product(A, K, 1, B, C, 1.0, add)
+        return
+    if fn != 0 and _threads() >= 2:
+        rec = np.empty((2, _REC), np.int64)
+        _part(rec[0], A, B, C, 0, h, add)
+        _part(rec[1], A, B, part, h, K, False)
+        run_pair(rec, fn)
+    else:  # the same two calls the shares make
+        a, b = A.reshape(A.size), B.reshape(B.size)
+        product(a.reshape(1, A.size), K, 1, b[: h * M].reshape(h, M), C, 1.0, add)
+        product(a[h:].reshape(1, A.size - h), K, 1, b[h * M :].reshape(K - h, M), part, 1.0, False)
+    for i in range(N):
+        for j in range(M):
+            C[i, j] = C[i, j] + part[i, j]
 
 
 guard_cache(globals())

@@ -34,7 +34,7 @@ from numba import njit
 from ._blas import gemm, gemv
 from .config import SERIAL, guard_cache
 from .gemm import product
-from .pair import HERE, PAIR, PAIR_FORWARD, paired_product
+from .pair import HERE, PAIR, PAIR_FORWARD, paired_product, split_product
 from .softmax_loss import labels_out_of_range as _bad_labels
 
 __all__ = ["step"]
@@ -61,10 +61,13 @@ def _sgd_rank1(W, a, d, rate):
 
 
 @njit(**SERIAL)
-def _first_times(x, W1, h, mode, fn):
-    """``h = x @ W1`` where ``mode`` runs the first layer's product: paired on this thread and
-    OpenBLAS's worker (:mod:`.pair`, through ``fn``) from two rows, else :func:`_times`."""
-    if (mode == PAIR or mode == PAIR_FORWARD) and x.shape[0] > 1:
+def _first_times(x, W1, h, mode, fn, part):
+    """``h = x @ W1`` where ``mode`` runs the first layer's product: from two rows, on this thread
+    and OpenBLAS's worker through ``fn``, as :func:`.affine.forward_pair` pairs it (``PAIR``: its
+    two half sums, the worker's into ``part``, ``h``'s shape), else :func:`_times`."""
+    if mode == PAIR and x.shape[0] > 1:
+        split_product(x, W1, h, False, part, fn)
+    elif mode == PAIR_FORWARD and x.shape[0] > 1:
         paired_product(x, x.shape[1], 1, W1, h, 1.0, False, fn)
     else:
         _times(x, W1, h, mode == HERE)
@@ -281,7 +284,7 @@ def step(x, labels, T, W1, b1, W2, b2, lr, update, h, s, y, dh, dW1, mode, fn):
     if _bad_labels(labels, T, W2.shape[1]):
         return _rejected(W1.dtype)
 
-    _first_times(x, W1, h, mode, fn)  # 1
+    _first_times(x, W1, h, mode, fn, dh)  # 1 (dh: free until the backward)
     _bias_relu_rows(h, b1, 0, N)
     dy, loss, db1, db2 = _second_layer_back(h, W2, b2, labels, T, s, y, dh, mode == HERE)
     return _update_or_gradients(x, h, dy, dh, W1, b1, W2, b2, lr, update, loss, db1, db2, dW1, mode, fn)

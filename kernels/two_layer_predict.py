@@ -32,12 +32,13 @@ def _bias_rows(s, b, lo, hi):
 
 
 @njit(**SERIAL)
-def predict(x, W1, b1, W2, b2, h, s, mode, fn):
+def predict(x, W1, b1, W2, b2, h, s, mode, fn, part):
     """``x (N, D) -> h (N, H), s (N, C)`` (see the module docstring); returns ``s``. ``mode``: the
     products on this thread (:func:`.gemm.product`), in BLAS, or the first paired (:mod:`.pair`,
-    through ``fn``), as :func:`.two_layer.step` runs them."""
+    through ``fn``; ``part``: ``h``'s shape, the worker's half sum), as :func:`.two_layer.step`
+    runs them."""
     N = x.shape[0]
-    _first_times(x, W1, h, mode, fn)
+    _first_times(x, W1, h, mode, fn, part)
     _bias_relu_rows(h, b1, 0, N)
     _times(h, W2, s, mode == HERE)
     _bias_rows(s, b2, 0, N)

@@ -172,7 +172,7 @@ def fused_step_problem(dtype, N, onehot, sizes=(40, 30, 7)):
     return sizes, x, lab, T, [rng.standard_normal(s).astype(dtype) for s in ((D, H), (H,), (H, C), (C,))]
 
 
-@pytest.mark.parametrize("mode", ["blas", "here", "pair"])
+@pytest.mark.parametrize("mode", ["blas", "here", "pair", "split"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("N", [1, 5, 300, 3000])
 def test_fused_predict_equals_the_naive_forward(dtype, N, mode):
@@ -183,12 +183,13 @@ def test_fused_predict_equals_the_naive_forward(dtype, N, mode):
 
     if mode != "blas" and not gemm.FAST:
         pytest.skip("no AVX2 and FMA here: the products stay in BLAS")
-    if mode == "pair" and not pair.AVAILABLE:
+    if mode in ("pair", "split") and not pair.AVAILABLE:
         pytest.skip("no paired products here")
     (D, H, C), x, _, _, params = fused_step_problem(dtype, N, False)
     h, s = np.empty((N, H), dtype), np.empty((N, C), dtype)
-    code = {"blas": pair.BLAS, "here": pair.HERE, "pair": pair.PAIR_FORWARD}[mode]
-    K_pred.predict(x, *params, h, s, code, pair.share_address(dtype) if mode == "pair" else 0)
+    code = {"blas": pair.BLAS, "here": pair.HERE, "pair": pair.PAIR_FORWARD, "split": pair.PAIR}[mode]
+    fn = pair.share_address(dtype) if code in (pair.PAIR, pair.PAIR_FORWARD) else 0
+    K_pred.predict(x, *params, h, s, code, fn, np.empty((N, H) if code == pair.PAIR else (0, 0), dtype))
     for got, want in zip((h, s), K_pred.predict_naive(x, *params)):
         assert_equiv(got, want)
 

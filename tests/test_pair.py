@@ -1,7 +1,7 @@
 """Products paired on OpenBLAS's two threads (``kernels/pair.py``, rule 1 of ``scratchprop.threads``):
 the bits of the same product on one thread, for any shape, either orientation, with the pool at
-one thread or busy with another thread's products; where the Affine layer and the fused net
-take them."""
+one thread or busy with another thread's products (a forward's two half sums, ``split_product``:
+the bits of its two sums on one thread); where the Affine layer and the fused net take them."""
 
 import threading
 
@@ -11,7 +11,7 @@ from numba import njit
 
 import scratchprop
 from scratchprop import _numba_layers as nb_layers
-from scratchprop import threads
+from scratchprop import threads, tolerances
 from scratchprop.kernels import gemm as G
 from scratchprop.kernels import pair as P
 from scratchprop.numba import Affine
@@ -62,6 +62,35 @@ def test_without_a_share_or_a_second_blas_thread_all_runs_here(dt):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("N, D", [(1, 784), (17, 784), (100, 784), (100, 9), (16, 8), (3, 1)])
+@pytest.mark.parametrize("add", [False, True])
+def test_a_split_product_is_its_two_sums_on_one_thread(dt, N, D, add):
+    fn, M = P.share_address(dt), 100
+    x, W = rng.standard_normal((N, D)).astype(dt), rng.standard_normal((D, M)).astype(dt)
+    C0 = rng.standard_normal((N, M)).astype(dt)
+    got, part = C0.copy(), np.full((N, M), np.nan, dt)
+    P.split_product(x, W, got, add, part, fn)
+    h = P.split_at(D)
+    first, second = C0.copy(), np.empty((N, M), dt)  # the two sums as the shares make them
+    if h < D:
+        _product(x, D, 1, W[:h].copy(), first, 1.0, add)
+        _product(x.ravel()[h:].reshape(1, -1), D, 1, W[h:].copy(), second, 1.0, False)
+        want = first + second
+    else:
+        _product(x, D, 1, W, first, 1.0, add)
+        want = first
+    np.testing.assert_array_equal(got, want)
+    with threads.one_thread_blas() as ok:  # all here: the same bits
+        assert ok
+        alone = C0.copy()
+        P.split_product(x, W, alone, add, part, fn)
+    np.testing.assert_array_equal(alone, want)
+    tol = tolerances.equivalence(dt)
+    ref = x.astype(np.float64) @ W.astype(np.float64) + (C0 if add else 0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=tol["rtol"] * 10 * np.abs(ref).max())
+
+
 def test_paired_products_beside_another_threads_blas_products():
     fn = P.share_address(np.float64)
     x, W = rng.standard_normal((200, 784)), rng.standard_normal((784, 100))
@@ -103,12 +132,16 @@ def test_the_affine_layer_paired_gives_the_one_thread_products(N):
     layer = Affine(W, b)
     out = layer.forward(x)
     want = np.tile(b, (N, 1))
-    _product(x, D, 1, W, want, 1.0, True)
+    paired = N * D * 8 <= threads.PAIR_MAX_BYTES  # PAIR, else PAIR_FORWARD
+    if paired:
+        P.split_product(x, W, want, True, np.empty((N, M)), 0)  # its two sums, both on this thread
+    else:
+        _product(x, D, 1, W, want, 1.0, True)
     np.testing.assert_array_equal(out, want)
     layer.backward(dout)
     dW = np.empty((D, M))
     _product(x, 1, D, dout, dW, 1.0, False)
-    if N * D * 8 <= threads.PAIR_MAX_BYTES:
+    if paired:
         np.testing.assert_array_equal(layer.dW, dW)  # paired: the kernel's bits
     else:
         np.testing.assert_allclose(layer.dW, x.T @ dout, rtol=1e-12, atol=1e-10)  # OpenBLAS's

@@ -71,7 +71,7 @@ class Affine:
                     # the common case (what the general path below does for it, with fewer tests)
                     self.original_x_shape, self.x, self._xk = x.shape, x, (x, x)
                     out = _d.spare(self._made[0], (N, M), dt)
-                    _forward(x, W, b, out)
+                    self._forward(x, W, b, out)
                     return out
         check.affine_params("Affine", W, b)
         x2, x = check.affine_input("Affine", x, W)
@@ -89,8 +89,25 @@ class Affine:
             self._xk = (x2, xk)
             out = _d.spare(self._made[0], (N, M), dt)
             with _blas_for(x.ndim):
-                _forward(xk, _c(W, dt), _c(b, dt), out)
+                self._forward(xk, _c(W, dt), _c(b, dt), out)
         return out.reshape(M) if x.ndim == 1 else out
+
+    def _forward(self, xk, W, b, out):
+        N, M = out.shape
+        D = xk.shape[1]
+        if _on_our_threads(N * D * M):
+            C = min(N, _threads.get_num_threads())  # one per thread: no spinning pool in a hold
+            _threads.run_chunks(_K_affine.forward_rows, C, (C, xk, W, b, out), 1, 0)
+            return
+        mode = product_mode(N, D, M, out.dtype)
+        if mode == _HERE:
+            _K_affine.forward_here(xk, W, b, out)
+        elif mode == _PAIR or mode == _PAIR_FORWARD:
+            part = self._work = _d.grown(self._work, N * M, out.dtype)  # a split product's second sum
+            fn = share_for((mode,), out.dtype)
+            _K_affine.forward_pair(xk, W, b, out, mode, fn, part[: N * M].reshape(N, M))
+        else:
+            _K_affine.forward(xk, W, b, out)
 
     def backward(self, dout):
         """``dout (N, M) -> dx`` in the input's original shape; sets ``dW (D, M)``, ``db (M,)``."""
@@ -235,22 +252,6 @@ def share_for(modes, dt):
     """The paired products' share (``kernels/pair.py``: a kernel's ``fn``) when any of ``modes``
     pairs, else 0."""
     return _K_pair.share_address(dt) if any(m == _PAIR or m == _PAIR_FORWARD for m in modes) else 0
-
-
-def _forward(xk, W, b, out):
-    N, M = out.shape
-    D = xk.shape[1]
-    if _on_our_threads(N * D * M):
-        C = min(N, _threads.get_num_threads())  # one per thread: no spinning pool in a hold
-        _threads.run_chunks(_K_affine.forward_rows, C, (C, xk, W, b, out), 1, 0)
-        return
-    mode = product_mode(N, D, M, out.dtype)
-    if mode == _HERE:
-        _K_affine.forward_here(xk, W, b, out)
-    elif mode == _PAIR or mode == _PAIR_FORWARD:
-        _K_affine.forward_pair(xk, W, b, out, share_for((mode,), out.dtype))
-    else:
-        _K_affine.forward(xk, W, b, out)
 
 
 class Relu:

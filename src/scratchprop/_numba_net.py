@@ -287,7 +287,8 @@ def net_predict(net, x):
     N, H, C = xc.shape[0], W1.shape[1], W2.shape[1]
     h, s = np.empty((N, H), dt), np.empty((N, C), dt)
     mode = _L.product_mode(N, xc.shape[1], H, dt)
-    _KP.predict(xc, W1, b1, W2, b2, h, s, mode, _L.share_for((mode,), dt))
+    part = np.empty((N, H) if mode == _L._PAIR else (0, 0), dt)  # a split product's second sum
+    _KP.predict(xc, W1, b1, W2, b2, h, s, mode, _L.share_for((mode,), dt), part)
     _set_forward_state(net, x2, x_shape, h)
     return s.reshape(C) if len(x_shape) == 1 else s
 

@@ -26,7 +26,11 @@ The model, four rules:
    pool and threads, our kernel's rate on each, well above OpenBLAS's own at
    a net's first layer; the bits of the kernel on one thread. The weight
    gradient only while the layer's input fits :data:`PAIR_MAX_BYTES`,
-   the input gradient never: OpenBLAS's own product there.
+   the input gradient never: OpenBLAS's own product there. Where the weight
+   gradient is paired, the forward splits the inner dimension instead of the
+   rows, so each thread reads only the rows of ``W`` it made the gradient of
+   (and mostly updates): reading the other core's writes costs more than
+   the product saves (``split_product``; its two half sums are its bits).
 2. **Everything else runs on the calling thread.** The passes around the
    products (bias, ReLU, softmax, loss, masks, most updates) are
    memory-bound and fused into one or two sweeps; two threads did not beat

@@ -32,6 +32,11 @@
     the cache of the core that updated them), as the rows of ``x @ W1`` paired
     (``pair.paired_product``, each thread reads all of ``W1``) and as its two half sums (each
     reads the rows whose gradient it made), interleaved; and both on a ``W1`` nobody rewrites.
+``python bench/pair_probe.py draws [batch]``
+    Dropout's masks drawn on OpenBLAS's worker beside a hidden layer's product (``kernels/mlp.py``,
+    ``threads.DRAWS_PAIR_MIN_ELEMENTS``): that net's training step with Adam (batch 100 by
+    default), on the reference, with the draws there (the default) and all on this thread (the
+    threshold set out of reach), interleaved round by round, in the three scenarios of ``step``.
 ``python bench/pair_probe.py compile``
     What the split update costs a fresh process: a Python with an empty Numba cache, then again
     with that cache, times ``MultiLayerNetExtend`` 784-[100]x5-10's first five Adam updates (the
@@ -331,9 +336,41 @@ def forward(N=100):
         f"{N} x 784 @ 784 x 100, float64, paired with OpenBLAS's worker; median us of 15 interleaved rounds"
     )
     for i, name in enumerate(ways):
-        print(
-            f"  {name:18s} after a training step {np.median(times[i]):7.1f} | W1 untouched {np.median(times[i + 2]):7.1f}"
+        after, untouched = np.median(times[i]), np.median(times[i + 2])
+        print(f"  {name:18s} after a training step {after:7.1f} | W1 untouched {untouched:7.1f}")
+
+
+def draws(N=100):
+    import scratchprop
+    import scratchprop.numba
+    from bench.cases import inputs
+    from scratchprop import threads
+
+    x, t = inputs(N, "float64", 784, 10)
+    default = threads.DRAWS_PAIR_MIN_ELEMENTS
+
+    def make(backend, least):
+        net = scratchprop.MultiLayerNetExtend(
+            784, [100] * 5, 10, backend=backend, seed=0, use_batchnorm=True, use_dropout=True
         )
+        opt = (scratchprop.numba if backend == "numba" else scratchprop.numpy).Adam(lr=0.001)
+
+        def one():
+            threads.DRAWS_PAIR_MIN_ELEMENTS = least
+            opt.update(net.params, net.gradient(x, t))
+
+        return one
+
+    np.random.seed(1)
+    steps = {
+        "reference": make("numpy", default),
+        "worker draws": make("numba", default),
+        "draws here": make("numba", 1 << 62),
+    }
+    try:
+        _scenarios(steps, N)
+    finally:
+        threads.DRAWS_PAIR_MIN_ELEMENTS = default
 
 
 if __name__ == "__main__":
@@ -342,6 +379,7 @@ if __name__ == "__main__":
         "step": step,
         "update": update,
         "forward": forward,
+        "draws": draws,
         "convnet": convnet,
         "compile": compile,
     }

@@ -16,17 +16,31 @@ layers' own choice, made by the caller.
 """
 
 import numpy as np
-from numba import njit
+from numba import carray, njit
 
 from . import affine as _A
 from . import batchnorm as _B
-from .config import SERIAL, guard_cache
+from .config import INLINE, SERIAL, guard_cache
+from .mt19937 import N as _MT_WORDS
 from .mt19937 import dropout_mask
-from .pair import HERE, PAIR, PAIR_FORWARD
+from .pair import (
+    HERE,
+    PAIR,
+    PAIR_FORWARD,
+    RECORD,
+    compiled_share,
+    f32_at,
+    f64_at,
+    pool_threads,
+    product_record,
+    run_pair,
+    share_product,
+    void_at,
+)
 from .softmax_loss import backward as _loss_backward
 from .softmax_loss import forward as _loss_forward
 
-__all__ = ["GROUPS", "gradient", "scratch_size"]
+__all__ = ["GROUPS", "gradient", "scratch_size", "share_address"]
 
 #: Hidden groups of every call's tuples (nets of up to this many take the kernel).
 GROUPS = 8
@@ -56,6 +70,59 @@ def _affine_backward(mode, fn, dout, x, W, need_dx, dx, dW, db, work):
         db[j] = got[j]
 
 
+# A share's record (``run_pair``): a product's (:func:`.pair.product_record`), or the Dropout
+# masks of up to two groups: the generator's state, their count, then per mask its address, size
+# and ratio (float64 bits); the last field says which.
+_R = RECORD + 1
+_PRODUCT, _DRAWS = 0, 1
+
+
+@njit(**INLINE)
+def _share(arg, at):
+    r = carray(arg, (_R,), dtype=np.int64)
+    if r[_R - 1] == _PRODUCT:
+        share_product(arg, at)
+        return
+    state = carray(void_at(r[0]), (_MT_WORDS + 1,), dtype=np.uint32)
+    none = carray(void_at(r[0]), (0,), dtype=np.float64)
+    for k in range(r[1]):
+        ratio = carray(arg, (_R,), dtype=np.float64)[4 + 3 * k]
+        dropout_mask(state, none, ratio, none, carray(void_at(r[2 + 3 * k]), (r[3 + 3 * k],), dtype=np.bool_))
+
+
+def _share_f64(arg):
+    _share(arg, f64_at)
+
+
+def _share_f32(arg):
+    _share(arg, f32_at)
+
+
+_SHARES = {}
+
+
+def share_address(dtype):
+    """The address of :func:`gradient`'s share ``cfunc`` for ``dtype`` (a product, or Dropout
+    masks drawn on OpenBLAS's worker meanwhile), or 0 where the pool cannot take one."""
+    return compiled_share(_SHARES, dtype, _share_f64, _share_f32)
+
+
+@njit(**SERIAL)
+def _draws_ahead(rec, state, masks, ratio, parts, N, S, P, g, L):
+    """Write into ``rec`` the draws of the Dropout masks of groups ``g`` and ``g + 1`` (those that
+    have one); returns how many draws."""
+    k, n = 0, 0
+    for h in range(g, min(g + 2, L)):
+        if parts[h] & 2:
+            keep = masks[N * (S + P[h]) : N * (S + P[h + 1])]
+            rec[2 + 3 * k], rec[3 + 3 * k] = keep.ctypes.data, keep.shape[0]
+            rec.view(np.float64)[4 + 3 * k] = ratio[h]
+            k += 1
+            n += keep.shape[0]
+    rec[0], rec[1], rec[_R - 1] = state.ctypes.data, k, _DRAWS
+    return n
+
+
 @njit(**SERIAL)
 def _relu_dropout(out, rmask, keep):
     """The Relu's and the Dropout's forwards over ``out`` in place, row by row (their kernels' bits)."""
@@ -76,6 +143,7 @@ def gradient(
     x, labels, T, Ws, bs, dWs, mode, fn, widths, parts,  # the Affine layers and the net's shape
     gammas, betas, running_means, running_vars, momentum, state, ratio,  # BatchNorm, Dropout
     fwd, masks, stats, scratch,  # flat arrays: what the layers keep, and scratch
+    share, draws_least,  # Dropout's draws on OpenBLAS's worker beside a product here
 ):  # fmt: skip
     """One step's forward (training mode) and backward; returns ``(y, loss)`` of SoftmaxWithLoss.
 
@@ -94,6 +162,11 @@ def gradient(
     ``N * (S + P[g])``; ``stats`` ``std``, the new running mean and variance, ``dgamma`` and
     ``dbeta`` at ``k * S + P[g]`` (``k = 0 .. 4``), every Affine's ``db`` at ``5 * S + P[g]``.
     ``scratch``: :func:`scratch_size`.
+
+    ``share`` (:func:`share_address`; 0: none): where a hidden Affine's product runs here
+    (``HERE``), OpenBLAS's worker draws the Dropout masks of that group and the next meanwhile,
+    if they are ``draws_least`` draws or more (the same draws in the same order: a mask is drawn
+    before the next, each when its group would draw it or earlier).
     """
     L = widths.shape[0] - 1
     N = x.shape[0]
@@ -107,18 +180,30 @@ def gradient(
     zero = np.empty(0, x.dtype)
     scores = np.empty((N, widths[L]), x.dtype)
     at = N * S + 2 * S  # scratch after the pre-BatchNorm outputs and the batch statistics
+    rec = np.empty((2, _R), np.int64)
+    drawn = 0  # the groups before this one have their Dropout masks
     for g in range(L + 1):  # g == L: the last Affine, into the scores
         a = x if g == 0 else _rows(fwd, N * P[g - 1], N, widths[g - 1])
         M = widths[g]
         bn = g < L and parts[g] & 1 != 0
         out = scores if g == L else _rows(fwd, N * P[g], N, M)
         pre = _rows(scratch, N * P[g], N, M) if bn else out
-        _affine_forward(mode[g], fn, a, Ws[g], bs[g], pre, _rows(scratch, at, N, M))
+        ahead = 0
+        if share != 0 and 0 < g < L and g >= drawn and mode[g] == HERE:
+            ahead = _draws_ahead(rec[1], state, masks, ratio, parts, N, S, P, g, L)
+        if ahead >= draws_least and ahead > 0 and pool_threads() > 1:
+            _A._rows_of(bs[g], pre, 0, N)  # forward_here's product, here; the masks on the worker
+            product_record(rec[0], a, a.shape[1], 1, Ws[g], pre, 1.0, True)
+            rec[0, _R - 1] = _PRODUCT
+            run_pair(rec, share)
+            drawn = g + 2
+        else:
+            _affine_forward(mode[g], fn, a, Ws[g], bs[g], pre, _rows(scratch, at, N, M))
         if g == L:
             break
         rmask = masks[N * P[g] : N * P[g + 1]]
         keep = masks[N * (S + P[g]) : N * (S + P[g + 1]) if parts[g] & 2 else N * (S + P[g])]
-        if keep.shape[0]:  # drawn before BatchNormalization's passes, as its fused forward does
+        if keep.shape[0] and g >= drawn:  # before BatchNorm's passes, as its fused forward draws
             dropout_mask(state, zero, ratio[g], zero, keep)
         if bn:
             mu = scratch[N * S + P[g] : N * S + P[g + 1]]

@@ -45,6 +45,10 @@ __all__ = [
     "paired_product",
     "split_product",
     "split_at",
+    "product_record",
+    "share_product",
+    "RECORD",
+    "void_at",
     "pool_threads",
     "run_pair",
     "f64_at",
@@ -57,6 +61,8 @@ __all__ = [
 BLAS, HERE, PAIR, PAIR_FORWARD = 0, 1, 2, 3
 
 _REC = 11  # int64 per half: A, sa, sk, a_len, B, K, M, C, rows, add, alpha (float64 bits)
+#: int64 fields of a product's record (:func:`product_record`).
+RECORD = _REC
 # The shares hand ``product`` a 2-D ``A`` (of one row: it reads ``A`` through ``sa``, ``sk`` only), the
 # type the kernels pass it, so a cold start compiles ``product`` once for both.
 
@@ -112,7 +118,7 @@ _threads = types.ExternalFunction("scratchprop_blas_threads", types.int32())
 def _pointer_to(dt):
     @intrinsic
     def at(typingctx, addr):
-        sig = types.CPointer(dt)(types.int64)
+        sig = (types.voidptr if dt is None else types.CPointer(dt))(types.int64)
 
         def codegen(context, builder, signature, args):
             return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
@@ -122,8 +128,9 @@ def _pointer_to(dt):
     return at
 
 
-#: ``f64_at(address)``, ``f32_at(address)``: a typed pointer for ``carray`` in a share's ``cfunc``.
-f64_at, f32_at = _pointer_to(types.float64), _pointer_to(types.float32)
+#: ``f64_at(address)``, ``f32_at(address)``: a typed pointer for ``carray`` in a share's ``cfunc``;
+#: ``void_at(address)``: an untyped one (``carray(void_at(a), shape, dtype=...)``).
+f64_at, f32_at, void_at = _pointer_to(types.float64), _pointer_to(types.float32), _pointer_to(None)
 
 
 @njit(**INLINE)
@@ -149,14 +156,21 @@ def _share(arg, A, B, C):
     )
 
 
-def _share_f64(arg):
+@njit(**INLINE)
+def share_product(arg, at):
+    """The product of the record at ``arg`` (:func:`product_record`'s), its pointers typed by
+    ``at`` (:data:`f64_at` or :data:`f32_at`): a share's work, for a share ``cfunc`` of another
+    module that also takes other records."""
     r = carray(arg, (_REC,), dtype=np.int64)
-    _share(arg, f64_at(r[0]), f64_at(r[4]), f64_at(r[7]))
+    _share(arg, at(r[0]), at(r[4]), at(r[7]))
+
+
+def _share_f64(arg):
+    share_product(arg, f64_at)
 
 
 def _share_f32(arg):
-    r = carray(arg, (_REC,), dtype=np.int64)
-    _share(arg, f32_at(r[0]), f32_at(r[4]), f32_at(r[7]))
+    share_product(arg, f32_at)
 
 
 _SHARES = {}
@@ -179,6 +193,13 @@ def compiled_share(shares, dtype, f64, f32):
         share = f64 if dt == np.float64 else f32
         shares[dt] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(share).address
     return shares[dt]
+
+
+@njit(**SERIAL)
+def product_record(rec, A, sa, sk, B, C, alpha, add):
+    """Write into ``rec`` (int64, :data:`RECORD` or more) the record of :func:`.gemm.product`'s
+    ``C = alpha * op(A) @ B`` (plus ``C`` with ``add``), all of ``C``: :func:`share_product`'s."""
+    _half(rec, A, sa, sk, B, C, 0, C.shape[0], alpha, add)
 
 
 @njit(**SERIAL)

@@ -151,8 +151,17 @@ def test_thresholds_follow_the_stated_model():
     assert threads.UPDATE_PAIR_MIN_ELEMENTS == threads.min_elements(
         0.75, payoff=1, start_s=threads.PAIR_START_S
     )
+    # Dropout's draws go to the worker beside a product where they save its start (~1.1 ns a draw)
+    assert threads.DRAWS_PAIR_MIN_ELEMENTS == threads.min_elements(
+        1.1, payoff=1, start_s=threads.PAIR_START_S
+    )
     names = [n for n in vars(threads) if n.isupper() and n.endswith("_MIN_ELEMENTS")]
-    assert names == ["NUMGRAD_MIN_ELEMENTS", "CONV_MIN_ELEMENTS", "UPDATE_PAIR_MIN_ELEMENTS"]
+    assert names == [
+        "NUMGRAD_MIN_ELEMENTS",
+        "CONV_MIN_ELEMENTS",
+        "UPDATE_PAIR_MIN_ELEMENTS",
+        "DRAWS_PAIR_MIN_ELEMENTS",
+    ]
 
 
 def test_parallel_region_is_serial_when_small_busy_or_single_threaded():

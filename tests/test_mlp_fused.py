@@ -231,3 +231,71 @@ def test_the_same_arrays_serve_step_after_step_when_nothing_holds_them():
         ids.add(id(net.layers["BatchNorm1"].xc))
     assert len(ids) == 1
     assert NB.layer_net_gradient is fused.gradient
+
+
+@pytest.mark.parametrize("least", [0, None], ids=["always", "default"])
+@pytest.mark.parametrize(
+    "sizes, dtype, drop",
+    [
+        ((784, [100] * 4, 10), np.float64, ()),  # the default pairs here: 20,000 draws a pair
+        ((12, [10, 7, 10, 10, 6], 5), np.float64, ("Dropout2",)),  # a group without Dropout
+        ((12, [10] * 3, 5), np.float32, ("Dropout1", "Dropout3")),
+    ],
+)
+def test_dropout_drawn_on_openblas_worker_is_the_layers_own(monkeypatch, least, sizes, dtype, drop):
+    """The masks of the next groups drawn on OpenBLAS's worker beside a hidden product
+    (``threads.DRAWS_PAIR_MIN_ELEMENTS``; 0: wherever the kernel can): the same masks, bits and draws."""
+    if least is not None:
+        monkeypatch.setattr(threads, "DRAWS_PAIR_MIN_ELEMENTS", least)
+    kw = dict(use_batchnorm=dtype == np.float64, use_dropout=True, dtype=dtype)
+    a, b = pair(sizes=sizes, **kw)
+    for net in (a, b):
+        for name in drop:
+            del net.layers[name]
+    x, t = rng.random((100, sizes[0])).astype(dtype), rng.integers(0, sizes[2], 100)
+    steps(a, b, x, t)
+    if least is None and sizes[0] == 784:
+        mode, _, _, _, _, share = a._fused_shapes[1]
+        assert share != 0 and all(m == fused._nl._HERE for m in mode[1:])
+        assert 2 * 100 * 100 >= threads.DRAWS_PAIR_MIN_ELEMENTS
+
+
+def test_a_share_draws_masks_on_the_worker_while_this_thread_multiplies():
+    """``kernels.mlp``'s share: a product's record here and two masks' draws on OpenBLAS's worker
+    in one ``run_pair``: the product's bits and ``np.random.rand(n) > ratio``, in order."""
+    from numba import njit
+
+    from scratchprop.kernels import gemm, mt19937
+    from scratchprop.kernels import mlp as K
+    from scratchprop.kernels import pair as P
+
+    if not P.AVAILABLE:
+        pytest.skip("no paired products here")
+
+    @njit
+    def run(a, W, C, state, masks, ratio, parts, P_, share):
+        rec = np.empty((2, K._R), np.int64)
+        n = K._draws_ahead(rec[1], state, masks, ratio, parts, 100, 20, P_, 0, 2)
+        P.product_record(rec[0], a, a.shape[1], 1, W, C, 1.0, False)
+        rec[0, K._R - 1] = K._PRODUCT
+        P.run_pair(rec, share)
+        return n
+
+    @njit
+    def here(a, W, C):
+        gemm.product(a, a.shape[1], 1, W, C, 1.0, False)
+
+    a, W = rng.standard_normal((100, 30)), rng.standard_normal((30, 40))
+    C, want = np.empty((100, 40)), np.empty((100, 40))
+    here(a, W, want)
+    masks = np.zeros(2 * 100 * 20, np.bool_)  # two groups of 10: their Dropout masks from 2000
+    np.random.seed(7)
+    _, state = mt19937.global_state()
+    ratio, parts, P_ = np.array([0.3, 0.6]), np.array([3, 2]), np.array([0, 10, 20, 25])
+    assert run(a, W, C, state, masks, ratio, parts, P_, K.share_address(np.float64)) == 2000
+    assert np.array_equal(C, want)
+    after = np.random.get_state()[1].copy()
+    np.random.seed(7)
+    first, second = np.random.rand(100, 10) > 0.3, np.random.rand(100, 10) > 0.6
+    assert np.array_equal(masks[2000:3000], first.ravel()) and np.array_equal(masks[3000:], second.ravel())
+    assert np.array_equal(after, np.random.get_state()[1])

@@ -98,8 +98,9 @@ def _ready(groups, last, x):
 
 def _per_shape(net, N, dt, widths, parts, affines):
     """``mode`` (where each Affine's products run: its own rule), the address of the paired
-    products' share (0: none), ``widths``, ``parts`` as the kernel takes them, and its scratch
-    (``kernels.mlp.scratch_size``), kept on the net for the next step of the same shapes."""
+    products' share (0: none), ``widths``, ``parts`` as the kernel takes them, its scratch
+    (``kernels.mlp.scratch_size``) and the share that draws Dropout masks on OpenBLAS's worker (0:
+    none), kept on the net for the next step of the same shapes."""
     key = (N, dt, widths, parts)
     got = net.__dict__.get("_fused_shapes")
     if got is None or got[0] != key:
@@ -107,7 +108,8 @@ def _per_shape(net, N, dt, widths, parts, affines):
         fn = _nl.share_for(mode, dt)
         work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
         scratch = np.empty(_K.scratch_size(N, widths, work), dt)
-        got = net._fused_shapes = (key, (mode, fn, np.array(widths), np.array(parts), scratch))
+        draws = _K.share_address(dt) if any(p & 2 for p in parts) else 0
+        got = net._fused_shapes = (key, (mode, fn, np.array(widths), np.array(parts), scratch, draws))
     return got[1]
 
 
@@ -230,7 +232,7 @@ def gradient(net, x, t):
     none, none2 = _NONE[dt], _NONE[dt].reshape(0, 0)
     pad2 = (none2,) * (_K.GROUPS - len(groups))  # tuples of one length: one compile for any depth
     pad1 = (none,) * len(pad2)
-    mode, fn, widths_k, parts_k, scratch = _per_shape(net, N, dt, widths, parts, affines)
+    mode, fn, widths_k, parts_k, scratch, draws = _per_shape(net, N, dt, widths, parts, affines)
     bn_inputs = [tuple(none if bn is None else getattr(bn, k) for bn in bns) + pad1 for k in _BN_INPUTS]
     args = (
         xk,
@@ -251,6 +253,8 @@ def gradient(net, x, t):
         masks,
         stats,
         scratch,
+        draws,
+        _threads.DRAWS_PAIR_MIN_ELEMENTS,
     )
     if lock is None:
         y, loss = _K.gradient(*args)

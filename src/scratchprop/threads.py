@@ -36,13 +36,16 @@ The model, four rules:
    memory-bound and fused into one or two sweeps; two threads did not beat
    one for them up to 1M elements (a region costs a wake-up or a fight with
    the BLAS pool, more than the sweep; ``bench/THREADS.md``). Pooling too.
-   One exception, bound by the core's divider rather than by memory:
+   Two exceptions. Bound by the core's divider rather than by memory,
    AdaGrad's, RMSprop's and Adam's updates split parameters of
    :data:`UPDATE_PAIR_MIN_ELEMENTS` or more with the BLAS pool's worker as
    rule 1 shares a product (``kernels/optim.py``), the worker taking the
    tail of each (of a net's first layer, the rows whose ``dW`` it made
    and more). Not while a convnet trains (:func:`blas_held_lately`): the
    worker woken by the update would spin in the next step's hold (rule 4).
+   And Dropout's masks, which need no data: a fused net's forward has the
+   worker draw the next groups' masks while this thread runs a hidden
+   layer's product (:data:`DRAWS_PAIR_MIN_ELEMENTS`; ``kernels/mlp.py``).
 3. **Numba's threads only for long, BLAS-free regions**, ``parallel across
    the batch`` (or across rows of a weight matrix): a region runs on Numba's
    threads when its work is at least ``*_MIN_ELEMENTS`` (below), Numba has
@@ -175,6 +178,12 @@ PAIR_MAX_BYTES = 2 << 20
 #: pool's worker (rule 2's exception): ~1.5 ns an element on one core (bound by the divider), so
 #: the worker's half saves ~0.75 ns an element, which must cover its start.
 UPDATE_PAIR_MIN_ELEMENTS = min_elements(0.75, payoff=1, start_s=PAIR_START_S)
+
+
+#: Dropout draws from which a fused net's forward (``kernels/mlp.py``) has OpenBLAS's worker draw
+#: the next masks while this thread runs a hidden layer's product (rule 2's second exception): a
+#: draw costs ~1.1 ns here (``np.random.rand``'s MT19937, tempered), which must cover the start.
+DRAWS_PAIR_MIN_ELEMENTS = min_elements(1.1, payoff=1, start_s=PAIR_START_S)
 
 
 def blas_pays(macs, itemsize):

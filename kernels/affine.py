@@ -41,6 +41,7 @@ __all__ = [
     "backward",
     "forward_here",
     "backward_here",
+    "dx_here",
     "forward_pair",
     "backward_pair",
     "work_size",
@@ -155,18 +156,27 @@ def backward_here(dout, x, W, need_dx, dx, dW, work):
     N, M = dout.shape
     D = W.shape[0]
     db = np.zeros(M, dtype=dout.dtype)
-    if need_dx and D * M <= (M + D) * N:
+    if need_dx:
+        dx_here(dout, W, dx, work)
+    product(x, 1, D, dout, dW, 1.0, False)  # dW last: the caller's update reads it next
+    _column_sums(dout, db, 0, M)
+    return dx, dW, db
+
+
+@njit(**SERIAL)
+def dx_here(dout, W, dx, work):
+    """:func:`backward_here`'s ``dx = dout @ W.T`` alone."""
+    N, M = dout.shape
+    D = W.shape[0]
+    if D * M <= (M + D) * N:
         WT = work[: D * M].reshape(M, D)
         _transpose(W, WT)
         product(dout, M, 1, WT, dx, 1.0, False)
-    elif need_dx:
+    else:
         doutT, dxT = work[: M * N].reshape(M, N), work[M * N : (M + D) * N].reshape(D, N)
         _transpose(dout, doutT)
         product(W, M, 1, doutT, dxT, 1.0, False)
         _transpose(dxT, dx)
-    product(x, 1, D, dout, dW, 1.0, False)  # dW last: the caller's update reads it next
-    _column_sums(dout, db, 0, M)
-    return dx, dW, db
 
 
 @njit(**SERIAL)

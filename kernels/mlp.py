@@ -21,6 +21,7 @@ from numba import carray, njit
 from . import affine as _A
 from . import batchnorm as _B
 from .config import INLINE, SERIAL, guard_cache
+from .gemm import ROWS
 from .mt19937 import N as _MT_WORDS
 from .mt19937 import dropout_mask
 from .pair import (
@@ -32,13 +33,14 @@ from .pair import (
     f32_at,
     f64_at,
     pool_threads,
-    product_record,
+    rows_record,
     run_pair,
     share_product,
     void_at,
 )
 from .softmax_loss import backward as _loss_backward
 from .softmax_loss import forward as _loss_forward
+from .two_layer import _column_sums
 
 __all__ = ["GROUPS", "gradient", "scratch_size", "share_address"]
 
@@ -70,24 +72,27 @@ def _affine_backward(mode, fn, dout, x, W, need_dx, dx, dW, db, work):
         db[j] = got[j]
 
 
-# A share's record (``run_pair``): a product's (:func:`.pair.product_record`), or the Dropout
-# masks of up to two groups: the generator's state, their count, then per mask its address, size
-# and ratio (float64 bits); the last field says which.
-_R = RECORD + 1
-_PRODUCT, _DRAWS = 0, 1
+# A share's record (``run_pair``): its kind and a count, then ``_PRODUCTS``: that many products'
+# records (:func:`.pair.rows_record`'s fields each), or ``_DRAWS``: the generator's state, then
+# per Dropout mask its address, size and ratio (float64 bits).
+_PRODUCTS, _DRAWS = 0, 1
+_R = 2 + RECORD * (GROUPS + 2)
 
 
 @njit(**INLINE)
 def _share(arg, at):
     r = carray(arg, (_R,), dtype=np.int64)
-    if r[_R - 1] == _PRODUCT:
-        share_product(arg, at)
+    rf = carray(arg, (_R,), dtype=np.float64)
+    if r[0] == _PRODUCTS:
+        for k in range(r[1]):
+            lo = 2 + RECORD * k
+            share_product(r[lo : lo + RECORD], rf[lo : lo + RECORD], at)
         return
-    state = carray(void_at(r[0]), (_MT_WORDS + 1,), dtype=np.uint32)
-    none = carray(void_at(r[0]), (0,), dtype=np.float64)
+    state = carray(void_at(r[2]), (_MT_WORDS + 1,), dtype=np.uint32)
+    none = carray(void_at(r[2]), (0,), dtype=np.float64)
     for k in range(r[1]):
-        ratio = carray(arg, (_R,), dtype=np.float64)[4 + 3 * k]
-        dropout_mask(state, none, ratio, none, carray(void_at(r[2 + 3 * k]), (r[3 + 3 * k],), dtype=np.bool_))
+        m = 3 + 3 * k
+        dropout_mask(state, none, rf[m + 2], none, carray(void_at(r[m]), (r[m + 1],), dtype=np.bool_))
 
 
 def _share_f64(arg):
@@ -102,9 +107,18 @@ _SHARES = {}
 
 
 def share_address(dtype):
-    """The address of :func:`gradient`'s share ``cfunc`` for ``dtype`` (a product, or Dropout
-    masks drawn on OpenBLAS's worker meanwhile), or 0 where the pool cannot take one."""
+    """The address of :func:`gradient`'s share ``cfunc`` for ``dtype`` (products, or Dropout masks
+    drawn on OpenBLAS's worker meanwhile), or 0 where the pool cannot take one."""
     return compiled_share(_SHARES, dtype, _share_f64, _share_f32)
+
+
+@njit(**SERIAL)
+def _add_product(rec, A, sa, sk, B, C, lo, hi, add):
+    """Add to the share's record ``rec`` (its count set) ``C``'s rows ``lo:hi`` of ``op(A) @ B``
+    (plus ``C`` with ``add``)."""
+    k = rec[1]
+    rows_record(rec[2 + RECORD * k : 2 + RECORD * (k + 1)], A, sa, sk, B, C, lo, hi, 1.0, add)
+    rec[0], rec[1] = _PRODUCTS, k + 1
 
 
 @njit(**SERIAL)
@@ -115,12 +129,21 @@ def _draws_ahead(rec, state, masks, ratio, parts, N, S, P, g, L):
     for h in range(g, min(g + 2, L)):
         if parts[h] & 2:
             keep = masks[N * (S + P[h]) : N * (S + P[h + 1])]
-            rec[2 + 3 * k], rec[3 + 3 * k] = keep.ctypes.data, keep.shape[0]
-            rec.view(np.float64)[4 + 3 * k] = ratio[h]
+            m = 3 + 3 * k
+            rec[m], rec[m + 1] = keep.ctypes.data, keep.shape[0]
+            rec.view(np.float64)[m + 2] = ratio[h]
             k += 1
             n += keep.shape[0]
-    rec[0], rec[1], rec[_R - 1] = state.ctypes.data, k, _DRAWS
+    rec[0], rec[1], rec[2] = _DRAWS, k, state.ctypes.data
     return n
+
+
+@njit(**SERIAL)
+def _sums(d, db):
+    """``db = d.sum(axis=0)`` in row order, as the Affine backward sums it."""
+    for j in range(db.shape[0]):
+        db[j] = 0
+    _column_sums(d, db, 0, db.shape[0])
 
 
 @njit(**SERIAL)
@@ -163,10 +186,13 @@ def gradient(
     ``dbeta`` at ``k * S + P[g]`` (``k = 0 .. 4``), every Affine's ``db`` at ``5 * S + P[g]``.
     ``scratch``: :func:`scratch_size`.
 
-    ``share`` (:func:`share_address`; 0: none): where a hidden Affine's product runs here
-    (``HERE``), OpenBLAS's worker draws the Dropout masks of that group and the next meanwhile,
-    if they are ``draws_least`` draws or more (the same draws in the same order: a mask is drawn
-    before the next, each when its group would draw it or earlier).
+    ``share`` (:func:`share_address`; 0: none): OpenBLAS's worker takes work beside this thread's.
+    In the forward, where a hidden Affine's product runs here (``HERE``), the worker draws the
+    Dropout masks of that group and the next meanwhile, if they are ``draws_least`` draws or more
+    (the same draws in the same order: a mask is drawn before the next, each when its group would
+    draw it or earlier). In the backward, where the first layer's ``dW`` is paired (``PAIR``),
+    those hidden Affines' ``dW`` wait until it: then this thread makes them and the first rows of
+    the first ``dW``, the worker the rest, in one pairing (each ``dW`` the same product).
     """
     L = widths.shape[0] - 1
     N = x.shape[0]
@@ -180,7 +206,10 @@ def gradient(
     zero = np.empty(0, x.dtype)
     scores = np.empty((N, widths[L]), x.dtype)
     at = N * S + 2 * S  # scratch after the pre-BatchNorm outputs and the batch statistics
-    rec = np.empty((2, _R), np.int64)
+    rec = np.empty((2, _R), np.int64)  # the two shares' records (this thread's, the worker's)
+    flat = rec.reshape(2 * _R)
+    here, there = flat[:_R], flat[_R:]
+    paired = share != 0 and pool_threads() > 1
     drawn = 0  # the groups before this one have their Dropout masks
     for g in range(L + 1):  # g == L: the last Affine, into the scores
         a = x if g == 0 else _rows(fwd, N * P[g - 1], N, widths[g - 1])
@@ -189,12 +218,12 @@ def gradient(
         out = scores if g == L else _rows(fwd, N * P[g], N, M)
         pre = _rows(scratch, N * P[g], N, M) if bn else out
         ahead = 0
-        if share != 0 and 0 < g < L and g >= drawn and mode[g] == HERE:
-            ahead = _draws_ahead(rec[1], state, masks, ratio, parts, N, S, P, g, L)
-        if ahead >= draws_least and ahead > 0 and pool_threads() > 1:
+        if paired and 0 < g < L and g >= drawn and mode[g] == HERE:
+            ahead = _draws_ahead(there, state, masks, ratio, parts, N, S, P, g, L)
+        if ahead >= draws_least and ahead > 0:
             _A._rows_of(bs[g], pre, 0, N)  # forward_here's product, here; the masks on the worker
-            product_record(rec[0], a, a.shape[1], 1, Ws[g], pre, 1.0, True)
-            rec[0, _R - 1] = _PRODUCT
+            here[1] = 0
+            _add_product(here, a, a.shape[1], 1, Ws[g], pre, 0, N, True)
             run_pair(rec, share)
             drawn = g + 2
         else:
@@ -220,36 +249,65 @@ def gradient(
     y, loss = _loss_forward(scores, labels, T)
     t = y.dtype.type
     d = _loss_backward(y, labels, T, t(1), t(N))
-    dA, dZ, dB = at, at + N * wide, at + 2 * N * wide
-    work = scratch[at + 3 * N * wide :]
+    dA, dZ, dK = at, at + N * wide, at + 2 * N * wide  # dK: each group's d, kept to the end
+    work = scratch[dK + N * S :]
+    defer = paired and mode[0] == PAIR
+    here[1] = 0
+    later = 0  # multiply-adds per row of the batch of the dW waiting for the last pairing
     for g in range(L, -1, -1):  # d: the gradient at Affine g's output
         a = x if g == 0 else _rows(fwd, N * P[g - 1], N, widths[g - 1])
         D = a.shape[1]
         need_dx = g > 0  # not a literal: one compiled backward for both (the layers' own)
         dx = _rows(scratch, dA, N * need_dx, D)  # (0, D): the first layer's, unused
         db = stats[5 * S + P[g] : 5 * S + P[g + 1]]
-        _affine_backward(mode[g], fn, d, a, Ws[g], need_dx, dx, dWs[g], db, work)
+        if defer and g > 0 and mode[g] == HERE:  # dx here now, dW in the last pairing
+            _A.dx_here(d, Ws[g], dx, work)
+            _sums(d, db)
+            _add_product(here, a, 1, D, d, dWs[g], 0, D, False)
+            later += D * widths[g]
+        elif defer and g == 0:  # the rows of dW that balance the two threads' multiply-adds
+            _sums(d, db)
+            M = widths[0]
+            cut = min(D, max(0, (D * M - later) // (2 * M))) // ROWS * ROWS
+            if cut:
+                _add_product(here, a, 1, D, d, dWs[0], 0, cut, False)
+            there[1] = 0
+            _add_product(there, a, 1, D, d, dWs[0], cut, D, False)
+            run_pair(rec, share)
+        else:
+            _affine_backward(mode[g], fn, d, a, Ws[g], need_dx, dx, dWs[g], db, work)
         if g == 0:
             break
         h = g - 1  # the group whose output this is
         rmask = masks[N * P[h] : N * P[g]]
         keep = masks[N * (S + P[h]) : N * (S + P[g]) if parts[h] & 2 else N * (S + P[h])]
-        _B.act_backward(scratch[dA : dA + N * D], keep, rmask, scratch[dZ : dZ + N * D])
-        d = _rows(scratch, dZ, N, D)
+        kept = scratch[dK + N * P[h] : dK + N * P[g]]
         if parts[h] & 1:
+            _B.act_backward(scratch[dA : dA + N * D], keep, rmask, scratch[dZ : dZ + N * D])
             dgamma, dbeta = stats[3 * S + P[h] : 3 * S + P[g]], stats[4 * S + P[h] : 4 * S + P[g]]
             xc, xn = _rows(fwd, N * (S + P[h]), N, D), _rows(fwd, N * (2 * S + P[h]), N, D)
-            _B.backward(d, gammas[h], xc, xn, stats[P[h] : P[g]], _rows(scratch, dB, N, D), dgamma, dbeta)
-            d = _rows(scratch, dB, N, D)
+            _B.backward(
+                _rows(scratch, dZ, N, D),
+                gammas[h],
+                xc,
+                xn,
+                stats[P[h] : P[g]],
+                kept.reshape(N, D),
+                dgamma,
+                dbeta,
+            )
+        else:
+            _B.act_backward(scratch[dA : dA + N * D], keep, rmask, kept)
+        d = kept.reshape(N, D)
     return y, loss
 
 
 def scratch_size(N, widths, work):
     """Elements of :func:`gradient`'s ``scratch``: the pre-BatchNorm outputs, the batch means and
-    variances, three ``N`` x widest arrays (the first a paired forward's part, then the backward's),
-    then ``work`` for the Affine backward."""
+    variances, two ``N`` x widest arrays (the first a paired forward's part, then the backward's),
+    each group's gradient (``N`` x its width), then ``work`` for the Affine backward."""
     S = sum(widths[:-1])
-    return N * S + 2 * S + 3 * N * max(widths) + work
+    return 2 * N * S + 2 * S + 2 * N * max(widths) + work
 
 
 guard_cache(globals())

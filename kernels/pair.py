@@ -45,7 +45,7 @@ __all__ = [
     "paired_product",
     "split_product",
     "split_at",
-    "product_record",
+    "rows_record",
     "share_product",
     "RECORD",
     "void_at",
@@ -61,7 +61,7 @@ __all__ = [
 BLAS, HERE, PAIR, PAIR_FORWARD = 0, 1, 2, 3
 
 _REC = 11  # int64 per half: A, sa, sk, a_len, B, K, M, C, rows, add, alpha (float64 bits)
-#: int64 fields of a product's record (:func:`product_record`).
+#: int64 fields of a product's record (:func:`rows_record`).
 RECORD = _REC
 # The shares hand ``product`` a 2-D ``A`` (of one row: it reads ``A`` through ``sa``, ``sk`` only), the
 # type the kernels pass it, so a cold start compiles ``product`` once for both.
@@ -147,30 +147,27 @@ def run_pair(rec, fn):
 
 
 @njit(**INLINE)
-def _share(arg, A, B, C):
-    """A half's product from its record at ``arg``, given its three pointers (typed by dtype)."""
-    r = carray(arg, (_REC,), dtype=np.int64)
-    alpha = carray(arg, (_REC,), dtype=np.float64)[10]
+def _share(r, alpha, A, B, C):
+    """A half's product from its record's fields ``r``, given its three pointers (typed by dtype)."""
     product(
         carray(A, (1, r[3])), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
     )
 
 
 @njit(**INLINE)
-def share_product(arg, at):
-    """The product of the record at ``arg`` (:func:`product_record`'s), its pointers typed by
-    ``at`` (:data:`f64_at` or :data:`f32_at`): a share's work, for a share ``cfunc`` of another
-    module that also takes other records."""
-    r = carray(arg, (_REC,), dtype=np.int64)
-    _share(arg, at(r[0]), at(r[4]), at(r[7]))
+def share_product(r, rf, at):
+    """The product of a record (:func:`rows_record`'s :data:`RECORD` fields ``r``, int64, and ``rf``,
+    the same memory as float64), its pointers typed by ``at`` (:data:`f64_at` or :data:`f32_at`):
+    a share's work, for a share ``cfunc`` of another module that also takes other records."""
+    _share(r, rf[10], at(r[0]), at(r[4]), at(r[7]))
 
 
 def _share_f64(arg):
-    share_product(arg, f64_at)
+    share_product(carray(arg, (_REC,), dtype=np.int64), carray(arg, (_REC,), dtype=np.float64), f64_at)
 
 
 def _share_f32(arg):
-    share_product(arg, f32_at)
+    share_product(carray(arg, (_REC,), dtype=np.int64), carray(arg, (_REC,), dtype=np.float64), f32_at)
 
 
 _SHARES = {}
@@ -196,14 +193,9 @@ def compiled_share(shares, dtype, f64, f32):
 
 
 @njit(**SERIAL)
-def product_record(rec, A, sa, sk, B, C, alpha, add):
-    """Write into ``rec`` (int64, :data:`RECORD` or more) the record of :func:`.gemm.product`'s
-    ``C = alpha * op(A) @ B`` (plus ``C`` with ``add``), all of ``C``: :func:`share_product`'s."""
-    _half(rec, A, sa, sk, B, C, 0, C.shape[0], alpha, add)
-
-
-@njit(**SERIAL)
-def _half(rec, A, sa, sk, B, C, lo, hi, alpha, add):
+def rows_record(rec, A, sa, sk, B, C, lo, hi, alpha, add):
+    """Write into ``rec`` (int64, :data:`RECORD` of them or more) the record of ``C``'s rows
+    ``lo:hi`` of :func:`.gemm.product`'s ``C = alpha * op(A) @ B`` (plus ``C`` with ``add``)."""
     K, M = B.shape
     off = lo * sa
     rec[0] = A.ctypes.data + off * A.itemsize
@@ -227,8 +219,8 @@ def paired_product(A, sa, sk, B, C, alpha, add, fn):
         return
     cut = (N // 2 + ROWS - 1) // ROWS * ROWS  # whole blocks for this thread
     rec = np.empty((2, _REC), np.int64)
-    _half(rec[0], A, sa, sk, B, C, 0, cut, alpha, add)
-    _half(rec[1], A, sa, sk, B, C, cut, N, alpha, add)
+    rows_record(rec[0], A, sa, sk, B, C, 0, cut, alpha, add)
+    rows_record(rec[1], A, sa, sk, B, C, cut, N, alpha, add)
     run_pair(rec, fn)
 
 

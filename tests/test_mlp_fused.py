@@ -261,8 +261,8 @@ def test_dropout_drawn_on_openblas_worker_is_the_layers_own(monkeypatch, least, 
 
 
 def test_a_share_draws_masks_on_the_worker_while_this_thread_multiplies():
-    """``kernels.mlp``'s share: a product's record here and two masks' draws on OpenBLAS's worker
-    in one ``run_pair``: the product's bits and ``np.random.rand(n) > ratio``, in order."""
+    """``kernels.mlp``'s share: products' records here and two masks' draws on OpenBLAS's worker
+    in one ``run_pair``: the products' bits and ``np.random.rand(n) > ratio``, in order."""
     from numba import njit
 
     from scratchprop.kernels import gemm, mt19937
@@ -275,9 +275,12 @@ def test_a_share_draws_masks_on_the_worker_while_this_thread_multiplies():
     @njit
     def run(a, W, C, state, masks, ratio, parts, P_, share):
         rec = np.empty((2, K._R), np.int64)
-        n = K._draws_ahead(rec[1], state, masks, ratio, parts, 100, 20, P_, 0, 2)
-        P.product_record(rec[0], a, a.shape[1], 1, W, C, 1.0, False)
-        rec[0, K._R - 1] = K._PRODUCT
+        flat = rec.reshape(2 * K._R)
+        here, there = flat[: K._R], flat[K._R :]
+        n = K._draws_ahead(there, state, masks, ratio, parts, 100, 20, P_, 0, 2)
+        here[1] = 0
+        K._add_product(here, a, a.shape[1], 1, W, C, 0, 60, False)  # two products here, in turn
+        K._add_product(here, a, a.shape[1], 1, W, C, 60, 100, False)
         P.run_pair(rec, share)
         return n
 
@@ -299,3 +302,16 @@ def test_a_share_draws_masks_on_the_worker_while_this_thread_multiplies():
     first, second = np.random.rand(100, 10) > 0.3, np.random.rand(100, 10) > 0.6
     assert np.array_equal(masks[2000:3000], first.ravel()) and np.array_equal(masks[3000:], second.ravel())
     assert np.array_equal(after, np.random.get_state()[1])
+
+
+@pytest.mark.parametrize("kw", NETS.values(), ids=NETS.keys())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hidden_weight_gradients_beside_the_first_layers_are_the_layers_own(kw, dtype):
+    """A paired first layer (``PAIR``): the hidden layers' ``dW`` wait for the last pairing, this
+    thread making them and the first rows of the first ``dW``, the worker the rest."""
+    sizes, N = (784, [100, 60, 100], 10), 100 if dtype == np.float64 else 200  # float32: half the cost
+    a, b = pair(sizes=sizes, dtype=dtype, **kw)
+    x, t = rng.random((N, 784)).astype(dtype), rng.integers(0, 10, N)
+    steps(a, b, x, t)
+    mode, _, _, _, _, share = a._fused_shapes[1]
+    assert mode[0] == fused._nl._PAIR and share != 0 and all(m == fused._nl._HERE for m in mode[1:])

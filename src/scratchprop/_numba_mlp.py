@@ -99,8 +99,8 @@ def _ready(groups, last, x):
 def _per_shape(net, N, dt, widths, parts, affines):
     """``mode`` (where each Affine's products run: its own rule), the address of the paired
     products' share (0: none), ``widths``, ``parts`` as the kernel takes them, its scratch
-    (``kernels.mlp.scratch_size``) and the share that draws Dropout masks on OpenBLAS's worker (0:
-    none), kept on the net for the next step of the same shapes."""
+    (``kernels.mlp.scratch_size``) and its own share with OpenBLAS's worker (0: none), kept on the
+    net for the next step of the same shapes."""
     key = (N, dt, widths, parts)
     got = net.__dict__.get("_fused_shapes")
     if got is None or got[0] != key:
@@ -108,8 +108,9 @@ def _per_shape(net, N, dt, widths, parts, affines):
         fn = _nl.share_for(mode, dt)
         work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
         scratch = np.empty(_K.scratch_size(N, widths, work), dt)
-        draws = _K.share_address(dt) if any(p & 2 for p in parts) else 0
-        got = net._fused_shapes = (key, (mode, fn, np.array(widths), np.array(parts), scratch, draws))
+        # the worker's share beside this thread: the last dW (a paired first layer), Dropout's draws
+        share = _K.share_address(dt) if mode[0] == _nl._PAIR or any(p & 2 for p in parts) else 0
+        got = net._fused_shapes = (key, (mode, fn, np.array(widths), np.array(parts), scratch, share))
     return got[1]
 
 
@@ -232,7 +233,7 @@ def gradient(net, x, t):
     none, none2 = _NONE[dt], _NONE[dt].reshape(0, 0)
     pad2 = (none2,) * (_K.GROUPS - len(groups))  # tuples of one length: one compile for any depth
     pad1 = (none,) * len(pad2)
-    mode, fn, widths_k, parts_k, scratch, draws = _per_shape(net, N, dt, widths, parts, affines)
+    mode, fn, widths_k, parts_k, scratch, share = _per_shape(net, N, dt, widths, parts, affines)
     bn_inputs = [tuple(none if bn is None else getattr(bn, k) for bn in bns) + pad1 for k in _BN_INPUTS]
     args = (
         xk,
@@ -253,7 +254,7 @@ def gradient(net, x, t):
         masks,
         stats,
         scratch,
-        draws,
+        share,
         _threads.DRAWS_PAIR_MIN_ELEMENTS,
     )
     if lock is None:

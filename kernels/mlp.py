@@ -12,7 +12,9 @@ The layers' parameters come as tuples indexed by the group, of :data:`GROUPS` gr
 type, and each compile of this kernel costs seconds (it carries every kernel it calls). What the
 step writes comes as a few flat arrays, cut by offsets. ``mode[g]``: where Affine ``g``'s
 products run (BLAS, this thread, or this thread and OpenBLAS's worker: :mod:`.pair`), the
-layers' own choice, made by the caller.
+layers' own choice, made by the caller. Beside this thread's work the worker also draws Dropout's
+masks and makes the hidden layers' ``dW`` (:func:`share_address`; ``bench/THREADS.md``, "The
+other core's cache").
 """
 
 import numpy as np
@@ -20,7 +22,7 @@ from numba import carray, njit
 
 from . import affine as _A
 from . import batchnorm as _B
-from .config import INLINE, SERIAL, guard_cache
+from .config import SERIAL, guard_cache
 from .gemm import ROWS
 from .mt19937 import N as _MT_WORDS
 from .mt19937 import dropout_mask
@@ -29,13 +31,11 @@ from .pair import (
     PAIR,
     PAIR_FORWARD,
     RECORD,
-    compiled_share,
-    f32_at,
-    f64_at,
+    call_share,
+    compiled,
     pool_threads,
     rows_record,
     run_pair,
-    share_product,
     void_at,
 )
 from .softmax_loss import backward as _loss_backward
@@ -72,53 +72,45 @@ def _affine_backward(mode, fn, dout, x, W, need_dx, dx, dW, db, work):
         db[j] = got[j]
 
 
-# A share's record (``run_pair``): its kind and a count, then ``_PRODUCTS``: that many products'
-# records (:func:`.pair.rows_record`'s fields each), or ``_DRAWS``: the generator's state, then
-# per Dropout mask its address, size and ratio (float64 bits).
+# A share's record (``run_pair``): its kind, a count and an address, then ``_PRODUCTS``: that many
+# products' records (:func:`.pair.rows_record`'s fields each), run by the share at that address
+# (:func:`.pair.share_address`, for their dtype); or ``_DRAWS``: the address is the generator's
+# state, then per Dropout mask its address, size and ratio (float64 bits).
 _PRODUCTS, _DRAWS = 0, 1
-_R = 2 + RECORD * (GROUPS + 2)
+_R = 3 + RECORD * (GROUPS + 2)
 
 
-@njit(**INLINE)
-def _share(arg, at):
+def _share(arg):
     r = carray(arg, (_R,), dtype=np.int64)
-    rf = carray(arg, (_R,), dtype=np.float64)
     if r[0] == _PRODUCTS:
         for k in range(r[1]):
-            lo = 2 + RECORD * k
-            share_product(r[lo : lo + RECORD], rf[lo : lo + RECORD], at)
+            call_share(r[2], r.ctypes.data + (3 + RECORD * k) * 8)
         return
     state = carray(void_at(r[2]), (_MT_WORDS + 1,), dtype=np.uint32)
     none = carray(void_at(r[2]), (0,), dtype=np.float64)
+    ratio = carray(arg, (_R,), dtype=np.float64)
     for k in range(r[1]):
         m = 3 + 3 * k
-        dropout_mask(state, none, rf[m + 2], none, carray(void_at(r[m]), (r[m + 1],), dtype=np.bool_))
-
-
-def _share_f64(arg):
-    _share(arg, f64_at)
-
-
-def _share_f32(arg):
-    _share(arg, f32_at)
+        dropout_mask(state, none, ratio[m + 2], none, carray(void_at(r[m]), (r[m + 1],), dtype=np.bool_))
 
 
 _SHARES = {}
 
 
-def share_address(dtype):
-    """The address of :func:`gradient`'s share ``cfunc`` for ``dtype`` (products, or Dropout masks
-    drawn on OpenBLAS's worker meanwhile), or 0 where the pool cannot take one."""
-    return compiled_share(_SHARES, dtype, _share_f64, _share_f32)
+def share_address():
+    """The address of :func:`gradient`'s share ``cfunc`` (products, or Dropout masks drawn on
+    OpenBLAS's worker meanwhile), or 0 where the pool cannot take one. One for both dtypes: the
+    products run in :func:`.pair.share_address`'s share of theirs, the masks are ``bool``."""
+    return compiled(_SHARES, "gradient", _share)
 
 
 @njit(**SERIAL)
-def _add_product(rec, A, sa, sk, B, C, lo, hi, add):
+def _add_product(rec, fn, A, sa, sk, B, C, lo, hi, add):
     """Add to the share's record ``rec`` (its count set) ``C``'s rows ``lo:hi`` of ``op(A) @ B``
-    (plus ``C`` with ``add``)."""
+    (plus ``C`` with ``add``), run by the product share ``fn`` (:func:`.pair.share_address`)."""
     k = rec[1]
-    rows_record(rec[2 + RECORD * k : 2 + RECORD * (k + 1)], A, sa, sk, B, C, lo, hi, 1.0, add)
-    rec[0], rec[1] = _PRODUCTS, k + 1
+    rows_record(rec[3 + RECORD * k : 3 + RECORD * (k + 1)], A, sa, sk, B, C, lo, hi, 1.0, add)
+    rec[0], rec[1], rec[2] = _PRODUCTS, k + 1, fn
 
 
 @njit(**SERIAL)
@@ -186,7 +178,8 @@ def gradient(
     ``dbeta`` at ``k * S + P[g]`` (``k = 0 .. 4``), every Affine's ``db`` at ``5 * S + P[g]``.
     ``scratch``: :func:`scratch_size`.
 
-    ``share`` (:func:`share_address`; 0: none): OpenBLAS's worker takes work beside this thread's.
+    ``share`` (:func:`share_address`; 0: none, and ``fn`` the products' share for ``x``'s dtype):
+    OpenBLAS's worker takes work beside this thread's.
     In the forward, where a hidden Affine's product runs here (``HERE``), the worker draws the
     Dropout masks of that group and the next meanwhile, if they are ``draws_least`` draws or more
     (the same draws in the same order: a mask is drawn before the next, each when its group would
@@ -209,7 +202,7 @@ def gradient(
     rec = np.empty((2, _R), np.int64)  # the two shares' records (this thread's, the worker's)
     flat = rec.reshape(2 * _R)
     here, there = flat[:_R], flat[_R:]
-    paired = share != 0 and pool_threads() > 1
+    paired = share != 0 and fn != 0 and pool_threads() > 1
     drawn = 0  # the groups before this one have their Dropout masks
     for g in range(L + 1):  # g == L: the last Affine, into the scores
         a = x if g == 0 else _rows(fwd, N * P[g - 1], N, widths[g - 1])
@@ -223,7 +216,7 @@ def gradient(
         if ahead >= draws_least and ahead > 0:
             _A._rows_of(bs[g], pre, 0, N)  # forward_here's product, here; the masks on the worker
             here[1] = 0
-            _add_product(here, a, a.shape[1], 1, Ws[g], pre, 0, N, True)
+            _add_product(here, fn, a, a.shape[1], 1, Ws[g], pre, 0, N, True)
             run_pair(rec, share)
             drawn = g + 2
         else:
@@ -263,16 +256,16 @@ def gradient(
         if defer and g > 0 and mode[g] == HERE:  # dx here now, dW in the last pairing
             _A.dx_here(d, Ws[g], dx, work)
             _sums(d, db)
-            _add_product(here, a, 1, D, d, dWs[g], 0, D, False)
+            _add_product(here, fn, a, 1, D, d, dWs[g], 0, D, False)
             later += D * widths[g]
         elif defer and g == 0:  # the rows of dW that balance the two threads' multiply-adds
             _sums(d, db)
             M = widths[0]
             cut = min(D, max(0, (D * M - later) // (2 * M))) // ROWS * ROWS
             if cut:
-                _add_product(here, a, 1, D, d, dWs[0], 0, cut, False)
+                _add_product(here, fn, a, 1, D, d, dWs[0], 0, cut, False)
             there[1] = 0
-            _add_product(there, a, 1, D, d, dWs[0], cut, D, False)
+            _add_product(there, fn, a, 1, D, d, dWs[0], cut, D, False)
             run_pair(rec, share)
         else:
             _affine_backward(mode[g], fn, d, a, Ws[g], need_dx, dx, dWs[g], db, work)

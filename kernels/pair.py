@@ -27,6 +27,7 @@ import ctypes
 
 import llvmlite.binding as llvm
 import numpy as np
+from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
@@ -42,11 +43,12 @@ __all__ = [
     "PAIR_FORWARD",
     "share_address",
     "compiled_share",
+    "compiled",
+    "call_share",
     "paired_product",
     "split_product",
     "split_at",
     "rows_record",
-    "share_product",
     "RECORD",
     "void_at",
     "pool_threads",
@@ -61,7 +63,7 @@ __all__ = [
 BLAS, HERE, PAIR, PAIR_FORWARD = 0, 1, 2, 3
 
 _REC = 11  # int64 per half: A, sa, sk, a_len, B, K, M, C, rows, add, alpha (float64 bits)
-#: int64 fields of a product's record (:func:`rows_record`).
+#: int64 fields of a product's record (:func:`rows_record`; :func:`share_address`'s share runs it).
 RECORD = _REC
 # The shares hand ``product`` a 2-D ``A`` (of one row: it reads ``A`` through ``sa``, ``sk`` only), the
 # type the kernels pass it, so a cold start compiles ``product`` once for both.
@@ -147,27 +149,23 @@ def run_pair(rec, fn):
 
 
 @njit(**INLINE)
-def _share(r, alpha, A, B, C):
-    """A half's product from its record's fields ``r``, given its three pointers (typed by dtype)."""
+def _share(arg, A, B, C):
+    """A half's product from its record at ``arg``, given its three pointers (typed by dtype)."""
+    r = carray(arg, (_REC,), dtype=np.int64)
+    alpha = carray(arg, (_REC,), dtype=np.float64)[10]
     product(
         carray(A, (1, r[3])), r[1], r[2], carray(B, (r[5], r[6])), carray(C, (r[8], r[6])), alpha, r[9] != 0
     )
 
 
-@njit(**INLINE)
-def share_product(r, rf, at):
-    """The product of a record (:func:`rows_record`'s :data:`RECORD` fields ``r``, int64, and ``rf``,
-    the same memory as float64), its pointers typed by ``at`` (:data:`f64_at` or :data:`f32_at`):
-    a share's work, for a share ``cfunc`` of another module that also takes other records."""
-    _share(r, rf[10], at(r[0]), at(r[4]), at(r[7]))
-
-
 def _share_f64(arg):
-    share_product(carray(arg, (_REC,), dtype=np.int64), carray(arg, (_REC,), dtype=np.float64), f64_at)
+    r = carray(arg, (_REC,), dtype=np.int64)
+    _share(arg, f64_at(r[0]), f64_at(r[4]), f64_at(r[7]))
 
 
 def _share_f32(arg):
-    share_product(carray(arg, (_REC,), dtype=np.int64), carray(arg, (_REC,), dtype=np.float64), f32_at)
+    r = carray(arg, (_REC,), dtype=np.int64)
+    _share(arg, f32_at(r[0]), f32_at(r[4]), f32_at(r[7]))
 
 
 _SHARES = {}
@@ -180,16 +178,34 @@ def share_address(dtype):
 
 
 def compiled_share(shares, dtype, f64, f32):
-    """The address of a share ``cfunc`` (``void(void *record)``) for ``dtype``: ``f64`` or ``f32``
-    compiled on first use (then from Numba's cache) and kept in ``shares``; 0 where nothing can be
-    shared with OpenBLAS's worker (:data:`AVAILABLE`)."""
+    """The address of a share ``cfunc`` for ``dtype``: ``f64`` or ``f32`` (:func:`compiled`)."""
+    dt = np.dtype(dtype)
+    return compiled(shares, dt, f64 if dt == np.float64 else f32)
+
+
+def compiled(shares, key, function):
+    """The address of ``function`` as a share ``cfunc`` (``void(void *record)``), compiled on first
+    use (then from Numba's cache) and kept in ``shares[key]``; 0 where nothing can be shared with
+    OpenBLAS's worker (:data:`AVAILABLE`)."""
     if not AVAILABLE:
         return 0
-    dt = np.dtype(dtype)
-    if dt not in shares:
-        share = f64 if dt == np.float64 else f32
-        shares[dt] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(share).address
-    return shares[dt]
+    if key not in shares:
+        shares[key] = cfunc(types.void(types.voidptr), cache=CACHE, error_model="numpy")(function).address
+    return shares[key]
+
+
+@intrinsic
+def call_share(typingctx, fn, record):
+    """Call the share ``cfunc`` at address ``fn`` on the record at address ``record`` (a share that
+    hands part of its record to another share: a product to :func:`share_address`'s)."""
+
+    def codegen(context, builder, signature, args):
+        void_p = ir.IntType(8).as_pointer()
+        share = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), [void_p]).as_pointer())
+        builder.call(share, [builder.inttoptr(args[1], void_p)])
+        return context.get_dummy_value()
+
+    return types.void(types.int64, types.int64), codegen
 
 
 @njit(**SERIAL)

@@ -273,14 +273,14 @@ def test_a_share_draws_masks_on_the_worker_while_this_thread_multiplies():
         pytest.skip("no paired products here")
 
     @njit
-    def run(a, W, C, state, masks, ratio, parts, P_, share):
+    def run(a, W, C, state, masks, ratio, parts, P_, share, fn):
         rec = np.empty((2, K._R), np.int64)
         flat = rec.reshape(2 * K._R)
         here, there = flat[: K._R], flat[K._R :]
         n = K._draws_ahead(there, state, masks, ratio, parts, 100, 20, P_, 0, 2)
         here[1] = 0
-        K._add_product(here, a, a.shape[1], 1, W, C, 0, 60, False)  # two products here, in turn
-        K._add_product(here, a, a.shape[1], 1, W, C, 60, 100, False)
+        K._add_product(here, fn, a, a.shape[1], 1, W, C, 0, 60, False)  # two products here, in turn
+        K._add_product(here, fn, a, a.shape[1], 1, W, C, 60, 100, False)
         P.run_pair(rec, share)
         return n
 
@@ -295,7 +295,8 @@ def test_a_share_draws_masks_on_the_worker_while_this_thread_multiplies():
     np.random.seed(7)
     _, state = mt19937.global_state()
     ratio, parts, P_ = np.array([0.3, 0.6]), np.array([3, 2]), np.array([0, 10, 20, 25])
-    assert run(a, W, C, state, masks, ratio, parts, P_, K.share_address(np.float64)) == 2000
+    share, fn = K.share_address(), P.share_address(np.float64)
+    assert run(a, W, C, state, masks, ratio, parts, P_, share, fn) == 2000
     assert np.array_equal(C, want)
     after = np.random.get_state()[1].copy()
     np.random.seed(7)

@@ -23,6 +23,7 @@ from . import threads as _threads
 from .kernels import affine as _K_affine
 from .kernels import mlp as _K
 from .kernels import mt19937 as _K_mt
+from .kernels import pair as _K_pair
 from .layernet import LayerNet
 
 __all__ = ["gradient"]
@@ -109,7 +110,9 @@ def _per_shape(net, N, dt, widths, parts, affines):
         work = max(_K_affine.work_size(N, *a.W.shape) for a in affines)
         scratch = np.empty(_K.scratch_size(N, widths, work), dt)
         # the worker's share beside this thread: the last dW (a paired first layer), Dropout's draws
-        share = _K.share_address(dt) if mode[0] == _nl._PAIR or any(p & 2 for p in parts) else 0
+        share = _K.share_address() if mode[0] == _nl._PAIR or any(p & 2 for p in parts) else 0
+        if share:
+            fn = _K_pair.share_address(dt)  # the products' share, which the kernel's share calls
         got = net._fused_shapes = (key, (mode, fn, np.array(widths), np.array(parts), scratch, share))
     return got[1]
 

@@ -270,23 +270,26 @@ def split_product(A, B, C, add, part, fn):
     Why not :func:`paired_product`'s rows of ``C``: each thread would read all of ``B``, and where
     ``B`` is a layer's weights, which the update rewrites by rows (the rows of ``dW`` each thread
     made, :mod:`.optim`), half of it from the other core's cache, slower than the product's own
-    reads. Here each thread reads only its rows of ``B``. Where the pool has one thread, or with
-    ``fn == 0``, both sums run here, in the same order: the bits depend on the shapes alone."""
+    reads. Here each thread reads only its rows of ``B``. Where the pool has one thread both sums
+    run here, through the same share: the bits depend on the shapes alone. ``fn`` must be a share
+    (:func:`share_address`): the layers split only where they pair (:data:`AVAILABLE`)."""
     N, K = A.shape
     M = B.shape[1]
+    if fn == 0:
+        raise ValueError("split_product needs the products' share (pair.share_address)")
     h = split_at(K)
-    if h >= K:
-        product(A, K, 1, B, C, 1.0, add)
+    rec = np.empty((2, _REC), np.int64)
+    if h >= K:  # too short to split: one sum, here
+        _part(rec[0], A, B, C, 0, K, add)
+        call_share(fn, rec.ctypes.data)
         return
-    if fn != 0 and _threads() >= 2:
-        rec = np.empty((2, _REC), np.int64)
-        _part(rec[0], A, B, C, 0, h, add)
-        _part(rec[1], A, B, part, h, K, False)
+    _part(rec[0], A, B, C, 0, h, add)
+    _part(rec[1], A, B, part, h, K, False)
+    if _threads() >= 2:
         run_pair(rec, fn)
-    else:  # the same two calls the shares make
-        a, b = A.reshape(A.size), B.reshape(B.size)
-        product(a.reshape(1, A.size), K, 1, b[: h * M].reshape(h, M), C, 1.0, add)
-        product(a[h:].reshape(1, A.size - h), K, 1, b[h * M :].reshape(K - h, M), part, 1.0, False)
+    else:
+        call_share(fn, rec.ctypes.data)
+        call_share(fn, rec.ctypes.data + _REC * 8)
     for i in range(N):
         for j in range(M):
             C[i, j] = C[i, j] + part[i, j]

@@ -134,7 +134,7 @@ def test_the_affine_layer_paired_gives_the_one_thread_products(N):
     want = np.tile(b, (N, 1))
     paired = N * D * 8 <= threads.PAIR_MAX_BYTES  # PAIR, else PAIR_FORWARD
     if paired:
-        P.split_product(x, W, want, True, np.empty((N, M)), 0)  # its two sums, both on this thread
+        P.split_product(x, W, want, True, np.empty((N, M)), P.share_address(np.float64))  # its two sums
     else:
         _product(x, D, 1, W, want, 1.0, True)
     np.testing.assert_array_equal(out, want)
@@ -168,3 +168,9 @@ def test_a_net_whose_input_outgrows_the_pair_limit_still_pairs_its_forward():
     net.gradient(x, t)
     mode, fn = net._fused_shapes[1][:2]
     assert mode[0] == nb_layers._PAIR_FORWARD and fn == P.share_address(np.float64) != 0
+
+
+def test_a_split_product_without_a_share_raises_instead_of_calling_nothing():
+    x, W = rng.standard_normal((20, 30)), rng.standard_normal((30, 5))
+    with pytest.raises(ValueError, match="share"):
+        P.split_product(x, W, np.zeros((20, 5)), True, np.empty((20, 5)), 0)

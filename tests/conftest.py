@@ -14,6 +14,31 @@ def kernels_always(monkeypatch):
     monkeypatch.setattr(_dispatch, "KERNEL_MIN_ELEMENTS", 0)
 
 
+@pytest.fixture
+def blas_busy():
+    """Another Python thread runs NumPy products (the BLAS pool our paired work shares) for the
+    whole test; at its end, they must all have given the same result."""
+    import threading
+
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    A, B, stop, done = rng.random((300, 300)), rng.random((300, 300)), threading.Event(), []
+
+    def busy():
+        while not stop.is_set():
+            done.append((A @ B)[0, 0])
+
+    other = threading.Thread(target=busy)
+    other.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        other.join()
+    assert done and np.all(np.array(done) == done[0])
+
+
 @pytest.fixture(autouse=True)
 def _thread_counts_restored():
     """Each test leaves Numba's thread count and the BLAS pool's as it found them (the CLI's

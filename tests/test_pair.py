@@ -3,8 +3,6 @@ the bits of the same product on one thread, for any shape, either orientation, w
 one thread or busy with another thread's products (a forward's two half sums, ``split_product``:
 the bits of its two sums on one thread); where the Affine layer and the fused net take them."""
 
-import threading
-
 import numpy as np
 import pytest
 from numba import njit
@@ -91,28 +89,15 @@ def test_a_split_product_is_its_two_sums_on_one_thread(dt, N, D, add):
     np.testing.assert_allclose(got, ref, rtol=0, atol=tol["rtol"] * 10 * np.abs(ref).max())
 
 
-def test_paired_products_beside_another_threads_blas_products():
+def test_paired_products_beside_another_threads_blas_products(blas_busy):
     fn = P.share_address(np.float64)
     x, W = rng.standard_normal((200, 784)), rng.standard_normal((784, 100))
     want = np.empty((200, 100))
     _product(x, 784, 1, W, want, 1.0, False)
-    A, B, stop, done = rng.random((400, 400)), rng.random((400, 400)), threading.Event(), []
-
-    def busy():
-        while not stop.is_set():
-            done.append((A @ B)[0, 0])
-
-    other = threading.Thread(target=busy)
-    other.start()
-    try:
-        for _ in range(50):
-            got = np.full((200, 100), np.nan)
-            P.paired_product(x, 784, 1, W, got, 1.0, False, fn)
-            np.testing.assert_array_equal(got, want)
-    finally:
-        stop.set()
-        other.join()
-    assert done and np.all(np.array(done) == done[0])
+    for _ in range(50):
+        got = np.full((200, 100), np.nan)
+        P.paired_product(x, 784, 1, W, got, 1.0, False, fn)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_where_the_layers_pair_their_products():

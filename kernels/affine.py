@@ -85,10 +85,10 @@ def forward_pair(x, W, b, out, mode, fn, part):
     """:func:`forward_here` on this thread and OpenBLAS's worker (through ``fn``). With ``mode``
     ``PAIR`` (:mod:`.pair`; ``dW`` paired too, :func:`backward_pair`) the product's inner dimension
     in two halves (:func:`.pair.split_product`, the worker's into ``part``, ``out``'s shape): each
-    thread reads the rows of ``W`` whose gradient it makes and whose update it runs. Else
+    thread reads the rows of ``W`` whose gradient it makes (and mostly updates). Else
     (``PAIR_FORWARD``: ``dW`` in BLAS, ``x`` too large to pair it) the rows of ``out`` in two
-    halves (:func:`.pair.paired_product`, the bits of the product on one thread): there a half
-    sum from the other core would cost more than reading all of ``W``."""
+    halves (:func:`.pair.paired_product`, the bits of the product on one thread): there no thread
+    owns rows of ``W``, and a half sum of a large batch would come from the other core's cache."""
     _rows_of(b, out, 0, x.shape[0])
     if mode == PAIR:
         split_product(x, W, out, True, part, fn)

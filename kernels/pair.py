@@ -223,6 +223,14 @@ def rows_record(rec, A, sa, sk, B, C, lo, hi, alpha, add):
     rec.view(np.float64)[10] = alpha
 
 
+@njit(**INLINE)
+def split_at(K):
+    """Where :func:`paired_product` cuts ``K`` rows of ``C`` (whole blocks for this thread) and
+    :func:`split_product` an inner dimension of ``K``: the same cut, so the forward's halves of ``W``
+    are the rows of ``dW`` each thread makes."""
+    return (K // 2 + ROWS - 1) // ROWS * ROWS
+
+
 @njit(**SERIAL)
 def paired_product(A, sa, sk, B, C, alpha, add, fn):
     """:func:`.gemm.product` (``C = alpha * op(A) @ B``, plus ``C`` with ``add``), ``C``'s first rows
@@ -233,18 +241,11 @@ def paired_product(A, sa, sk, B, C, alpha, add, fn):
     if fn == 0 or N < 2 * ROWS or _threads() < 2:
         product(A, sa, sk, B, C, alpha, add)
         return
-    cut = (N // 2 + ROWS - 1) // ROWS * ROWS  # whole blocks for this thread
+    cut = split_at(N)  # whole blocks for this thread
     rec = np.empty((2, _REC), np.int64)
     rows_record(rec[0], A, sa, sk, B, C, 0, cut, alpha, add)
     rows_record(rec[1], A, sa, sk, B, C, cut, N, alpha, add)
     run_pair(rec, fn)
-
-
-@njit(**INLINE)
-def split_at(K):
-    """Where :func:`split_product` cuts an inner dimension of ``K``: where :func:`paired_product`
-    cuts ``K`` rows of ``C`` (a layer's ``dW``, whose rows this thread and the worker then own)."""
-    return (K // 2 + ROWS - 1) // ROWS * ROWS
 
 
 @njit(**SERIAL)
